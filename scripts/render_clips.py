@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Render the simulators' speech clips with espeak-ng + sox into 8 kHz µ-law (committed).
+
+Run only when the clip list changes: ``python scripts/render_clips.py``. Tests and the demo read
+the committed ``sim/clips/*.ulaw`` and ``sim/clips/clips.json`` and never need espeak-ng or sox.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CLIPS_DIR = Path(__file__).resolve().parent.parent / "sim" / "clips"
+
+# name: (espeak voice, text). "caller_*" are what the simulated caller says, "ai_*" what the
+# simulated model answers. The caller uses a male voice, the AI a female variant, so a listener
+# (and the echo tests) can tell them apart.
+CLIPS = {
+    "caller_service": ("he+m3", "אני צריך התקנת מנעול חכם"),
+    "caller_city": ("he+m3", "בתל אביב"),
+    "caller_yes": ("he+m3", "כן"),
+    "caller_hello_en": ("en+m3", "Hello, I would like to book a smart lock installation please"),
+    "ai_greeting": ("he+f3", "שלום, הגעתם לעוזר הווירטואלי של העסק. במה אפשר לעזור?"),
+    "ai_ask_city": ("he+f3", "בשמחה. באיזו עיר אתם נמצאים?"),
+    "ai_confirm": ("he+f3", "מצוין, התקנת מנעול חכם בתל אביב. נכון?"),
+    "ai_goodbye": ("he+f3", "תודה רבה, נציג יחזור אליכם בהקדם. להתראות!"),
+    "ai_fallback": ("he+f3", "סליחה, לא שמעתי טוב. תוכלו לחזור על זה?"),
+}
+
+
+def render(name: str, voice: str, text: str, workdir: Path) -> dict:
+    wav = workdir / f"{name}.wav"
+    out = CLIPS_DIR / f"{name}.ulaw"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
+    subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw", str(out),
+                    "norm", "-3"], check=True)
+    return {"voice": voice, "text": text, "duration_ms": out.stat().st_size // 8}
+
+
+def main() -> int:
+    missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
+    if missing:
+        print(f"error: {', '.join(missing)} not found (Debian: apt-get install espeak-ng sox)", file=sys.stderr)
+        return 2
+    CLIPS_DIR.mkdir(parents=True, exist_ok=True)
+    index = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (voice, text) in CLIPS.items():
+            index[name] = render(name, voice, text, Path(tmp))
+            print(f"{name:18s} {index[name]['duration_ms']:5d} ms  {text}")
+    (CLIPS_DIR / "clips.json").write_text(json.dumps(index, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Flask app factory: the webhook, the media WebSocket and the health check.
+
+Served by ``gunicorn -k eventlet -w 1 -b 0.0.0.0:$PORT server.app:app`` (Procfile). ``app`` is
+created on first access so importing this module never needs the environment.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from dotenv import load_dotenv
+from flask import Flask, Response, jsonify, request
+from flask_sock import Sock
+
+from server import __version__, green
+from server.call_logging import configure, mask_phone
+from server.media_ws_ai import CallRegistry, MediaCall
+from server.settings import Settings
+from server.twiml import MEDIA_WS_PATH, connect_stream
+
+log = logging.getLogger(__name__)
+
+
+def _public_base_url(settings: Settings) -> str:
+    if settings.public_base_url:
+        return settings.public_base_url
+    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+    return f"{proto}://{host}"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    if settings is None:
+        load_dotenv()
+        settings = Settings.from_env(os.environ)
+    configure(settings.log_level)
+    app = Flask(__name__)
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
+    sock = Sock(app)
+    registry = CallRegistry()
+
+    @app.post("/webhook/incoming_call")
+    def incoming_call() -> Response:
+        form = request.form
+        log.info("[WEBHOOK] incoming call %s from %s to %s", form.get("CallSid", "?"),
+                 mask_phone(form.get("From", "?")), form.get("To", "?"))
+        twiml = connect_stream(_public_base_url(settings),
+                               {"CallSid": form.get("CallSid", ""), "From": form.get("From", ""),
+                                "To": form.get("To", "")})
+        return Response(twiml, mimetype="text/xml")
+
+    @sock.route(MEDIA_WS_PATH)
+    def twilio_media(ws) -> None:
+        MediaCall(ws, settings, registry).run()
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", version=__version__, active_calls=registry.active,
+                       calls_total=registry.total, green_threads=green.live_count())
+
+    log.info("ProSaaS voice agent %s ready: realtime=%s model=%s", __version__,
+             settings.openai_realtime_url, settings.openai_realtime_model)
+    return app
+
+
+_app: Flask | None = None
+
+
+def __getattr__(name: str):
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(name)

@@ -1,0 +1,51 @@
+"""Drain check: when may we say the AI stopped speaking?
+
+``response.output_audio.done`` arrives long before the caller has heard the audio (deltas come
+faster than real time and wait in our queues). So one check per response id polls the queue
+lengths every ``drain_poll_ms``: the AI stops counting as speaking when both queues are empty,
+or after ``drain_timeout_ms`` at the latest. If another response became active meanwhile the
+check is abandoned without clearing anything: the flags now belong to the newer response.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Drained:
+    response_id: str
+    after_ms: int
+
+
+@dataclass(frozen=True)
+class DrainTimedOut:
+    response_id: str
+    tx_frames: int
+    out_chunks: int
+
+
+@dataclass(frozen=True)
+class DrainSuperseded:
+    response_id: str
+    newer_response_id: str
+
+
+DrainResult = Drained | DrainTimedOut | DrainSuperseded
+
+
+class DrainCheck:
+    def __init__(self, response_id: str, started_ms: int, timeout_ms: int) -> None:
+        self.response_id = response_id
+        self.started_ms = started_ms
+        self.timeout_ms = timeout_ms
+
+    def poll(self, now_ms: int, tx_frames: int, out_chunks: int,
+             active_response_id: str | None) -> DrainResult | None:
+        """None means: keep polling."""
+        if active_response_id is not None and active_response_id != self.response_id:
+            return DrainSuperseded(self.response_id, active_response_id)
+        if tx_frames == 0 and out_chunks == 0:
+            return Drained(self.response_id, now_ms - self.started_ms)
+        if now_ms - self.started_ms >= self.timeout_ms:
+            return DrainTimedOut(self.response_id, tx_frames, out_chunks)
+        return None

@@ -1,0 +1,117 @@
+"""Inputs (facts) and outputs (verbs) of the call core. All frozen; all times in integer ms."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.core import realtime_protocol as rt
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionReady:
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class CallerFrame:
+    audio: bytes
+    payload_b64: str
+    audio_end_ms: int
+    """End of this frame in caller-audio time (frames x 20 ms since the stream started)."""
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class RealtimeReceived:
+    event: rt.ServerEvent
+    now_ms: int
+    tx_frames: int
+    out_chunks: int
+
+
+@dataclass(frozen=True)
+class AssistantFramePlayed:
+    item_id: str
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class AssistantPlayoutFinished:
+    """The TX loop sent the last frame (and tail silence) of this response."""
+    response_id: str
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class MarkAcked:
+    name: str
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class Tick:
+    now_ms: int
+    tx_frames: int
+    out_chunks: int
+
+
+CoreEvent = (SessionReady | CallerFrame | RealtimeReceived | AssistantFramePlayed
+             | AssistantPlayoutFinished | MarkAcked | Tick)
+
+# --- outputs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForwardAudio:
+    payload_b64: str
+
+
+@dataclass(frozen=True)
+class CommitAndTrigger:
+    """Commit the input buffer (after every frame forwarded before it), then trigger a response."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class QueueTrigger:
+    reason: str
+
+
+@dataclass(frozen=True)
+class SendResponseCreate:
+    reason: str
+    instructions: str | None
+
+
+@dataclass(frozen=True)
+class QueueAssistantAudio:
+    response_id: str
+    item_id: str
+    audio: bytes
+
+
+@dataclass(frozen=True)
+class EndAssistantAudio:
+    response_id: str
+
+
+@dataclass(frozen=True)
+class SendMark:
+    name: str
+
+
+@dataclass(frozen=True)
+class HangUp:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """A log record; the shell logs it. ``level`` is a logging level name."""
+    level: str
+    text: str
+
+
+CoreAction = (ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
+              | QueueAssistantAudio | EndAssistantAudio | SendMark | HangUp | Note)

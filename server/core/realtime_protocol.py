@@ -1,0 +1,230 @@
+"""OpenAI Realtime (GA) wire codec: server JSON -> typed events, typed intents -> client JSON.
+
+We *send* only GA shapes. We *read* GA names and, as tolerance only, the retired beta names
+(``response.audio.delta`` ...), mapped onto the same typed events. Unknown server events become
+``UnknownServerEvent``; parsing never raises.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+# Beta -> GA server event names (tolerance only; the beta interface is retired).
+_BETA_TO_GA = {
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+    "response.text.delta": "response.output_text.delta",
+    "response.text.done": "response.output_text.done",
+    "conversation.item.created": "conversation.item.added",
+}
+
+
+@dataclass(frozen=True)
+class SessionCreated:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class SessionUpdated:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class InputCommitted:
+    item_id: str
+
+
+@dataclass(frozen=True)
+class ItemAdded:
+    item_id: str
+    role: str
+    item_type: str
+
+
+@dataclass(frozen=True)
+class InputTranscription:
+    item_id: str
+    transcript: str
+
+
+@dataclass(frozen=True)
+class ResponseCreated:
+    response_id: str
+
+
+@dataclass(frozen=True)
+class AudioDelta:
+    response_id: str
+    item_id: str
+    audio_b64: str
+
+
+@dataclass(frozen=True)
+class AudioDone:
+    response_id: str
+    item_id: str
+
+
+@dataclass(frozen=True)
+class TranscriptDone:
+    response_id: str
+    item_id: str
+    transcript: str
+
+
+@dataclass(frozen=True)
+class ResponseDone:
+    response_id: str
+    status: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ItemTruncated:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True)
+class RealtimeError:
+    code: str | None
+    message: str
+    error_type: str
+    param: str | None = None
+    client_event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A known event the bridge does not act on (deltas of text, rate limits, ...)."""
+    event_type: str
+
+
+@dataclass(frozen=True)
+class UnknownServerEvent:
+    event_type: str
+
+
+@dataclass(frozen=True)
+class MalformedServerEvent:
+    reason: str
+
+
+ServerEvent = (SessionCreated | SessionUpdated | InputCommitted | ItemAdded | InputTranscription
+               | ResponseCreated | AudioDelta | AudioDone | TranscriptDone | ResponseDone
+               | ItemTruncated | RealtimeError | Ignored | UnknownServerEvent | MalformedServerEvent)
+
+_IGNORED = frozenset({
+    "conversation.created", "conversation.item.done", "conversation.item.deleted",
+    "conversation.item.retrieved", "conversation.item.input_audio_transcription.delta",
+    "conversation.item.input_audio_transcription.segment", "input_audio_buffer.cleared",
+    "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+    "response.output_item.added", "response.output_item.done", "response.content_part.added",
+    "response.content_part.done", "response.output_audio_transcript.delta",
+    "response.output_text.delta", "response.output_text.done", "rate_limits.updated",
+    "response.function_call_arguments.delta", "response.function_call_arguments.done",
+})
+
+
+def _item(msg: dict) -> ItemAdded:
+    item = msg["item"]
+    return ItemAdded(str(item["id"]), str(item.get("role", "")), str(item.get("type", "")))
+
+
+def _response_done(msg: dict) -> ResponseDone:
+    resp = msg["response"]
+    details = resp.get("status_details") or {}
+    return ResponseDone(str(resp["id"]), str(resp.get("status", "")), details.get("reason"))
+
+
+def _error(msg: dict) -> RealtimeError:
+    err = msg.get("error") or {}
+    return RealtimeError(code=err.get("code"), message=str(err.get("message", "")),
+                         error_type=str(err.get("type", "")), param=err.get("param"),
+                         client_event_id=err.get("event_id"))
+
+
+_PARSERS = {
+    "session.created": lambda m: SessionCreated(str(m["session"].get("id", ""))),
+    "session.updated": lambda m: SessionUpdated(str(m["session"].get("id", ""))),
+    "input_audio_buffer.committed": lambda m: InputCommitted(str(m["item_id"])),
+    "conversation.item.added": _item,
+    "conversation.item.input_audio_transcription.completed":
+        lambda m: InputTranscription(str(m["item_id"]), str(m.get("transcript") or "")),
+    "response.created": lambda m: ResponseCreated(str(m["response"]["id"])),
+    "response.output_audio.delta":
+        lambda m: AudioDelta(str(m["response_id"]), str(m["item_id"]), str(m["delta"])),
+    "response.output_audio.done": lambda m: AudioDone(str(m["response_id"]), str(m["item_id"])),
+    "response.output_audio_transcript.done":
+        lambda m: TranscriptDone(str(m["response_id"]), str(m["item_id"]), str(m.get("transcript") or "")),
+    "response.done": _response_done,
+    "conversation.item.truncated": lambda m: ItemTruncated(str(m["item_id"]), int(m["audio_end_ms"])),
+    "error": _error,
+}
+
+
+def parse_server_event(text: str | bytes) -> ServerEvent:
+    try:
+        msg = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        return MalformedServerEvent(f"invalid JSON: {exc.__class__.__name__}")
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        return MalformedServerEvent("no 'type'")
+    event_type = _BETA_TO_GA.get(msg["type"], msg["type"])
+    if event_type in _IGNORED:
+        return Ignored(event_type)
+    parser = _PARSERS.get(event_type)
+    if parser is None:
+        return UnknownServerEvent(event_type)
+    try:
+        return parser(msg)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return MalformedServerEvent(f"bad '{event_type}': {exc.__class__.__name__}: {exc}")
+
+
+# --- client events (GA shapes only) ----------------------------------------------------------
+
+def _dump(obj: dict) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def session_update(instructions: str, voice: str, transcription_model: str | None) -> str:
+    audio_input: dict = {"format": {"type": "audio/pcmu"}, "turn_detection": None}
+    if transcription_model:
+        audio_input["transcription"] = {"model": transcription_model}
+    return _dump({"type": "session.update",
+                  "session": {"type": "realtime", "output_modalities": ["audio"],
+                              "instructions": instructions,
+                              "audio": {"input": audio_input,
+                                        "output": {"format": {"type": "audio/pcmu"}, "voice": voice}}}})
+
+
+def input_audio_append(audio_b64: str) -> str:
+    return _dump({"type": "input_audio_buffer.append", "audio": audio_b64})
+
+
+def input_audio_commit() -> str:
+    return _dump({"type": "input_audio_buffer.commit"})
+
+
+def input_audio_clear() -> str:
+    return _dump({"type": "input_audio_buffer.clear"})
+
+
+def response_create(instructions: str | None = None) -> str:
+    if instructions is None:
+        return _dump({"type": "response.create"})
+    return _dump({"type": "response.create", "response": {"instructions": instructions}})
+
+
+def response_cancel(response_id: str | None = None) -> str:
+    if response_id is None:
+        return _dump({"type": "response.cancel"})
+    return _dump({"type": "response.cancel", "response_id": response_id})
+
+
+def item_truncate(item_id: str, audio_end_ms: int) -> str:
+    return _dump({"type": "conversation.item.truncate", "item_id": item_id,
+                  "content_index": 0, "audio_end_ms": int(audio_end_ms)})

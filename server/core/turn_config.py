@@ -1,0 +1,55 @@
+"""Every threshold of turn-taking in one frozen object, integers with units in their names.
+
+``server.settings`` overrides any field from the environment as ``TURN_<FIELD_NAME_UPPER>``
+(e.g. ``TURN_MIN_UTTERANCE_MS=350``). The README's configuration table lists them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    # --- caller VAD (per 20 ms frame, int16 RMS of the decoded µ-law) ---
+    calibration_ms: int = 400
+    """Noise floor is the mean frame RMS over the first this-many ms of caller audio."""
+    threshold_min_rms: int = 35
+    """Voiced-frame threshold is max(threshold_min_rms, floor * ratio/100 + offset)."""
+    threshold_ratio_pct: int = 220
+    threshold_offset_rms: int = 8
+    speech_confirm_ms: int = 60
+    """MAYBE_SPEECH becomes SPEECH after this much voiced audio (hysteresis against clicks)."""
+    maybe_speech_gap_ms: int = 40
+    """Unvoiced audio tolerated inside MAYBE_SPEECH before falling back to SILENCE."""
+    eou_silence_ms: int = 400
+    """Continuous silence after the last voiced frame that ends an utterance."""
+    min_utterance_ms: int = 300
+    """Shorter utterances are skipped (never above 600: longer minimums lost real answers)."""
+    max_utterance_ms: int = 30000
+    """Safety: a VAD stuck in SPEECH forces an end of utterance after this long."""
+    floor_track_pct: int = 5
+    """Weight of a silent frame in the running noise floor after calibration (EMA, percent)."""
+    # --- echo protection ---
+    echo_window_ms: int = 500
+    """Caller frames are not forwarded while AI audio plays and this long after the last AI frame."""
+    # --- response lifecycle ---
+    response_created_timeout_ms: int = 2500
+    """No response.created this long after response.create -> pending cleared (never re-sent)."""
+    no_audio_timeout_ms: int = 7000
+    """No AI audio this long after an end of utterance -> back to LISTENING."""
+    drain_poll_ms: int = 50
+    drain_timeout_ms: int = 500
+    tts_tail_silence_ms: int = 200
+    """µ-law silence appended after a response's last frame, before the assistant_tts_end mark."""
+    status_interval_ms: int = 2500
+    """Period of the [PIPELINE STATUS] line."""
+    max_turns: int = 40
+    """Safety net only: the call ends after this many caller turns."""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def threshold_rms(self, noise_floor_rms: float) -> float:
+        return max(float(self.threshold_min_rms),
+                   noise_floor_rms * self.threshold_ratio_pct / 100.0 + self.threshold_offset_rms)

@@ -1,0 +1,211 @@
+"""Twilio Media Streams messages <-> typed values (sans-I/O, both directions).
+
+Wire quirks kept here and nowhere else: ``sequenceNumber``, ``media.chunk`` and
+``media.timestamp`` are *strings*; ``sampleRate``/``channels`` are numbers; the payload is
+base64 µ-law that we pass through without decoding unless someone needs the samples.
+Parsing never raises: anything we cannot read becomes ``MalformedTwilioMessage`` and an event
+name we do not know becomes ``UnknownTwilioEvent``.
+
+The ``build_*`` functions for ``connected``/``start``/``media``(inbound)/``mark``(echo)/``stop``
+are what Twilio sends; the simulator uses them. ``media_message``/``mark_message``/
+``clear_message`` are what our server sends.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Connected:
+    protocol: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Start:
+    stream_sid: str
+    call_sid: str
+    account_sid: str
+    tracks: tuple[str, ...]
+    encoding: str
+    sample_rate_hz: int
+    channels: int
+    custom_parameters: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Media:
+    stream_sid: str
+    track: str
+    chunk: int
+    timestamp_ms: int
+    payload_b64: str
+
+    def audio(self) -> bytes:
+        return base64.b64decode(self.payload_b64)
+
+
+@dataclass(frozen=True)
+class Mark:
+    stream_sid: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Clear:
+    stream_sid: str
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    stream_sid: str
+    digit: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    stream_sid: str
+    call_sid: str
+
+
+@dataclass(frozen=True)
+class UnknownTwilioEvent:
+    event: str
+
+
+@dataclass(frozen=True)
+class MalformedTwilioMessage:
+    reason: str
+
+
+TwilioEvent = (Connected | Start | Media | Mark | Clear | Dtmf | Stop
+               | UnknownTwilioEvent | MalformedTwilioMessage)
+
+
+def _int_field(value, name: str) -> int:
+    # Twilio sends these as strings; accept ints too rather than fail a call on it.
+    if isinstance(value, bool):
+        raise ValueError(f"{name} is not an integer")
+    return int(value)
+
+
+def parse(text: str | bytes) -> TwilioEvent:
+    """One WebSocket text frame from either side -> one typed event. Never raises."""
+    if isinstance(text, (bytes, bytearray)):
+        return MalformedTwilioMessage("binary frame")
+    try:
+        msg = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        return MalformedTwilioMessage(f"invalid JSON: {exc.__class__.__name__}")
+    if not isinstance(msg, dict):
+        return MalformedTwilioMessage("message is not a JSON object")
+    event = msg.get("event")
+    if not isinstance(event, str):
+        return MalformedTwilioMessage("missing 'event'")
+    try:
+        return _PARSERS[event](msg) if event in _PARSERS else UnknownTwilioEvent(event)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return MalformedTwilioMessage(f"bad '{event}' message: {exc.__class__.__name__}: {exc}")
+
+
+def _parse_start(msg: dict) -> Start:
+    start = msg["start"]
+    fmt = start.get("mediaFormat") or {}
+    params = start.get("customParameters") or {}
+    if not isinstance(params, dict):
+        raise ValueError("customParameters is not an object")
+    return Start(stream_sid=str(start.get("streamSid") or msg["streamSid"]),
+                 call_sid=str(start["callSid"]), account_sid=str(start.get("accountSid", "")),
+                 tracks=tuple(start.get("tracks") or ()),
+                 encoding=str(fmt.get("encoding", "audio/x-mulaw")),
+                 sample_rate_hz=int(fmt.get("sampleRate", 8000)),
+                 channels=int(fmt.get("channels", 1)),
+                 custom_parameters={str(k): str(v) for k, v in params.items()})
+
+
+def _parse_media(msg: dict) -> Media:
+    media = msg["media"]
+    payload = media["payload"]
+    if not isinstance(payload, str):
+        raise ValueError("payload is not a string")
+    try:
+        base64.b64decode(payload, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"payload is not base64 ({exc})") from None
+    return Media(stream_sid=str(msg.get("streamSid", "")), track=str(media.get("track", "inbound")),
+                 chunk=_int_field(media.get("chunk", 0), "chunk"),
+                 timestamp_ms=_int_field(media.get("timestamp", 0), "timestamp"),
+                 payload_b64=payload)
+
+
+def _parse_mark(msg: dict) -> Mark:
+    name = msg["mark"]["name"]
+    if not isinstance(name, str):
+        raise ValueError("mark.name is not a string")
+    return Mark(stream_sid=str(msg.get("streamSid", "")), name=name)
+
+
+_PARSERS = {
+    "connected": lambda m: Connected(str(m.get("protocol", "")), str(m.get("version", ""))),
+    "start": _parse_start,
+    "media": _parse_media,
+    "mark": _parse_mark,
+    "clear": lambda m: Clear(str(m["streamSid"])),
+    "dtmf": lambda m: Dtmf(str(m.get("streamSid", "")), str(m["dtmf"]["digit"])),
+    "stop": lambda m: Stop(str(m.get("streamSid", "")), str((m.get("stop") or {}).get("callSid", ""))),
+}
+
+
+def _dump(obj: dict) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- what our server sends to Twilio -------------------------------------------------------
+
+def media_message(stream_sid: str, audio: bytes) -> str:
+    return _dump({"event": "media", "streamSid": stream_sid,
+                  "media": {"payload": base64.b64encode(audio).decode("ascii")}})
+
+
+def mark_message(stream_sid: str, name: str) -> str:
+    return _dump({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+
+
+def clear_message(stream_sid: str) -> str:
+    return _dump({"event": "clear", "streamSid": stream_sid})
+
+
+# --- what Twilio sends (used by the caller simulator) --------------------------------------
+
+def build_connected() -> str:
+    return _dump({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+
+
+def build_start(seq: int, account_sid: str, stream_sid: str, call_sid: str,
+                custom_parameters: dict[str, str]) -> str:
+    return _dump({"event": "start", "sequenceNumber": str(seq),
+                  "start": {"accountSid": account_sid, "streamSid": stream_sid, "callSid": call_sid,
+                            "tracks": ["inbound"],
+                            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                            "customParameters": dict(custom_parameters)},
+                  "streamSid": stream_sid})
+
+
+def build_inbound_media(seq: int, stream_sid: str, chunk: int, timestamp_ms: int, audio: bytes) -> str:
+    return _dump({"event": "media", "sequenceNumber": str(seq),
+                  "media": {"track": "inbound", "chunk": str(chunk), "timestamp": str(timestamp_ms),
+                            "payload": base64.b64encode(audio).decode("ascii")},
+                  "streamSid": stream_sid})
+
+
+def build_mark_echo(seq: int, stream_sid: str, name: str) -> str:
+    return _dump({"event": "mark", "sequenceNumber": str(seq), "streamSid": stream_sid,
+                  "mark": {"name": name}})
+
+
+def build_stop(seq: int, account_sid: str, stream_sid: str, call_sid: str) -> str:
+    return _dump({"event": "stop", "sequenceNumber": str(seq),
+                  "stop": {"accountSid": account_sid, "callSid": call_sid}, "streamSid": stream_sid})

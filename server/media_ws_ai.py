@@ -1,0 +1,334 @@
+"""The per-call handler: wires Twilio and OpenAI sockets to the pure call core.
+
+Green threads of one call (all spawned through ``server.green`` and all ended with the call):
+
+* Twilio RX (the request's own green thread): every inbound frame -> ``CallCore`` -> actions.
+* audio sender: ``realtime_audio_in_queue`` -> ``input_audio_buffer.append`` / ``.commit``.
+  It is the ONLY path of caller audio to OpenAI; the commit marker travels in the same queue so
+  it is sent after every frame forwarded before the end of utterance.
+* command sender: ``[TRIGGER_RESPONSE]`` commands -> ``trigger_response(reason)``, the one sender
+  of ``response.create``.
+* Realtime reader: OpenAI events -> core; assistant audio -> ``realtime_audio_out_queue``.
+* TX: ``realtime_audio_out_queue`` -> exact 160-byte frames (``tx_q``) -> Twilio, paced at 20 ms
+  by deadline from the frame count, then tail silence and the ``assistant_tts_end`` mark.
+* ticker: every ``drain_poll_ms`` -> core ``Tick`` (drain checks, watchdogs, status line).
+
+The handler decides nothing: it executes what the core returns and logs its notes.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from simple_websocket import ConnectionClosed
+
+from server import green
+from server.call_logging import call_logger
+from server.core import realtime_protocol as rt
+from server.core import twilio_codec as tw
+from server.core.call_core import CallCore
+from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame,
+                                CommitAndTrigger, EndAssistantAudio, ForwardAudio, HangUp,
+                                MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
+                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick)
+from server.core.playout import Framer
+from server.core.ulaw import FRAME_MS, silence
+from server.realtime_client import RealtimeClosed, RealtimeConnection
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 10.0
+AUDIO_IN_QUEUE_FRAMES = 500          # 10 s of caller audio; oldest dropped beyond
+AUDIO_OUT_QUEUE_CHUNKS = 2000
+COMMAND_QUEUE = 32
+TX_LEAD_MS = 40                      # frames go out this far ahead of their play time (jitter margin)
+TX_RESYNC_MS = 200                   # a TX loop this late restarts its clock instead of bursting
+
+
+@dataclass(frozen=True)
+class _Commit:
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Trigger:
+    reason: str
+
+
+@dataclass(frozen=True)
+class _EndOfResponse:
+    response_id: str
+
+
+_STOP = object()
+
+
+class CallRegistry:
+    """Counts calls for /healthz."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.total = 0
+
+
+class MediaCall:
+    def __init__(self, ws, settings: Settings, registry: CallRegistry) -> None:
+        self.ws = ws
+        self.settings = settings
+        self.registry = registry
+        self.log = logging.LoggerAdapter(log, {})
+        self.core = CallCore(settings.turn, settings.greeting_instructions)
+        self.realtime = RealtimeConnection(settings)
+        self.audio_in_q = green.Queue(AUDIO_IN_QUEUE_FRAMES)      # realtime_audio_in_queue
+        self.audio_out_q = green.Queue(AUDIO_OUT_QUEUE_CHUNKS)    # realtime_audio_out_queue
+        self.command_q = green.Queue(COMMAND_QUEUE)
+        self.tx_q: deque = deque()
+        self.framer = Framer()
+        self.twilio_lock = green.Lock()
+        self.stopping = green.Event()
+        self.session_ready = green.Event()
+        self.stream_sid = ""
+        self.call_sid = ""
+        self.hangup_reason: str | None = None
+        self.dropped_in = 0
+        self._caller_frames = 0
+        self._threads: list = []
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        start = self._await_start()
+        if start is None:
+            return
+        self.registry.active += 1
+        self.registry.total += 1
+        try:
+            self._threads = [green.spawn(fn) for fn in (self._realtime_reader, self._audio_sender,
+                                                         self._command_sender, self._tx_loop, self._ticker)]
+            self.log.info("[PIPELINE] LIVE AUDIO PIPELINE ACTIVE: Twilio → realtime_audio_in_queue → "
+                          "send_audio_chunk (single path)")
+            self._rx_loop()
+        finally:
+            self._teardown()
+            self.registry.active -= 1
+
+    def _await_start(self) -> tw.Start | None:
+        deadline = green.monotonic_ms() + int(START_TIMEOUT_S * 1000)
+        while green.monotonic_ms() < deadline:
+            try:
+                text = self.ws.receive(timeout=0.5)
+            except ConnectionClosed:
+                return None
+            if text is None:
+                continue
+            event = tw.parse(text)
+            if isinstance(event, tw.Start):
+                self.stream_sid, self.call_sid = event.stream_sid, event.call_sid
+                self.log = call_logger(__name__, event.call_sid, event.stream_sid)
+                self.log.info("[TWILIO] stream started, parameters=%s", event.custom_parameters)
+                return event
+            if not isinstance(event, tw.Connected):
+                log.warning("[TWILIO] %s before start - ignored", type(event).__name__)
+        log.warning("[TWILIO] no start message within %.0fs - closing", START_TIMEOUT_S)
+        return None
+
+    def _teardown(self) -> None:
+        self.stopping.set()
+        self.realtime.close()
+        for q in (self.audio_in_q, self.audio_out_q, self.command_q):
+            try:
+                q.put_nowait(_STOP)
+            except green.Full:
+                pass
+        deadline = green.monotonic_ms() + 1000
+        while any(not green.is_dead(t) for t in self._threads) and green.monotonic_ms() < deadline:
+            green.sleep(0.02)
+        for t in self._threads:
+            if not green.is_dead(t):
+                green.kill(t)
+        s = self.core.stats
+        self.log.info("[CALL SUMMARY] turns=%d responses=%d errors=%s frames_sent=%d frames_blocked=%d "
+                      "dropped_in=%d dropped_deltas=%d hangup=%s green_threads_alive=%d",
+                      s.turns, s.responses_created, dict(s.errors), s.frames_sent, s.frames_blocked,
+                      self.dropped_in, s.dropped_deltas, self.hangup_reason or "caller",
+                      sum(1 for t in self._threads if not green.is_dead(t)))
+
+    def _stop(self, reason: str) -> None:
+        if not self.stopping.is_set():
+            self.hangup_reason = self.hangup_reason or reason
+            self.stopping.set()
+
+    # --- executing core actions -------------------------------------------------------------
+
+    def _apply(self, actions) -> None:
+        for a in actions:
+            if isinstance(a, Note):
+                self.log.log(logging.getLevelName(a.level), a.text)
+            elif isinstance(a, ForwardAudio):
+                self._put_audio_in(a.payload_b64)
+            elif isinstance(a, CommitAndTrigger):
+                self._put_audio_in(_Commit(a.reason))
+            elif isinstance(a, QueueTrigger):
+                self.command_q.put(_Trigger(a.reason))
+            elif isinstance(a, SendResponseCreate):
+                self._realtime_send(rt.response_create(a.instructions))
+            elif isinstance(a, QueueAssistantAudio):
+                self.audio_out_q.put((a.response_id, a.item_id, a.audio))
+            elif isinstance(a, EndAssistantAudio):
+                self.audio_out_q.put(_EndOfResponse(a.response_id))
+            elif isinstance(a, SendMark):
+                self._twilio_send(tw.mark_message(self.stream_sid, a.name))
+            elif isinstance(a, HangUp):
+                self.log.info("📞 [SMART HANGUP] Reason: %s", a.reason)
+                self._stop(a.reason)
+
+    def _put_audio_in(self, item) -> None:
+        while True:
+            try:
+                self.audio_in_q.put_nowait(item)
+                return
+            except green.Full:
+                try:          # drop the oldest audio, never a commit marker
+                    oldest = self.audio_in_q.get_nowait()
+                except green.Empty:
+                    continue
+                if isinstance(oldest, _Commit):
+                    self.audio_in_q.put(oldest)
+                    return
+                self.dropped_in += 1
+
+    def trigger_response(self, reason: str) -> None:
+        """The single function that can send ``response.create`` (guarded in the core)."""
+        self._apply(self.core.request_response(reason, green.monotonic_ms()))
+
+    def _realtime_send(self, text: str) -> None:
+        try:
+            self.realtime.send(text)
+        except RealtimeClosed as exc:
+            if not self.stopping.is_set():
+                self.log.error("[REALTIME] send failed: %s", exc)
+                self._stop("realtime_closed")
+
+    def _twilio_send(self, text: str) -> bool:
+        with self.twilio_lock:
+            try:
+                self.ws.send(text)
+                return True
+            except ConnectionClosed:
+                self._stop("twilio_closed")
+                return False
+
+    # --- green threads ----------------------------------------------------------------------
+
+    def _rx_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                text = self.ws.receive(timeout=0.2)
+            except ConnectionClosed:
+                self._stop("caller_hung_up")
+                return
+            if text is None:
+                continue
+            event = tw.parse(text)
+            now_ms = green.monotonic_ms()
+            if isinstance(event, tw.Media):
+                self._caller_frames += 1
+                audio = event.audio()
+                frame_end_ms = self._caller_frames * FRAME_MS
+                self._apply(self.core.handle(CallerFrame(audio, event.payload_b64, frame_end_ms, now_ms)))
+            elif isinstance(event, tw.Mark):
+                self._apply(self.core.handle(MarkAcked(event.name, now_ms)))
+            elif isinstance(event, tw.Stop):
+                self.log.info("[TWILIO] stop received")
+                self._stop("caller_hung_up")
+            elif isinstance(event, tw.Dtmf):
+                self.log.info("[TWILIO] dtmf %s", event.digit)
+            elif isinstance(event, (tw.MalformedTwilioMessage, tw.UnknownTwilioEvent)):
+                self.log.warning("[TWILIO] ignored message: %s", event)
+
+    def _realtime_reader(self) -> None:
+        try:
+            self.realtime.connect()
+            self.log.info("[REALTIME] connected to %s", self.settings.openai_realtime_url)
+            while not self.stopping.is_set():
+                event = rt.parse_server_event(self.realtime.recv())
+                if isinstance(event, rt.SessionCreated):
+                    self.realtime.send(rt.session_update(self.settings.instructions, self.settings.openai_voice,
+                                                         self.settings.openai_transcription_model))
+                elif isinstance(event, rt.SessionUpdated) and not self.session_ready.is_set():
+                    self.session_ready.set()
+                    self._apply(self.core.handle(SessionReady(green.monotonic_ms())))
+                self._apply(self.core.handle(RealtimeReceived(event, green.monotonic_ms(),
+                                                              len(self.tx_q), self.audio_out_q.qsize())))
+        except (RealtimeClosed, OSError, Exception) as exc:   # noqa: BLE001 - any failure ends the call cleanly
+            if not self.stopping.is_set():
+                self.log.error("[REALTIME] connection ended: %s: %s", type(exc).__name__, exc)
+                self._stop("realtime_closed")
+
+    def _audio_sender(self) -> None:
+        while not self.stopping.is_set() and not self.session_ready.wait(0.2):
+            pass
+        while not self.stopping.is_set():
+            item = self.audio_in_q.get()
+            if item is _STOP:
+                return
+            if isinstance(item, _Commit):
+                self._realtime_send(rt.input_audio_commit())
+                self.command_q.put(_Trigger(item.reason))
+            else:
+                self._realtime_send(rt.input_audio_append(item))
+
+    def _command_sender(self) -> None:
+        while not self.stopping.is_set():
+            item = self.command_q.get()
+            if item is _STOP:
+                return
+            self.log.info("[TRIGGER_RESPONSE] reason=%s", item.reason)
+            self.trigger_response(item.reason)
+
+    def _tx_loop(self) -> None:
+        clock_start_ms, frames_sent = 0, 0
+        while not self.stopping.is_set():
+            if not self.tx_q and not self._refill_tx():
+                continue
+            entry = self.tx_q.popleft()
+            now_ms = green.monotonic_ms()
+            due_ms = clock_start_ms + frames_sent * FRAME_MS - TX_LEAD_MS
+            if now_ms - due_ms > TX_RESYNC_MS:
+                clock_start_ms, frames_sent, due_ms = now_ms, 0, now_ms - TX_LEAD_MS
+            if due_ms > now_ms:
+                green.sleep((due_ms - now_ms) / 1000.0)
+            kind, key, frame = entry
+            if kind == "end":
+                self._apply(self.core.handle(AssistantPlayoutFinished(key, green.monotonic_ms())))
+                continue
+            if not self._twilio_send(tw.media_message(self.stream_sid, frame)):
+                return
+            frames_sent += 1
+            if kind == "ai":
+                self._apply(self.core.handle(AssistantFramePlayed(key, green.monotonic_ms())))
+
+    def _refill_tx(self) -> bool:
+        try:
+            item = self.audio_out_q.get(timeout=0.1)
+        except green.Empty:
+            return False
+        if item is _STOP:
+            self.stopping.set()
+            return False
+        if isinstance(item, _EndOfResponse):
+            tail = self.framer.flush() + [silence(FRAME_MS)] * (self.settings.turn.tts_tail_silence_ms // FRAME_MS)
+            self.tx_q.extend(("pad", "", f) for f in tail)
+            self.tx_q.append(("end", item.response_id, b""))
+        else:
+            _, item_id, audio = item
+            self.tx_q.extend(("ai", item_id, f) for f in self.framer.push(audio))
+        return bool(self.tx_q)
+
+    def _ticker(self) -> None:
+        period_s = self.settings.turn.drain_poll_ms / 1000.0
+        while not self.stopping.is_set():
+            green.sleep(period_s)
+            self._apply(self.core.handle(Tick(green.monotonic_ms(), len(self.tx_q), self.audio_out_q.qsize())))

@@ -1,0 +1,54 @@
+"""One synchronous ``websocket-client`` connection to OpenAI Realtime (green under eventlet).
+
+Sockets only: what to send and how to read it lives in ``server.core.realtime_protocol``.
+"""
+from __future__ import annotations
+
+import websocket
+
+from server.settings import Settings
+
+
+class RealtimeClosed(Exception):
+    pass
+
+
+class RealtimeConnection:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._ws: websocket.WebSocket | None = None
+
+    def connect(self, timeout_s: float = 10.0) -> None:
+        # GA interface: no OpenAI-Beta header (the beta shape is refused with close 4000).
+        self._ws = websocket.create_connection(
+            self._settings.realtime_ws_url, timeout=timeout_s,
+            header=[f"Authorization: Bearer {self._settings.openai_api_key.reveal()}"],
+            enable_multithread=True)
+        self._ws.settimeout(None)
+
+    def send(self, text: str) -> None:
+        if self._ws is None:
+            raise RealtimeClosed("not connected")
+        try:
+            self._ws.send(text)
+        except (websocket.WebSocketException, OSError) as exc:
+            raise RealtimeClosed(str(exc)) from exc
+
+    def recv(self) -> str:
+        if self._ws is None:
+            raise RealtimeClosed("not connected")
+        try:
+            data = self._ws.recv()
+        except (websocket.WebSocketException, OSError) as exc:
+            raise RealtimeClosed(str(exc)) from exc
+        if data in ("", b""):
+            raise RealtimeClosed("closed by server")
+        return data
+
+    def close(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.close(timeout=1)
+            except Exception:   # noqa: BLE001 - closing a broken socket must not fail the call teardown
+                pass

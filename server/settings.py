@@ -1,0 +1,128 @@
+"""Settings from the environment (and ``.env`` through python-dotenv), validated at start.
+
+``Settings.from_env(environ)`` collects every problem and raises one ``SettingsError`` whose
+lines name the variable, e.g. ``PORT='abc' is not an integer``. The variable names are a public
+interface (README "Configuration"); turn-taking thresholds are ``TURN_<FIELD>`` (see
+``server.core.turn_config``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Mapping
+
+from server.core.turn_config import TurnConfig
+
+DEFAULT_INSTRUCTIONS = (
+    "You are the phone assistant of a small business served by ProSaaS. Speak Hebrew unless the "
+    "caller speaks another language. Be brief: one or two short sentences per turn. Find out which "
+    "service the caller needs, in which city, and the caller's name, then confirm and say goodbye."
+)
+DEFAULT_GREETING = (
+    "Greet the caller briefly in Hebrew, say this is the business's virtual assistant, "
+    "and ask how you can help."
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+class Secret:
+    """A secret that never prints: repr/str show only whether it is set."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret(***)" if self._value else "Secret(<empty>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Settings:
+    openai_api_key: Secret
+    openai_realtime_url: str
+    openai_realtime_model: str
+    openai_voice: str
+    openai_transcription_model: str
+    twilio_auth_token: Secret
+    public_base_url: str | None
+    port: int
+    log_level: str
+    instructions: str
+    greeting_instructions: str
+    turn: TurnConfig
+
+    @property
+    def realtime_ws_url(self) -> str:
+        sep = "&" if "?" in self.openai_realtime_url else "?"
+        return f"{self.openai_realtime_url}{sep}model={self.openai_realtime_model}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Settings":
+        problems: list[str] = []
+
+        def get(name: str, default: str = "") -> str:
+            return environ.get(name, default).strip()
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = environ.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                value = int(raw.strip())
+            except ValueError:
+                problems.append(f"{name}={raw!r} is not an integer")
+                return default
+            if not low <= value <= high:
+                problems.append(f"{name}={value} is out of range [{low}, {high}]")
+            return value
+
+        api_key = get("OPENAI_API_KEY")
+        if not api_key:
+            problems.append("OPENAI_API_KEY is not set (any non-empty value works with the simulator)")
+        url = get("OPENAI_REALTIME_URL", "wss://api.openai.com/v1/realtime")
+        if not url.startswith(("ws://", "wss://")):
+            problems.append(f"OPENAI_REALTIME_URL={url!r} must start with ws:// or wss://")
+        public = get("PUBLIC_BASE_URL") or None
+        if public is not None:
+            if not public.startswith(("http://", "https://")):
+                problems.append(f"PUBLIC_BASE_URL={public!r} must start with http:// or https://")
+            public = public.rstrip("/")
+        log_level = get("LOG_LEVEL", "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            problems.append(f"LOG_LEVEL={log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        turn = TurnConfig()
+        overrides = {}
+        for f in fields(TurnConfig):
+            name = f"TURN_{f.name.upper()}"
+            if name in environ:
+                overrides[f.name] = integer(name, getattr(turn, f.name), 0, 3_600_000)
+        if overrides:
+            turn = replace(turn, **overrides)
+        if turn.min_utterance_ms > 600:
+            problems.append(f"TURN_MIN_UTTERANCE_MS={turn.min_utterance_ms} must not exceed 600")
+        settings = cls(
+            openai_api_key=Secret(api_key), openai_realtime_url=url,
+            openai_realtime_model=get("OPENAI_REALTIME_MODEL", "gpt-realtime"),
+            openai_voice=get("OPENAI_VOICE", "marin"),
+            openai_transcription_model=get("OPENAI_TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe"),
+            twilio_auth_token=Secret(get("TWILIO_AUTH_TOKEN")), public_base_url=public,
+            port=integer("PORT", 5000, 1, 65535), log_level=log_level,
+            instructions=get("AGENT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
+            greeting_instructions=get("AGENT_GREETING") or DEFAULT_GREETING, turn=turn)
+        if problems:
+            raise SettingsError(problems)
+        return settings

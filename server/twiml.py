@@ -1,0 +1,30 @@
+"""TwiML for the incoming-call webhook, built with the ``twilio`` library."""
+from __future__ import annotations
+
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+MEDIA_WS_PATH = "/ws/twilio-media"
+
+
+def stream_url(public_base_url: str) -> str:
+    """``https://host`` -> ``wss://host/ws/twilio-media`` (Twilio accepts only wss in production)."""
+    if public_base_url.startswith("https://"):
+        base = "wss://" + public_base_url[len("https://"):]
+    elif public_base_url.startswith("http://"):
+        base = "ws://" + public_base_url[len("http://"):]
+    else:
+        raise ValueError(f"public base URL must be http(s): {public_base_url!r}")
+    return base.rstrip("/") + MEDIA_WS_PATH
+
+
+def connect_stream(public_base_url: str, parameters: dict[str, str]) -> str:
+    response = VoiceResponse()
+    connect = Connect()
+    stream = connect.stream(url=stream_url(public_base_url))
+    for name, value in parameters.items():
+        if value:
+            stream.parameter(name=name, value=value[:200])   # Twilio: name+value under 500 chars
+    response.append(connect)
+    # Reached only when our server closes the stream: end the call.
+    response.hangup()
+    return str(response)

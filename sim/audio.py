@@ -1,0 +1,111 @@
+"""Audio for the simulators: the committed clip library, noise, mixing, echo, matching.
+
+All audio is 8 kHz µ-law bytes at the edges and int16 numpy arrays inside.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from server.core import ulaw
+from server.core.ulaw import FRAME_BYTES
+
+CLIPS_DIR = Path(__file__).resolve().parent / "clips"
+VOICED_RMS = 300.0          # a 20 ms frame louder than this counts as speech in the ground truth
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    text: str
+    audio: bytes            # µ-law
+
+    @property
+    def duration_ms(self) -> int:
+        return len(self.audio) // 8
+
+    @property
+    def speech_span_ms(self) -> tuple[int, int]:
+        """(first voiced ms, end of last voiced frame ms) inside the clip."""
+        env = envelope(self.audio)
+        voiced = np.nonzero(env > VOICED_RMS)[0]
+        if len(voiced) == 0:
+            return (0, 0)
+        return (int(voiced[0]) * 20, int(voiced[-1] + 1) * 20)
+
+
+@lru_cache(maxsize=1)
+def library() -> dict[str, Clip]:
+    index = json.loads((CLIPS_DIR / "clips.json").read_text(encoding="utf-8"))
+    return {name: Clip(name, meta["text"], (CLIPS_DIR / f"{name}.ulaw").read_bytes())
+            for name, meta in index.items()}
+
+
+def clip(name: str) -> Clip:
+    lib = library()
+    if name not in lib:
+        raise KeyError(f"unknown clip {name!r}; known: {', '.join(sorted(lib))}")
+    return lib[name]
+
+
+def frames(audio: bytes) -> list[bytes]:
+    """Split into 160-byte frames, padding the last with µ-law silence."""
+    pad = (-len(audio)) % FRAME_BYTES
+    audio = audio + ulaw.silence(0) + bytes([ulaw.SILENCE_BYTE]) * pad
+    return [audio[i:i + FRAME_BYTES] for i in range(0, len(audio), FRAME_BYTES)]
+
+
+def envelope(audio: bytes) -> np.ndarray:
+    """RMS per 20 ms frame."""
+    n = len(audio) // FRAME_BYTES
+    if n == 0:
+        return np.zeros(0)
+    pcm = ulaw.decode(audio[: n * FRAME_BYTES]).astype(np.float64).reshape(n, FRAME_BYTES)
+    return np.sqrt((pcm ** 2).mean(axis=1))
+
+
+def db_to_gain(db: float) -> float:
+    return float(10 ** (db / 20.0))
+
+
+def noise_frame(rng: np.random.Generator, level_dbfs: float) -> np.ndarray:
+    """20 ms of white noise at ``level_dbfs`` RMS (0 dBFS = full-scale sine RMS ~ 23170)."""
+    rms = 23170.0 * db_to_gain(level_dbfs)
+    return rng.normal(0.0, rms, FRAME_BYTES)
+
+
+def mix_to_ulaw(*parts: np.ndarray | None) -> bytes:
+    total = np.zeros(FRAME_BYTES)
+    for p in parts:
+        if p is not None:
+            total = total + p
+    return ulaw.encode(np.clip(np.round(total), -32768, 32767).astype(np.int16))
+
+
+def match_clip(audio: bytes, candidates: list[Clip], min_score: float = 0.75) -> tuple[Clip | None, float]:
+    """Which clip does this (noisy, maybe echoed) audio contain? Normalised envelope correlation.
+
+    Stands in for speech recognition in the simulator: the transcript of a committed buffer is the
+    text of the best-matching caller clip, or nothing when no clip matches well enough.
+    """
+    env = np.log1p(envelope(audio))
+    best, best_score = None, 0.0
+    for c in candidates:
+        ref = np.log1p(envelope(c.audio))
+        if len(ref) == 0 or len(env) < len(ref) * 0.8:
+            continue
+        ref = ref - ref.mean()
+        ref_norm = np.linalg.norm(ref)
+        padded = np.concatenate([env, np.full(len(ref), env.min() if len(env) else 0.0)])
+        for start in range(0, max(1, len(padded) - len(ref) + 1)):
+            window = padded[start:start + len(ref)]
+            w = window - window.mean()
+            denom = np.linalg.norm(w) * ref_norm
+            score = float(w @ ref / denom) if denom > 0 else 0.0
+            if score > best_score:
+                best, best_score = c, score
+    return (best, best_score) if best_score >= min_score else (None, best_score)

@@ -1,0 +1,358 @@
+"""One simulated OpenAI Realtime (GA) session: the protocol behaviour, independent of sockets.
+
+Faithful to what the real service does (see ``shared/reference/protocols.md``): ``session.created``
+with the real defaults (server VAD on, pcm 24 kHz), strict GA validation of ``session.update``
+(``missing_required_parameter``, ``unknown_parameter``), commits under 100 ms refused
+(``input_audio_buffer_commit_empty``), one response at a time
+(``conversation_already_has_active_response``), the full response event sequence with audio
+deltas faster than real time after ``first_audio_delay_ms``, ``response.cancel`` (or
+``response_cancel_not_active``), truncation checked against the audio actually sent
+(``invalid_value``), and input transcription of committed audio.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sim import audio as sim_audio
+from sim.ga_validation import CLIENT_EVENT_TYPES, validate_client_event
+
+_BYTES_PER_MS = {"audio/pcmu": 8, "audio/pcma": 8, "audio/pcm": 48}
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+@dataclass(frozen=True)
+class Reply:
+    clip: str
+    transcript: str
+
+
+@dataclass
+class ReplyScript:
+    """Which reply the model gives: the next one in order, then ``fallback`` forever."""
+    replies: list[Reply]
+    fallback: Reply | None = None
+    _next: int = 0
+
+    @classmethod
+    def from_clips(cls, names: list[str], fallback: str | None = "ai_fallback") -> "ReplyScript":
+        def reply(name: str) -> Reply:
+            return Reply(name, sim_audio.clip(name).text)
+        return cls([reply(n) for n in names], reply(fallback) if fallback else None)
+
+    def next_reply(self) -> Reply | None:
+        if self._next < len(self.replies):
+            self._next += 1
+            return self.replies[self._next - 1]
+        return self.fallback
+
+
+@dataclass
+class SimCounters:
+    """What a test reads after a call."""
+    sessions: int = 0
+    client_events: Counter = field(default_factory=Counter)
+    invalid_client_events: list = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    responses_created: int = 0
+    responses_completed: int = 0
+    responses_cancelled: int = 0
+    commits: int = 0
+    appended_ms: int = 0
+    transcripts: list = field(default_factory=list)
+    replies: list = field(default_factory=list)
+    log: list = field(default_factory=list)       # (monotonic_s, direction, type) of every event
+
+
+def default_session(session_id: str) -> dict:
+    return {"type": "realtime", "object": "realtime.session", "id": session_id, "model": "gpt-realtime",
+            "output_modalities": ["audio"], "instructions": "", "tools": [], "tool_choice": "auto",
+            "max_output_tokens": "inf", "tracing": None, "truncation": "auto", "prompt": None,
+            "expires_at": int(time.time()) + 3600, "include": None,
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "transcription": None,
+                                "noise_reduction": None,
+                                "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
+                                                   "silence_duration_ms": 200, "idle_timeout_ms": None,
+                                                   "create_response": True, "interrupt_response": True}},
+                      "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy", "speed": 1.0}}}
+
+
+def _merge(into: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict) and value:
+            _merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+class RealtimeSession:
+    """Drive with ``on_client_text``; events go out through ``send(dict)``."""
+
+    def __init__(self, send: Callable[[dict], None], script: ReplyScript, counters: SimCounters,
+                 first_audio_delay_ms: int = 0, delta_ms: int = 200, speedup: float = 8.0) -> None:
+        self._send_raw = send
+        self.script = script
+        self.counters = counters
+        self.first_audio_delay_ms = first_audio_delay_ms
+        self.delta_ms = delta_ms
+        self.speedup = speedup
+        self.session = default_session(_new_id("sess"))
+        self.buffer = bytearray()
+        self.items: dict[str, dict] = {}          # item_id -> {"role", "audio_ms"}
+        self.last_item_id: str | None = None
+        self.active: dict | None = None           # {"id", "cancel": Event}
+        self.closed = threading.Event()
+        self._lock = threading.RLock()
+        self._seq = itertools.count(1)
+
+    # --- output -----------------------------------------------------------------------------
+
+    def send(self, event: dict) -> None:
+        event = {"type": event["type"], "event_id": f"event_{next(self._seq):06d}", **{k: v for k, v in event.items() if k != "type"}}
+        with self._lock:
+            self.counters.log.append((time.monotonic(), "server", event["type"]))
+            if not self.closed.is_set():
+                self._send_raw(event)
+
+    def error(self, code: str | None, message: str, param: str | None = None, client_event_id: str | None = None,
+              error_type: str = "invalid_request_error") -> None:
+        self.counters.errors[code or "none"] += 1
+        self.send({"type": "error", "error": {"type": error_type, "code": code, "message": message,
+                                              "param": param, "event_id": client_event_id}})
+
+    def start(self) -> None:
+        self.counters.sessions += 1
+        self.send({"type": "session.created", "session": copy.deepcopy(self.session)})
+
+    # --- input ------------------------------------------------------------------------------
+
+    def on_client_text(self, text: str) -> None:
+        try:
+            event = json.loads(text)
+        except ValueError:
+            self.counters.invalid_client_events.append(("<not json>", ["invalid JSON"]))
+            self.error("invalid_json", "We could not parse the JSON body of your request.")
+            return
+        etype = event.get("type") if isinstance(event, dict) else None
+        with self._lock:
+            self.counters.client_events[str(etype)] += 1
+            self.counters.log.append((time.monotonic(), "client", str(etype)))
+        problems = validate_client_event(event)
+        if problems:
+            self.counters.invalid_client_events.append((etype, problems))
+        handler = getattr(self, "_on_" + str(etype).replace(".", "_"), None)
+        if etype not in CLIENT_EVENT_TYPES or handler is None:
+            self.error("invalid_value", f"Invalid value: '{etype}'. Supported values are: "
+                       + ", ".join(f"'{t}'" for t in sorted(CLIENT_EVENT_TYPES)) + ".", "type", event.get("event_id"))
+            return
+        handler(event)
+
+    def _on_session_update(self, event: dict) -> None:
+        session = event.get("session")
+        if not isinstance(session, dict) or "type" not in session:
+            self.error("missing_required_parameter", "Missing required parameter: 'session.type'.",
+                       "session.type", event.get("event_id"))
+            return
+        problems = validate_client_event(event)
+        if problems:
+            first = problems[0]
+            if first.startswith("unknown key "):
+                param = first[len("unknown key "):]
+                self.error("unknown_parameter", f"Unknown parameter: '{param}'.", param, event.get("event_id"))
+            else:
+                self.error("invalid_value", f"Invalid value in session.update: {first}", None, event.get("event_id"))
+            return
+        with self._lock:
+            _merge(self.session, session)
+        self.send({"type": "session.updated", "session": copy.deepcopy(self.session)})
+
+    def _bytes_per_ms(self) -> int:
+        return _BYTES_PER_MS.get(self.session["audio"]["input"]["format"]["type"], 8)
+
+    def _on_input_audio_buffer_append(self, event: dict) -> None:
+        try:
+            chunk = base64.b64decode(event.get("audio", ""), validate=True)
+        except ValueError:
+            self.error("invalid_value", "Invalid 'audio'. Expected base64-encoded audio.", "audio", event.get("event_id"))
+            return
+        with self._lock:
+            self.buffer.extend(chunk)
+            self.counters.appended_ms += len(chunk) // self._bytes_per_ms()
+
+    def _on_input_audio_buffer_clear(self, event: dict) -> None:
+        with self._lock:
+            self.buffer.clear()
+        self.send({"type": "input_audio_buffer.cleared"})
+
+    def _on_input_audio_buffer_commit(self, event: dict) -> None:
+        with self._lock:
+            have_ms = len(self.buffer) / self._bytes_per_ms()
+            if have_ms < 100:
+                self.error("input_audio_buffer_commit_empty",
+                           "Error committing input audio buffer: buffer too small. Expected at least 100ms of "
+                           f"audio, but buffer only has {have_ms:.2f}ms of audio.", None, event.get("event_id"))
+                return
+            audio, self.buffer = bytes(self.buffer), bytearray()
+            item_id, previous = _new_id("item"), self.last_item_id
+            self.items[item_id] = {"role": "user", "audio_ms": int(have_ms)}
+            self.last_item_id = item_id
+            self.counters.commits += 1
+        item = {"id": item_id, "type": "message", "object": "realtime.item", "status": "completed", "role": "user",
+                "content": [{"type": "input_audio", "transcript": None}]}
+        self.send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous})
+        self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+        if self.session["audio"]["input"].get("transcription"):
+            threading.Thread(target=self._transcribe, args=(item_id, audio), daemon=True).start()
+
+    def _transcribe(self, item_id: str, audio: bytes) -> None:
+        time.sleep(0.3)   # the real transcription arrives asynchronously, often mid-response
+        callers = [c for name, c in sim_audio.library().items() if name.startswith("caller_")]
+        found, _score = sim_audio.match_clip(audio, callers) if self._bytes_per_ms() == 8 else (None, 0.0)
+        transcript = found.text if found else ""
+        self.counters.transcripts.append(transcript)
+        self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
+                   "content_index": 0, "transcript": transcript,
+                   "usage": {"type": "duration", "seconds": round(len(audio) / 8000, 2)}})
+
+    def _on_conversation_item_create(self, event: dict) -> None:
+        item = dict(event.get("item") or {})
+        item.setdefault("id", _new_id("item"))
+        item.setdefault("object", "realtime.item")
+        item.setdefault("status", "completed")
+        previous = self.last_item_id
+        with self._lock:
+            self.items[item["id"]] = {"role": item.get("role", item.get("type")), "audio_ms": 0}
+            self.last_item_id = item["id"]
+        self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+
+    def _on_conversation_item_truncate(self, event: dict) -> None:
+        item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
+        item = self.items.get(item_id)
+        if item is None:
+            self.error("item_truncate_invalid_item_id", f"Item with item_id not found: {item_id}", "item_id",
+                       event.get("event_id"))
+        elif item["role"] != "assistant":
+            self.error("invalid_value", "Only model output audio messages can be truncated", "item_id",
+                       event.get("event_id"))
+        elif not isinstance(end_ms, int) or end_ms > item["audio_ms"]:
+            self.error("invalid_value", f"Audio content of {item['audio_ms']}ms is already shorter than {end_ms}ms",
+                       "audio_end_ms", event.get("event_id"))
+        else:
+            item["audio_ms"] = end_ms
+            self.send({"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0,
+                       "audio_end_ms": end_ms})
+
+    def _on_conversation_item_delete(self, event: dict) -> None:
+        if self.items.pop(event.get("item_id"), None) is None:
+            self.error("item_delete_invalid_item_id", f"Item with item_id not found: {event.get('item_id')}",
+                       "item_id", event.get("event_id"))
+        else:
+            self.send({"type": "conversation.item.deleted", "item_id": event["item_id"]})
+
+    def _on_conversation_item_retrieve(self, event: dict) -> None:
+        self.error("item_retrieve_invalid_item_id", "Item retrieval is not simulated", "item_id", event.get("event_id"))
+
+    def _on_output_audio_buffer_clear(self, event: dict) -> None:
+        self.error("invalid_value", "Invalid value: 'output_audio_buffer.clear' is only supported for WebRTC and SIP.",
+                   "type", event.get("event_id"))
+
+    def _on_response_create(self, event: dict) -> None:
+        with self._lock:
+            if self.active is not None:
+                self.error("conversation_already_has_active_response",
+                           f"Conversation already has an active response in progress: {self.active['id']}. "
+                           "Wait until the response is finished before creating a new one.", None,
+                           event.get("event_id"))
+                return
+            self.active = {"id": _new_id("resp"), "cancel": threading.Event()}
+            self.counters.responses_created += 1
+            active = self.active
+        threading.Thread(target=self._run_response, args=(active,), daemon=True).start()
+
+    def _on_response_cancel(self, event: dict) -> None:
+        with self._lock:
+            active = self.active
+            wanted = event.get("response_id")
+            if active is None or (wanted and wanted != active["id"]):
+                self.error("response_cancel_not_active", "Cancellation failed: no active response found", None,
+                           event.get("event_id"))
+                return
+            active["cancel"].set()
+
+    # --- responses --------------------------------------------------------------------------
+
+    def _response_obj(self, resp_id: str, status: str, output: list, reason: str | None = None) -> dict:
+        details = None if status == "in_progress" else {"type": status, "reason": reason}
+        fmt = copy.deepcopy(self.session["audio"]["output"]["format"])
+        return {"object": "realtime.response", "id": resp_id, "status": status, "status_details": details,
+                "output": output, "conversation_id": "conv_sim", "output_modalities": ["audio"],
+                "max_output_tokens": "inf", "audio": {"output": {"format": fmt,
+                                                                 "voice": self.session["audio"]["output"]["voice"]}},
+                "usage": None if status == "in_progress" else
+                {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0}, "metadata": None}
+
+    def _run_response(self, active: dict) -> None:
+        resp_id, cancel = active["id"], active["cancel"]
+        item_id = _new_id("item")
+        reply = self.script.next_reply()
+        self.send({"type": "response.created", "response": self._response_obj(resp_id, "in_progress", [])})
+        cancel.wait(self.first_audio_delay_ms / 1000.0)
+        item = {"id": item_id, "type": "message", "object": "realtime.item", "status": "in_progress",
+                "role": "assistant", "content": []}
+        with self._lock:
+            previous, self.last_item_id = self.last_item_id, item_id
+            self.items[item_id] = {"role": "assistant", "audio_ms": 0}
+        base = {"response_id": resp_id, "item_id": item_id, "output_index": 0, "content_index": 0}
+        self.send({"type": "response.output_item.added", "response_id": resp_id, "output_index": 0, "item": item})
+        self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        self.send({"type": "response.content_part.added", **base, "part": {"type": "audio", "transcript": ""}})
+        audio = sim_audio.clip(reply.clip).audio if reply else b""
+        transcript = reply.transcript if reply else ""
+        words = transcript.split(" ")
+        chunk_bytes = self.delta_ms * 8
+        sent_words = 0
+        for offset in range(0, len(audio), chunk_bytes):
+            if cancel.is_set() or self.closed.is_set():
+                break
+            chunk = audio[offset:offset + chunk_bytes]
+            want_words = min(len(words), round(len(words) * (offset + len(chunk)) / len(audio)))
+            if want_words > sent_words:
+                self.send({"type": "response.output_audio_transcript.delta", **base,
+                           "delta": " ".join(words[sent_words:want_words]) + " "})
+                sent_words = want_words
+            self.send({"type": "response.output_audio.delta", **base, "delta": base64.b64encode(chunk).decode()})
+            with self._lock:
+                self.items[item_id]["audio_ms"] += len(chunk) // 8
+            time.sleep(len(chunk) / 8 / 1000.0 / self.speedup)
+        cancelled = cancel.is_set()
+        said = " ".join(words[:sent_words]) if cancelled else transcript
+        status = "cancelled" if cancelled else "completed"
+        content = [{"type": "output_audio", "transcript": said}]
+        done_item = {**item, "status": "incomplete" if cancelled else "completed", "content": content}
+        self.send({"type": "response.output_audio.done", **base})
+        self.send({"type": "response.output_audio_transcript.done", **base, "transcript": said})
+        self.send({"type": "response.content_part.done", **base, "part": {"type": "audio", "transcript": said}})
+        self.send({"type": "response.output_item.done", "response_id": resp_id, "output_index": 0, "item": done_item})
+        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": done_item})
+        with self._lock:
+            if cancelled:
+                self.counters.responses_cancelled += 1
+            else:
+                self.counters.responses_completed += 1
+            self.counters.replies.append((reply.clip if reply else None, said, status))
+            self.active = None
+        self.send({"type": "response.done", "response": self._response_obj(
+            resp_id, status, [done_item], "client_cancelled" if cancelled else None)})

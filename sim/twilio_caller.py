@@ -1,0 +1,318 @@
+"""A simulated Twilio caller: the webhook, the signed media WebSocket, real-time audio both ways.
+
+Behaves like Twilio's side of a bidirectional ``<Connect><Stream>``:
+
+* POSTs the voice webhook with ``X-Twilio-Signature`` (URL + sorted form params), reads the TwiML,
+  opens the ``<Stream url>`` with the signature over the ``ws(s)://host/path`` and no params;
+* sends ``connected``, ``start`` (string ``sequenceNumber``, ``customParameters`` from the TwiML's
+  ``<Parameter>``s) and one 160-byte ``media`` frame every 20 ms of a deadline clock (string
+  ``chunk`` and ``timestamp``), taken from the scenario's steps, with optional noise;
+* buffers the server's outbound audio and *plays* it at 8 bytes/ms, echoes each ``mark`` when the
+  audio before it has played (at once if nothing is buffered), flushes on ``clear`` and echoes
+  the pending marks, and optionally mixes an attenuated, delayed copy of what it played back into
+  its inbound audio (line echo);
+* records the ground truth (``CallRecord``): when the caller's speech ended, when AI audio
+  arrived and played, marks, clears, protocol violations, who hung up.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+import xml.etree.ElementTree as ET
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import websocket
+from twilio.request_validator import RequestValidator
+
+from server.core import twilio_codec as tw
+from server.core import ulaw
+from server.core.ulaw import FRAME_BYTES, FRAME_MS
+from sim import audio as sim_audio
+from sim.scenario import Scenario, Step
+
+VOICED_RMS = sim_audio.VOICED_RMS
+
+
+def _sid(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex
+
+
+@dataclass
+class CallRecord:
+    call_sid: str = ""
+    stream_sid: str = ""
+    events: list = field(default_factory=list)            # (t_ms, kind, detail)
+    speech_ends_ms: list = field(default_factory=list)    # ground truth: end of each caller clip's speech
+    arrivals: list = field(default_factory=list)          # (t_ms, voiced) per outbound media message
+    ai_play_starts_ms: list = field(default_factory=list)
+    marks_received: list = field(default_factory=list)
+    marks_echoed: list = field(default_factory=list)      # (t_ms, name, cleared)
+    clears: int = 0
+    frames_sent: int = 0
+    bytes_received: int = 0
+    violations: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    hung_up_by: str = ""
+    duration_ms: int = 0
+
+    def response_latencies_ms(self) -> list[int | None]:
+        """Per caller utterance: ms from the end of its speech to the first AI audio frame received."""
+        out: list[int | None] = []
+        for end in self.speech_ends_ms:
+            first = next((t for t, voiced in self.arrivals if voiced and t >= end), None)
+            out.append(None if first is None else first - end)
+        return out
+
+
+class TwilioCaller:
+    def __init__(self, base_url: str, scenario: Scenario, auth_token: str,
+                 from_number: str = "+972501234567", to_number: str = "+97235550100",
+                 on_event: Callable[[int, str, str], None] | None = None, seed: int = 7) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.scenario = scenario
+        self.validator = RequestValidator(auth_token)
+        self.from_number, self.to_number = from_number, to_number
+        self.on_event = on_event
+        self.rng = np.random.default_rng(seed)
+        self.record = CallRecord(call_sid=_sid("CA"), stream_sid=_sid("MZ"))
+        self.account_sid = _sid("AC")
+        self._lock = threading.Lock()
+        self._outbound = bytearray()           # audio waiting to be played
+        self._queued_total = 0                 # bytes ever queued
+        self._played_total = 0                 # bytes ever played
+        self._pending_marks: list[tuple[int, str]] = []
+        self._seq = 0
+        self._server_closed = threading.Event()
+        self._t0 = 0.0
+        self._ws: websocket.WebSocket | None = None
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int((time.monotonic() - self._t0) * 1000)
+
+    def _event(self, kind: str, detail: str = "") -> None:
+        t = self.now_ms()
+        self.record.events.append((t, kind, detail))
+        if self.on_event:
+            self.on_event(t, kind, detail)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _send(self, text: str) -> bool:
+        try:
+            self._ws.send(text)
+            return True
+        except (websocket.WebSocketException, OSError):
+            self._server_closed.set()
+            return False
+
+    # --- call setup -------------------------------------------------------------------------
+
+    def _webhook(self) -> tuple[str, dict[str, str]]:
+        url = f"{self.base_url}/webhook/incoming_call"
+        params = {"AccountSid": self.account_sid, "ApiVersion": "2010-04-01", "CallSid": self.record.call_sid,
+                  "CallStatus": "ringing", "Called": self.to_number, "Caller": self.from_number,
+                  "Direction": "inbound", "From": self.from_number, "To": self.to_number}
+        req = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), method="POST",
+                                     headers={"X-Twilio-Signature": self.validator.compute_signature(url, params),
+                                              "Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            twiml = resp.read().decode()
+        root = ET.fromstring(twiml)
+        stream = root.find("./Connect/Stream")
+        if stream is None:
+            raise RuntimeError(f"webhook answered without <Connect><Stream>: {twiml}")
+        parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+        return stream.get("url"), parameters
+
+    def _connect(self, stream_url: str) -> None:
+        signature = self.validator.compute_signature(stream_url, {})
+        self._ws = websocket.create_connection(stream_url, timeout=10, header=[f"X-Twilio-Signature: {signature}"])
+        self._ws.settimeout(None)
+
+    # --- receiving (server -> caller) -------------------------------------------------------
+
+    def _receiver(self) -> None:
+        rec = self.record
+        while True:
+            try:
+                text = self._ws.recv()
+            except (websocket.WebSocketException, OSError):
+                break
+            if not text:
+                break
+            event = tw.parse(text)
+            if isinstance(event, tw.Media):
+                audio = event.audio()
+                voiced = sim_audio.envelope(audio).max(initial=0.0) > VOICED_RMS
+                with self._lock:
+                    self._outbound.extend(audio)
+                    self._queued_total += len(audio)
+                    rec.arrivals.append((self.now_ms(), bool(voiced)))
+                    rec.bytes_received += len(audio)
+                self._check_shape(text, event.stream_sid)
+            elif isinstance(event, tw.Mark):
+                with self._lock:
+                    rec.marks_received.append(event.name)
+                    self._pending_marks.append((self._queued_total, event.name))
+                self._check_shape(text, event.stream_sid)
+            elif isinstance(event, tw.Clear):
+                with self._lock:
+                    rec.clears += 1
+                    self._outbound.clear()
+                    self._queued_total = self._played_total
+                    cleared, self._pending_marks = self._pending_marks, []
+                self._event("clear", f"{len(cleared)} marks flushed")
+                for _, name in cleared:
+                    self._echo_mark(name, cleared=True)
+            else:
+                rec.violations.append(f"31951 invalid message: {text[:120]}")
+        self._server_closed.set()
+
+    def _check_shape(self, text: str, stream_sid: str) -> None:
+        if stream_sid != self.record.stream_sid:
+            self.record.violations.append(f"31951 wrong streamSid in {text[:80]}")
+
+    def _echo_mark(self, name: str, cleared: bool = False) -> None:
+        self.record.marks_echoed.append((self.now_ms(), name, cleared))
+        self._send(tw.build_mark_echo(self._next_seq(), self.record.stream_sid, name))
+
+    # --- the real-time loop -----------------------------------------------------------------
+
+    def _play_one_frame(self) -> np.ndarray:
+        with self._lock:
+            chunk = bytes(self._outbound[:FRAME_BYTES])
+            del self._outbound[:FRAME_BYTES]
+            self._played_total += len(chunk)
+            due = [m for m in self._pending_marks if m[0] <= self._played_total]
+            self._pending_marks = [m for m in self._pending_marks if m[0] > self._played_total]
+        for _, name in due:
+            self._echo_mark(name)
+        pcm = np.zeros(FRAME_BYTES)
+        if chunk:
+            pcm[: len(chunk)] = ulaw.decode(chunk)
+        return pcm
+
+    def run(self, max_duration_s: float = 120.0) -> CallRecord:
+        rec, sc = self.record, self.scenario
+        stream_url, parameters = self._webhook()
+        self._connect(stream_url)
+        self._t0 = time.monotonic()
+        self._send(tw.build_connected())
+        self._send(tw.build_start(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid, parameters))
+        receiver = threading.Thread(target=self._receiver, name="sim-twilio-rx", daemon=True)
+        receiver.start()
+        echo_frames = max(1, round(sc.echo.delay_ms / FRAME_MS)) if sc.echo else 0
+        echo_gain = sim_audio.db_to_gain(sc.echo.gain_db) if sc.echo else 0.0
+        played_history: deque = deque([np.zeros(FRAME_BYTES)] * echo_frames, maxlen=max(1, echo_frames))
+        timeline = _Timeline(sc.steps, self)
+        ai_audible, ai_last_voiced_ms, chunk = False, -10**9, 0
+        deadline = time.monotonic()
+        while True:
+            t = self.now_ms()
+            if self._server_closed.is_set():
+                rec.hung_up_by = rec.hung_up_by or "server"
+                self._event("server_closed")
+                break
+            if t > max_duration_s * 1000:
+                rec.failures.append(f"call still running after {max_duration_s:.0f}s")
+                break
+            played = self._play_one_frame()
+            if np.sqrt((played ** 2).mean()) > VOICED_RMS:
+                if not ai_audible:
+                    rec.ai_play_starts_ms.append(t)
+                    self._event("ai_audio_playing")
+                ai_audible, ai_last_voiced_ms = True, t
+            elif ai_audible and t - ai_last_voiced_ms > 300:
+                ai_audible = False
+                self._event("ai_audio_quiet")
+            caller_pcm = timeline.next_frame(t, ai_last_voiced_ms, self._buffered_bytes())
+            if caller_pcm is None:
+                rec.hung_up_by = "caller"
+                self._send(tw.build_stop(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid))
+                self._event("hangup", "caller sent stop")
+                break
+            echo = played_history[0] * echo_gain if sc.echo else None
+            if sc.echo:
+                played_history.append(played)
+            noise = sim_audio.noise_frame(self.rng, sc.noise_dbfs) if sc.noise_dbfs is not None else None
+            chunk += 1
+            ok = self._send(tw.build_inbound_media(self._next_seq(), rec.stream_sid, chunk, chunk * FRAME_MS - FRAME_MS,
+                                                   sim_audio.mix_to_ulaw(caller_pcm, echo, noise)))
+            rec.frames_sent += ok
+            deadline += FRAME_MS / 1000.0
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        try:
+            self._ws.close(timeout=2)
+        except (websocket.WebSocketException, OSError):
+            pass
+        receiver.join(timeout=3)
+        rec.duration_ms = self.now_ms()
+        return rec
+
+    def _buffered_bytes(self) -> int:
+        with self._lock:
+            return len(self._outbound)
+
+
+class _Timeline:
+    """Turns scenario steps into one caller frame (int16 samples as float) per 20 ms."""
+
+    def __init__(self, steps: list[Step], caller: TwilioCaller) -> None:
+        self.steps = list(steps)
+        self.caller = caller
+        self.index = -1
+        self.frames: list[np.ndarray] = []
+        self.step_started_ms = 0
+        self._advance(0)
+
+    def _advance(self, t: int) -> None:
+        self.index += 1
+        self.step_started_ms = t
+        self.frames = []
+        if self.index >= len(self.steps):
+            return
+        step = self.steps[self.index]
+        if step.kind == "say":
+            clip = sim_audio.clip(step.clip)
+            self.frames = [ulaw.decode(f).astype(np.float64) for f in sim_audio.frames(clip.audio)]
+            _, speech_end = clip.speech_span_ms
+            self.caller.record.speech_ends_ms.append(t + speech_end)
+            self.caller._event("caller_says", clip.text)
+        elif step.kind == "silence_ms":
+            self.frames = [np.zeros(FRAME_BYTES)] * (step.duration_ms // FRAME_MS)
+        elif step.kind == "noise_ms":
+            self.frames = [sim_audio.noise_frame(self.caller.rng, step.noise_dbfs)
+                           for _ in range(step.duration_ms // FRAME_MS)]
+
+    def next_frame(self, t: int, ai_last_voiced_ms: int, buffered_bytes: int) -> np.ndarray | None:
+        while self.index < len(self.steps):
+            step = self.steps[self.index]
+            if step.kind == "hangup":
+                return None
+            if step.kind == "wait_ai":
+                heard = ai_last_voiced_ms >= self.step_started_ms
+                if heard and buffered_bytes == 0 and t - ai_last_voiced_ms >= step.quiet_ms:
+                    self._advance(t)
+                    continue
+                if t - self.step_started_ms > step.timeout_ms:
+                    self.caller.record.failures.append(f"step {self.index + 1}: the AI did not answer within "
+                                                       f"{step.timeout_ms}ms")
+                    self._advance(t)
+                    continue
+                return np.zeros(FRAME_BYTES)
+            if self.frames:
+                return self.frames.pop(0)
+            self._advance(t)
+        return None
