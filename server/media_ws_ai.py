@@ -33,7 +33,7 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
                                 MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
                                 RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick)
 from server.core.playout import Framer
-from server.core.ulaw import FRAME_MS, silence
+from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.realtime_client import RealtimeClosed, RealtimeConnection
 from server.settings import Settings
 
@@ -85,6 +85,7 @@ class MediaCall:
         self.audio_out_q = green.Queue(AUDIO_OUT_QUEUE_CHUNKS)    # realtime_audio_out_queue
         self.command_q = green.Queue(COMMAND_QUEUE)
         self.tx_q: deque = deque()
+        self.out_q_bytes = 0
         self.framer = Framer()
         self.twilio_lock = green.Lock()
         self.stopping = green.Event()
@@ -175,6 +176,7 @@ class MediaCall:
             elif isinstance(a, SendResponseCreate):
                 self._realtime_send(rt.response_create(a.instructions))
             elif isinstance(a, QueueAssistantAudio):
+                self.out_q_bytes += len(a.audio)
                 self.audio_out_q.put((a.response_id, a.item_id, a.audio))
             elif isinstance(a, EndAssistantAudio):
                 self.audio_out_q.put(_EndOfResponse(a.response_id))
@@ -260,8 +262,9 @@ class MediaCall:
                 elif isinstance(event, rt.SessionUpdated) and not self.session_ready.is_set():
                     self.session_ready.set()
                     self._apply(self.core.handle(SessionReady(green.monotonic_ms())))
-                self._apply(self.core.handle(RealtimeReceived(event, green.monotonic_ms(),
-                                                              len(self.tx_q), self.audio_out_q.qsize())))
+                queued_ms = len(self.tx_q) * FRAME_MS + self.out_q_bytes // BYTES_PER_MS
+                self._apply(self.core.handle(RealtimeReceived(event, green.monotonic_ms(), len(self.tx_q),
+                                                              self.audio_out_q.qsize(), queued_ms)))
         except (RealtimeClosed, OSError, Exception) as exc:   # noqa: BLE001 - any failure ends the call cleanly
             if not self.stopping.is_set():
                 self.log.error("[REALTIME] connection ended: %s: %s", type(exc).__name__, exc)
@@ -324,6 +327,7 @@ class MediaCall:
             self.tx_q.append(("end", item.response_id, b""))
         else:
             _, item_id, audio = item
+            self.out_q_bytes -= len(audio)
             self.tx_q.extend(("ai", item_id, f) for f in self.framer.push(audio))
         return bool(self.tx_q)
 

@@ -86,22 +86,35 @@ def mix_to_ulaw(*parts: np.ndarray | None) -> bytes:
     return ulaw.encode(np.clip(np.round(total), -32768, 32767).astype(np.int16))
 
 
-def match_clip(audio: bytes, candidates: list[Clip], min_score: float = 0.75) -> tuple[Clip | None, float]:
-    """Which clip does this (noisy, maybe echoed) audio contain? Normalised envelope correlation.
+def voiced_span_ms(audio: bytes) -> int:
+    env = envelope(audio)
+    voiced = np.nonzero(env > VOICED_RMS)[0]
+    return 0 if len(voiced) == 0 else int(voiced[-1] - voiced[0] + 1) * 20
+
+
+def match_clip(audio: bytes, candidates: list[Clip], min_score: float = 0.6) -> tuple[Clip | None, float]:
+    """Which clip does this (noisy, maybe echoed, maybe clipped) audio contain?
 
     Stands in for speech recognition in the simulator: the transcript of a committed buffer is the
-    text of the best-matching caller clip, or nothing when no clip matches well enough.
+    text of the best-matching caller clip, or nothing when none matches. A clip is a candidate only
+    if its voiced length is close to the buffer's (so a short «כן» cannot "match" inside a long
+    sentence); among candidates the best normalised correlation of log-energy envelopes wins.
     """
+    span = voiced_span_ms(audio)
+    if span == 0:
+        return None, 0.0
     env = np.log1p(envelope(audio))
     best, best_score = None, 0.0
     for c in candidates:
-        ref = np.log1p(envelope(c.audio))
-        if len(ref) == 0 or len(env) < len(ref) * 0.8:
+        c_start, c_end = c.speech_span_ms
+        c_span = c_end - c_start
+        if abs(c_span - span) > 0.35 * c_span + 100:
             continue
+        ref = np.log1p(envelope(c.audio)[c_start // 20:c_end // 20])
         ref = ref - ref.mean()
         ref_norm = np.linalg.norm(ref)
-        padded = np.concatenate([env, np.full(len(ref), env.min() if len(env) else 0.0)])
-        for start in range(0, max(1, len(padded) - len(ref) + 1)):
+        padded = np.concatenate([np.full(len(ref), env.min()), env, np.full(len(ref), env.min())])
+        for start in range(0, len(padded) - len(ref) + 1):
             window = padded[start:start + len(ref)]
             w = window - window.mean()
             denom = np.linalg.norm(w) * ref_norm

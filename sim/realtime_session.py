@@ -89,8 +89,10 @@ def default_session(session_id: str) -> dict:
 
 
 def _merge(into: dict, update: dict) -> None:
+    """Apply a session.update: present fields change, nested objects merge, except tagged objects
+    (with a ``type``, e.g. ``format``), which are replaced whole."""
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict) and value:
+        if isinstance(value, dict) and isinstance(into.get(key), dict) and value and "type" not in value:
             _merge(into[key], value)
         else:
             into[key] = copy.deepcopy(value)
@@ -280,6 +282,8 @@ class RealtimeSession:
             self.active = {"id": _new_id("resp"), "cancel": threading.Event()}
             self.counters.responses_created += 1
             active = self.active
+            # In order, like the real service: response.created precedes any reply to later events.
+            self.send({"type": "response.created", "response": self._response_obj(active["id"], "in_progress", [])})
         threading.Thread(target=self._run_response, args=(active,), daemon=True).start()
 
     def _on_response_cancel(self, event: dict) -> None:
@@ -308,7 +312,6 @@ class RealtimeSession:
         resp_id, cancel = active["id"], active["cancel"]
         item_id = _new_id("item")
         reply = self.script.next_reply()
-        self.send({"type": "response.created", "response": self._response_obj(resp_id, "in_progress", [])})
         cancel.wait(self.first_audio_delay_ms / 1000.0)
         item = {"id": item_id, "type": "message", "object": "realtime.item", "status": "in_progress",
                 "role": "assistant", "content": []}

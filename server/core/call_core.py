@@ -257,7 +257,7 @@ class CallCore:
         track.audio_ended = True
         out.append(Note("INFO", f"🔇 [AUDIO_DONE] Received for response_id={response_id}, "
                                 f"queues: tx={ev.tx_frames}, audio_out={ev.out_chunks}"))
-        self._drains[response_id] = DrainCheck(response_id, ev.now_ms, self.cfg.drain_timeout_ms)
+        self._drains[response_id] = DrainCheck(response_id, ev.now_ms, self.cfg.drain_timeout_ms, ev.queued_audio_ms)
         out.append(EndAssistantAudio(response_id))
 
     def _on_response_done(self, e: rt.ResponseDone, ev: RealtimeReceived, out: list[CoreAction]) -> None:

@@ -3,8 +3,11 @@
 ``response.output_audio.done`` arrives long before the caller has heard the audio (deltas come
 faster than real time and wait in our queues). So one check per response id polls the queue
 lengths every ``drain_poll_ms``: the AI stops counting as speaking when both queues are empty,
-or after ``drain_timeout_ms`` at the latest. If another response became active meanwhile the
-check is abandoned without clearing anything: the flags now belong to the newer response.
+or ``drain_timeout_ms`` after the queued audio should have finished playing, at the latest. (A
+timeout counted from ``audio.done`` itself fires while seconds of audio still wait: the model
+sends a 5 s answer in well under a second.) The timeout is the safety net for a stalled TX loop.
+If another response became active meanwhile the check is abandoned without clearing anything:
+the flags now belong to the newer response.
 """
 from __future__ import annotations
 
@@ -34,10 +37,11 @@ DrainResult = Drained | DrainTimedOut | DrainSuperseded
 
 
 class DrainCheck:
-    def __init__(self, response_id: str, started_ms: int, timeout_ms: int) -> None:
+    def __init__(self, response_id: str, started_ms: int, timeout_ms: int, queued_audio_ms: int = 0) -> None:
         self.response_id = response_id
         self.started_ms = started_ms
         self.timeout_ms = timeout_ms
+        self.deadline_ms = started_ms + queued_audio_ms + timeout_ms
 
     def poll(self, now_ms: int, tx_frames: int, out_chunks: int,
              active_response_id: str | None) -> DrainResult | None:
@@ -46,6 +50,6 @@ class DrainCheck:
             return DrainSuperseded(self.response_id, active_response_id)
         if tx_frames == 0 and out_chunks == 0:
             return Drained(self.response_id, now_ms - self.started_ms)
-        if now_ms - self.started_ms >= self.timeout_ms:
+        if now_ms >= self.deadline_ms:
             return DrainTimedOut(self.response_id, tx_frames, out_chunks)
         return None

@@ -28,6 +28,8 @@ class RealtimeReceived:
     now_ms: int
     tx_frames: int
     out_chunks: int
+    queued_audio_ms: int = 0
+    """Assistant audio waiting in tx_q and the out queue, in ms of playback."""
 
 
 @dataclass(frozen=True)

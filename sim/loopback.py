@@ -1,0 +1,128 @@
+"""Run the real server process against the simulators on loopback.
+
+``LoopbackCall`` starts the OpenAI Realtime simulator (in this process, OS threads), the real
+server as a subprocess exactly as deployed (``gunicorn -k eventlet -w 1 server.app:app``, or
+another worker class for the gevent proof), and places calls with ``TwilioCaller``. The demo, the
+end-to-end tests and the benchmark all use it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from sim.realtime_server import RealtimeSimulator
+from sim.realtime_session import ReplyScript
+from sim.scenario import Scenario
+from sim.twilio_caller import CallRecord, TwilioCaller
+
+ROOT = Path(__file__).resolve().parent.parent
+AUTH_TOKEN = "sim-twilio-auth-token"
+SIM_API_KEY = "sk-simulated-key-0000"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LoopbackCall:
+    def __init__(self, scenario: Scenario, log_path: Path, env: dict[str, str] | None = None,
+                 use_simulator: bool = True, worker_class: str = "eventlet") -> None:
+        self.scenario = scenario
+        self.log_path = log_path
+        self.extra_env = env or {}
+        self.use_simulator = use_simulator
+        self.worker_class = worker_class
+        self.realtime: RealtimeSimulator | None = None
+        self.server: subprocess.Popen | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "LoopbackCall":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self, boot_timeout_s: float = 30.0) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TURN_")}
+        if self.use_simulator:
+            self.realtime = RealtimeSimulator(ReplyScript.from_clips(self.scenario.replies),
+                                              self.scenario.first_audio_delay_ms)
+            self.realtime.start()
+            env.update(OPENAI_API_KEY=SIM_API_KEY, OPENAI_REALTIME_URL=self.realtime.url)
+        self.port = free_port()
+        env.update(PUBLIC_BASE_URL=self.base_url, TWILIO_AUTH_TOKEN=AUTH_TOKEN, PORT=str(self.port),
+                   LOG_LEVEL=env.get("LOG_LEVEL", "INFO"), PYTHONUNBUFFERED="1",
+                   PYTHONWARNINGS="ignore::DeprecationWarning")
+        env.update(self.extra_env)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "w", encoding="utf-8")
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", self.worker_class, "-w", "1", "-b", f"127.0.0.1:{self.port}",
+             "--graceful-timeout", "5", "server.app:app"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + boot_timeout_s
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                raise RuntimeError(f"server exited with {self.server.returncode}; see {self.log_path}")
+            try:
+                self.health()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not answer /healthz within {boot_timeout_s:.0f}s; see {self.log_path}")
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as resp:
+            return json.loads(resp.read())
+
+    def call(self, on_event=None, max_duration_s: float = 120.0) -> CallRecord:
+        caller = TwilioCaller(self.base_url, self.scenario, AUTH_TOKEN, on_event=on_event)
+        return caller.run(max_duration_s)
+
+    def wait_idle(self, timeout_s: float = 5.0) -> dict:
+        """Poll /healthz until no call and no call green thread is left (or the timeout)."""
+        deadline = time.monotonic() + timeout_s
+        health = self.health()
+        while time.monotonic() < deadline and (health["active_calls"] or health["green_threads"]):
+            time.sleep(0.05)
+            health = self.health()
+        return health
+
+    def server_pid(self) -> int | None:
+        """The gunicorn worker's pid (the process that runs the calls)."""
+        if self.server is None:
+            return None
+        try:
+            out = subprocess.run(["pgrep", "-P", str(self.server.pid)], capture_output=True, text=True).stdout
+            return int(out.split()[0]) if out.split() else None
+        except (OSError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            self.server.send_signal(signal.SIGTERM)
+            try:
+                self.server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
+        if self.realtime is not None:
+            self.realtime.stop()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -1,0 +1,109 @@
+"""End to end on loopback: the real gunicorn + eventlet server, the Twilio caller simulator and the
+OpenAI Realtime simulator, real-time audio. Each call runs once per module; the tests read the
+simulators' records (ground truth) and the server's log."""
+import re
+
+import pytest
+
+from sim import scenario as scenario_mod
+from sim.loopback import AUTH_TOKEN, SIM_API_KEY, LoopbackCall
+
+
+class Finished:
+    def __init__(self, loop: LoopbackCall, record, health) -> None:
+        self.record, self.health = record, health
+        self.counters = loop.realtime.counters
+        self.log = loop.log_text()
+
+
+def run_call(tmp_path_factory, name: str) -> Finished:
+    sc = scenario_mod.load(name)
+    loop = LoopbackCall(sc, tmp_path_factory.mktemp(name) / "server.log")
+    with loop:
+        record = loop.call(max_duration_s=90)
+        health = loop.wait_idle(timeout_s=5)
+    return Finished(loop, record, health)
+
+
+@pytest.fixture(scope="module")
+def normal(tmp_path_factory) -> Finished:
+    return run_call(tmp_path_factory, "two_turns")
+
+
+@pytest.fixture(scope="module")
+def echo_call(tmp_path_factory) -> Finished:
+    return run_call(tmp_path_factory, "lead_hebrew")
+
+
+def test_one_response_per_utterance_plus_greeting(normal):
+    assert len(normal.record.speech_ends_ms) == 2
+    assert normal.counters.client_events["response.create"] == 3
+    assert normal.counters.client_events["input_audio_buffer.commit"] == 2
+    assert normal.counters.responses_completed == 3
+    assert normal.log.count("🔊 [REALTIME] response.created") == 3
+
+
+def test_no_model_errors_and_every_client_event_valid_ga(normal):
+    assert normal.counters.errors.get("conversation_already_has_active_response", 0) == 0
+    assert dict(normal.counters.errors) == {}
+    assert normal.counters.invalid_client_events == []
+    assert normal.counters.client_events["session.update"] == 1
+    assert set(normal.counters.client_events) == {"session.update", "input_audio_buffer.append",
+                                                 "input_audio_buffer.commit", "response.create"}
+
+
+def test_the_model_heard_what_the_caller_said(normal):
+    assert normal.counters.transcripts == ["אני צריך התקנת מנעול חכם", "בתל אביב"]
+    assert "ASR_TEXT: אני צריך התקנת מנעול חכם" in normal.log
+
+
+def test_the_caller_heard_an_answer_after_each_utterance(normal):
+    assert normal.record.failures == []
+    latencies = normal.record.response_latencies_ms()
+    assert len(latencies) == 2 and all(v is not None for v in latencies)
+
+
+def test_marks_round_trip_and_return_to_listening(normal):
+    assert normal.record.marks_received == ["assistant_tts_end"] * 3
+    assert [name for _, name, cleared in normal.record.marks_echoed if not cleared] == ["assistant_tts_end"] * 3
+    assert normal.log.count("MARK_ACK assistant_tts_end") == 3
+    assert normal.log.count("STATE -> LISTENING | buffer_reset") == 3
+    assert normal.record.violations == []
+
+
+def test_call_ends_with_every_green_thread_gone(normal):
+    assert normal.record.hung_up_by == "caller"
+    assert normal.health["active_calls"] == 0 and normal.health["green_threads"] == 0
+    assert normal.health["calls_total"] == 1
+    assert "green_threads_alive=0" in normal.log
+    assert "Traceback" not in normal.log
+
+
+def test_log_vocabulary_of_a_normal_call(normal):
+    log = normal.log
+    for line in ("[PIPELINE] LIVE AUDIO PIPELINE ACTIVE: Twilio → realtime_audio_in_queue → send_audio_chunk (single path)",
+                 "[GREETING] Bot speaks first...", "✅ [BUILD 196.3] response.create queued (end of speech)",
+                 "✅ [BUILD 196.2] response.create sent (manual trigger)", "TTS_START | frames=",
+                 "MARK_SENT assistant_tts_end", "[PIPELINE STATUS] sent=", "🤖 [REALTIME] AI said: "):
+        assert line in log, line
+    assert len(re.findall(r"🎤 END OF UTTERANCE: \d+\.\ds, echo_blocked=False", log)) == 2
+    assert "conversation #2)" in log
+    assert "[RESPONSE GUARD]" not in log
+
+
+def test_secrets_and_caller_number_stay_out_of_the_log(normal):
+    assert SIM_API_KEY not in normal.log and AUTH_TOKEN not in normal.log
+    assert "+972501234567" not in normal.log and "+97******4567" in normal.log
+
+
+def test_echo_on_the_line_never_triggers_and_real_turns_still_do(echo_call):
+    """Acceptance call 5 shape with line echo: «התקנת מנעול חכם», «בתל אביב», «כן»."""
+    assert echo_call.record.failures == []
+    assert len(echo_call.record.speech_ends_ms) == 3
+    assert echo_call.counters.client_events["response.create"] == 4
+    assert dict(echo_call.counters.errors) == {}
+    assert echo_call.counters.invalid_client_events == []
+    # the echo of the AI was heard by the VAD and refused as a turn
+    assert "NOT triggering (echo protection)" in echo_call.log
+    assert len(re.findall(r"🎤 END OF UTTERANCE: \d+\.\ds, echo_blocked=False", echo_call.log)) == 3
+    assert echo_call.health["active_calls"] == 0 and echo_call.health["green_threads"] == 0

@@ -1,0 +1,28 @@
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from server.call_logging import mask_phone
+from server.twiml import connect_stream, stream_url
+
+
+def test_stream_url_scheme_follows_public_base_url():
+    assert stream_url("https://agent.example.com") == "wss://agent.example.com/ws/twilio-media"
+    assert stream_url("http://127.0.0.1:5000/") == "ws://127.0.0.1:5000/ws/twilio-media"
+    with pytest.raises(ValueError):
+        stream_url("agent.example.com")
+
+
+def test_twiml_connects_a_stream_with_parameters_then_hangs_up():
+    root = ET.fromstring(connect_stream("https://agent.example.com", {"CallSid": "CA1", "From": "+972501234567",
+                                                                      "Empty": ""}))
+    stream = root.find("./Connect/Stream")
+    assert stream.get("url") == "wss://agent.example.com/ws/twilio-media"
+    assert {p.get("name"): p.get("value") for p in stream.findall("Parameter")} == \
+        {"CallSid": "CA1", "From": "+972501234567"}
+    assert [child.tag for child in root] == ["Connect", "Hangup"]
+
+
+def test_phone_numbers_are_masked():
+    assert mask_phone("from +972501234567 to +97235550100") == "from +97******4567 to +97*****0100"
+    assert mask_phone("at 1234567ms") == "at 1234567ms"
