@@ -16,7 +16,9 @@ class TurnConfig:
     threshold_min_rms: int = 35
     """Voiced-frame threshold is max(threshold_min_rms, floor * ratio/100 + offset)."""
     threshold_ratio_pct: int = 220
+    """Noise-floor multiplier of the threshold, in percent (220 = x2.2)."""
     threshold_offset_rms: int = 8
+    """Added to the scaled noise floor."""
     speech_confirm_ms: int = 60
     """MAYBE_SPEECH becomes SPEECH after this much voiced audio (hysteresis against clicks)."""
     maybe_speech_gap_ms: int = 40
@@ -38,7 +40,9 @@ class TurnConfig:
     no_audio_timeout_ms: int = 7000
     """No AI audio this long after an end of utterance -> back to LISTENING."""
     drain_poll_ms: int = 50
+    """Period of the drain check (and of the call's ticker)."""
     drain_timeout_ms: int = 500
+    """The AI stops counting as speaking at the latest this long after its queued audio should have played."""
     tts_tail_silence_ms: int = 200
     """µ-law silence appended after a response's last frame, before the assistant_tts_end mark."""
     status_interval_ms: int = 2500
