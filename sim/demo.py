@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for c in verdict:
         print(f"  {'PASS' if c.passed else 'FAIL'}  {c.name}: {c.detail}")
     lat = numbers["latency_ms"]
-    print(f"\n  utterances={numbers['utterances']}  AI answers heard={numbers['ai_answers_heard']}  "
+    print(f"\n  utterances={numbers['utterances']}  AI audio bursts heard={numbers['ai_answers_heard']}  "
           f"call={numbers['call_duration_ms'] / 1000:.1f}s  hung up by {numbers['hung_up_by']}")
     print(f"  end of caller speech → first AI audio frame: {', '.join(f'{v}ms' for v in lat) or 'n/a'}"
           f" (model first-audio delay {sc.first_audio_delay_ms}ms)")
