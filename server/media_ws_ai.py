@@ -29,9 +29,10 @@ from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
 from server.core.call_core import CallCore
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame,
-                                CommitAndTrigger, EndAssistantAudio, ForwardAudio, HangUp,
-                                MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
-                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick)
+                                CancelResponse, ClearPlayback, CommitAndTrigger, EndAssistantAudio,
+                                ForwardAudio, HangUp, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
+                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick,
+                                TruncateAssistant)
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.realtime_client import RealtimeClosed, RealtimeConnection
@@ -79,13 +80,14 @@ class MediaCall:
         self.settings = settings
         self.registry = registry
         self.log = logging.LoggerAdapter(log, {})
-        self.core = CallCore(settings.turn, settings.greeting_instructions)
+        self.core = CallCore(settings.turn, settings.prompts)
         self.realtime = RealtimeConnection(settings)
         self.audio_in_q = green.Queue(AUDIO_IN_QUEUE_FRAMES)      # realtime_audio_in_queue
         self.audio_out_q = green.Queue(AUDIO_OUT_QUEUE_CHUNKS)    # realtime_audio_out_queue
         self.command_q = green.Queue(COMMAND_QUEUE)
         self.tx_q: deque = deque()
         self.out_q_bytes = 0
+        self.playout_generation = 0
         self.framer = Framer()
         self.twilio_lock = green.Lock()
         self.stopping = green.Event()
@@ -182,8 +184,13 @@ class MediaCall:
                 self.audio_out_q.put(_EndOfResponse(a.response_id))
             elif isinstance(a, SendMark):
                 self._twilio_send(tw.mark_message(self.stream_sid, a.name))
+            elif isinstance(a, CancelResponse):
+                self._realtime_send(rt.response_cancel(a.response_id))
+            elif isinstance(a, ClearPlayback):
+                self._clear_playback()
+            elif isinstance(a, TruncateAssistant):
+                self._realtime_send(rt.item_truncate(a.item_id, a.audio_end_ms))
             elif isinstance(a, HangUp):
-                self.log.info("📞 [SMART HANGUP] Reason: %s", a.reason)
                 self._stop(a.reason)
 
     def _put_audio_in(self, item) -> None:
@@ -200,6 +207,19 @@ class MediaCall:
                     self.audio_in_q.put(oldest)
                     return
                 self.dropped_in += 1
+
+    def _clear_playback(self) -> None:
+        """Barge-in: nothing queued before this point may reach the caller."""
+        self.playout_generation += 1
+        self.tx_q.clear()
+        self.framer = Framer()
+        while True:
+            try:
+                self.audio_out_q.get_nowait()
+            except green.Empty:
+                break
+        self.out_q_bytes = 0
+        self._twilio_send(tw.clear_message(self.stream_sid))
 
     def trigger_response(self, reason: str) -> None:
         """The single function that can send ``response.create`` (guarded in the core)."""
@@ -297,12 +317,15 @@ class MediaCall:
             if not self.tx_q and not self._refill_tx():
                 continue
             entry = self.tx_q.popleft()
+            generation = self.playout_generation
             now_ms = green.monotonic_ms()
             due_ms = clock_start_ms + frames_sent * FRAME_MS - TX_LEAD_MS
             if now_ms - due_ms > TX_RESYNC_MS:
                 clock_start_ms, frames_sent, due_ms = now_ms, 0, now_ms - TX_LEAD_MS
             if due_ms > now_ms:
                 green.sleep((due_ms - now_ms) / 1000.0)
+            if generation != self.playout_generation:
+                continue                  # cleared while we waited for this frame's turn
             kind, key, frame = entry
             if kind == "end":
                 self._apply(self.core.handle(AssistantPlayoutFinished(key, green.monotonic_ms())))
@@ -311,7 +334,7 @@ class MediaCall:
                 return
             frames_sent += 1
             if kind == "ai":
-                self._apply(self.core.handle(AssistantFramePlayed(key, green.monotonic_ms())))
+                self._apply(self.core.handle(AssistantFramePlayed(key, green.monotonic_ms(), frame)))
 
     def _refill_tx(self) -> bool:
         try:

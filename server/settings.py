@@ -21,6 +21,10 @@ DEFAULT_GREETING = (
     "Greet the caller briefly in Hebrew, say this is the business's virtual assistant, "
     "and ask how you can help."
 )
+DEFAULT_SILENCE_PROMPT = (
+    "The caller has been silent. Ask once, briefly and kindly in Hebrew, whether they are still on the line."
+)
+DEFAULT_GOODBYE = "Say a short, polite goodbye in Hebrew and thank the caller. Do not ask anything."
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -63,7 +67,15 @@ class Settings:
     log_level: str
     instructions: str
     greeting_instructions: str
+    silence_prompt_instructions: str
+    goodbye_instructions: str
     turn: TurnConfig
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """Instructions of the labelled responses, by trigger reason."""
+        return {"greeting": self.greeting_instructions, "silence_warning": self.silence_prompt_instructions,
+                "goodbye": self.goodbye_instructions}
 
     @property
     def realtime_ws_url(self) -> str:
@@ -122,7 +134,9 @@ class Settings:
             twilio_auth_token=Secret(get("TWILIO_AUTH_TOKEN")), public_base_url=public,
             port=integer("PORT", 5000, 1, 65535), log_level=log_level,
             instructions=get("AGENT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
-            greeting_instructions=get("AGENT_GREETING") or DEFAULT_GREETING, turn=turn)
+            greeting_instructions=get("AGENT_GREETING") or DEFAULT_GREETING,
+            silence_prompt_instructions=get("AGENT_SILENCE_PROMPT") or DEFAULT_SILENCE_PROMPT,
+            goodbye_instructions=get("AGENT_GOODBYE") or DEFAULT_GOODBYE, turn=turn)
         if problems:
             raise SettingsError(problems)
         return settings

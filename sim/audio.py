@@ -98,7 +98,8 @@ def match_clip(audio: bytes, candidates: list[Clip], min_score: float = 0.6) -> 
     Stands in for speech recognition in the simulator: the transcript of a committed buffer is the
     text of the best-matching caller clip, or nothing when none matches. A clip is a candidate only
     if its voiced length is close to the buffer's (so a short «כן» cannot "match" inside a long
-    sentence); among candidates the best normalised correlation of log-energy envelopes wins.
+    sentence); among candidates the best normalised correlation of log-energy envelopes wins,
+    less a penalty for the remaining length difference.
     """
     span = voiced_span_ms(audio)
     if span == 0:
@@ -108,8 +109,10 @@ def match_clip(audio: bytes, candidates: list[Clip], min_score: float = 0.6) -> 
     for c in candidates:
         c_start, c_end = c.speech_span_ms
         c_span = c_end - c_start
-        if abs(c_span - span) > 0.35 * c_span + 100:
+        # the buffer may hold a little more than the clip (pre-roll, echo tail), rarely less
+        if span < 0.65 * c_span - 100 or span > c_span + 600:
             continue
+        penalty = (0.5 * max(0, c_span - span) + 0.25 * max(0, span - c_span - 300)) / c_span
         ref = np.log1p(envelope(c.audio)[c_start // 20:c_end // 20])
         ref = ref - ref.mean()
         ref_norm = np.linalg.norm(ref)
@@ -118,7 +121,7 @@ def match_clip(audio: bytes, candidates: list[Clip], min_score: float = 0.6) -> 
             window = padded[start:start + len(ref)]
             w = window - window.mean()
             denom = np.linalg.norm(w) * ref_norm
-            score = float(w @ ref / denom) if denom > 0 else 0.0
+            score = (float(w @ ref / denom) if denom > 0 else 0.0) - penalty
             if score > best_score:
                 best, best_score = c, score
     return (best, best_score) if best_score >= min_score else (None, best_score)

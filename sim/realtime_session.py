@@ -71,6 +71,7 @@ class SimCounters:
     commits: int = 0
     appended_ms: int = 0
     transcripts: list = field(default_factory=list)
+    committed_audio: list = field(default_factory=list)   # µ-law bytes of every commit
     replies: list = field(default_factory=list)
     log: list = field(default_factory=list)       # (monotonic_s, direction, type) of every event
 
@@ -210,6 +211,7 @@ class RealtimeSession:
             self.items[item_id] = {"role": "user", "audio_ms": int(have_ms)}
             self.last_item_id = item_id
             self.counters.commits += 1
+            self.counters.committed_audio.append(audio)
         item = {"id": item_id, "type": "message", "object": "realtime.item", "status": "completed", "role": "user",
                 "content": [{"type": "input_audio", "transcript": None}]}
         self.send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous})

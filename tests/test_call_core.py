@@ -4,11 +4,12 @@ import base64
 from server.core import realtime_protocol as rt
 from server.core.call_core import TTS_END_MARK, CallCore, Pipeline
 from server.core.energy_vad import VadState
-from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CommitAndTrigger,
+from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
+                                ClearPlayback, CommitAndTrigger, HangUp, TruncateAssistant,
                                 EndAssistantAudio, ForwardAudio, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
                                 RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick)
 from server.core.turn_config import TurnConfig
-from tests.audio_helpers import SILENT, VOICE, b64
+from tests.audio_helpers import SILENT, VOICE, b64, tone
 
 CFG = TurnConfig()
 
@@ -17,18 +18,18 @@ class Call:
     """A core plus a fake clock and a caller-audio clock, both in ms."""
 
     def __init__(self) -> None:
-        self.core = CallCore(CFG, greeting_instructions="Greet")
+        self.core = CallCore(CFG, {"greeting": "Greet"})
         self.now_ms = 10_000
         self.audio_ms = 0
         self.actions: list = []
 
-    def frames(self, frame: bytes, count: int, played_item: str | None = None) -> list:
+    def frames(self, frame: bytes, count: int, played_item: str | None = None, played: bytes = b"") -> list:
         out = []
         for _ in range(count):
             self.now_ms += 20
             self.audio_ms += 20
             if played_item is not None:            # AI audio playing at the same time
-                out += self.core.handle(AssistantFramePlayed(played_item, self.now_ms))
+                out += self.core.handle(AssistantFramePlayed(played_item, self.now_ms, played))
             out += self.core.handle(CallerFrame(frame, b64(frame), self.audio_ms, self.now_ms))
         self.actions += out
         return out
@@ -92,12 +93,12 @@ def test_echo_blocks_forwarding_and_triggering_but_never_the_vad():
     call = Call()
     call.frames(SILENT, 20)
     call.core.handle(RealtimeReceived(rt.ResponseCreated("resp_1"), call.now_ms, 0, 0))
-    # AI audio is being played while an echo of it comes back at speech level
-    out = call.frames(VOICE, 50, played_item="item_1")
+    # AI audio is being played while an echo of it comes back at the same level
+    out = call.frames(VOICE, 50, played_item="item_1", played=VOICE)
     assert call.core.vad.state is VadState.SPEECH           # the VAD saw every frame
     assert not any(isinstance(a, ForwardAudio) for a in out)
     assert call.core.stats.frames_blocked == 50
-    out = call.frames(SILENT, 20, played_item="item_1")
+    out = call.frames(SILENT, 20, played_item="item_1", played=SILENT)
     assert "[BUILD 196.3] SPEECH→SILENCE during echo block - NOT triggering (echo protection)" in notes(out)
     assert "🎤 END OF UTTERANCE: 1.0s, echo_blocked=True" in notes(out)
     assert not any(isinstance(a, CommitAndTrigger) for a in call.actions)
@@ -205,3 +206,105 @@ def test_transcripts_are_logged():
     call = Call()
     assert "ASR_TEXT: בתל אביב | dur_ms=0" in notes(call.rt(rt.InputTranscription("item_1", "בתל אביב")))
     assert "🤖 [REALTIME] AI said: שלום" in notes(call.rt(rt.TranscriptDone("resp_1", "item_1", "שלום")))
+
+
+def start_playing(call: Call, response_id: str = "resp_1", item_id: str = "item_1") -> None:
+    call.core.request_response("greeting", call.now_ms)
+    call.rt(rt.ResponseCreated(response_id))
+    call.rt(rt.AudioDelta(response_id, item_id, base64.b64encode(VOICE * 100).decode()))   # 2 s received
+
+
+def test_barge_in_over_a_quiet_line_interrupts_once():
+    call = Call()
+    call.frames(SILENT, 20)
+    start_playing(call)
+    call.frames(SILENT, 40, played_item="item_1", played=VOICE)      # 800 ms played, line quiet: no echo
+    out = call.frames(VOICE, 8, played_item="item_1", played=VOICE)   # the caller talks over the AI
+    barge = [a for a in verbs(out) if not isinstance(a, ForwardAudio)]
+    # 150 ms of sustained speech -> on the 8th frame; 40 + 8 frames played -> truncate at 960 ms
+    assert barge == [CancelResponse("resp_1"), ClearPlayback(), TruncateAssistant("item_1", 960)]
+    assert any(n.startswith("⚡ [BARGE-IN] caller speech for 160ms over the AI") for n in notes(out))
+    forwarded = [a for a in out if isinstance(a, ForwardAudio)]
+    assert len(forwarded) == CFG.pre_roll_ms // 20 + 1   # the held-back pre-roll, then this frame
+    assert call.core.state is Pipeline.LISTENING and not call.core.is_ai_speaking
+    # late deltas of the cancelled response are dropped
+    assert verbs(call.rt(rt.AudioDelta("resp_1", "item_1", "AAAA"))) == []
+    assert call.core.stats.dropped_deltas == 1
+    # the caller keeps talking, then stops: one trigger, deferred until the cancelled response is done
+    call.frames(VOICE, 30)
+    call.frames(SILENT, 20)
+    assert sum(isinstance(a, CommitAndTrigger) for a in call.actions) == 1
+    deferred = call.core.request_response("end_of_speech", call.now_ms)
+    assert verbs(deferred) == [] and "deferred until its response.done" in notes(deferred)[0]
+    out = call.rt(rt.ResponseDone("resp_1", "cancelled", "client_cancelled"))
+    assert QueueTrigger("end_of_speech") in out
+    assert verbs(call.core.request_response("end_of_speech", call.now_ms)) == [SendResponseCreate("end_of_speech", None)]
+
+
+def test_no_barge_in_from_the_ais_own_echo():
+    call = Call()
+    call.frames(SILENT, 20)
+    start_playing(call)
+    # the line returns the played audio 6 dB down, 100 ms later, for 2 s
+    played = [VOICE if (i // 10) % 2 == 0 else SILENT for i in range(100)]
+    out = []
+    for i, frame in enumerate(played):
+        echo = tone(1000) if i >= 5 and played[i - 5] == VOICE else SILENT
+        out += call.frames(echo, 1, played_item="item_1", played=frame)
+    assert not any(isinstance(a, (CancelResponse, ClearPlayback, ForwardAudio)) for a in out)
+    assert call.core.stats.barge_ins == 0
+
+
+def test_silence_prompts_then_goodbye_then_smart_hangup():
+    call = Call()
+    call.frames(SILENT, 20)
+    out = []
+    for _ in range(CFG.silence_timeout_ms // 50 + 1):    # the first tick starts the silence clock
+        out += call.tick(50)
+    assert QueueTrigger("silence_warning") in out
+    assert verbs(call.core.request_response("silence_warning", call.now_ms)) == \
+        [SendResponseCreate("silence_warning", None)]
+    call.rt(rt.ResponseCreated("resp_w"))
+    call.rt(rt.ResponseDone("resp_w", "completed", None))          # (no audio in this test)
+    out = []
+    for _ in range(CFG.silence_timeout_ms // 50 + 1):
+        out += call.tick(50)
+    assert "🔇 [SILENCE] Max warnings exceeded - initiating polite hangup" in notes(out)
+    assert QueueTrigger("goodbye") in out
+    call.core.request_response("goodbye", call.now_ms)
+    call.rt(rt.ResponseCreated("resp_g"))
+    call.rt(rt.AudioDelta("resp_g", "item_g", "////"))
+    call.rt(rt.AudioDone("resp_g", "item_g"))
+    call.rt(rt.ResponseDone("resp_g", "completed", None))
+    call.core.handle(AssistantPlayoutFinished("resp_g", call.now_ms))
+    out = call.core.handle(MarkAcked(TTS_END_MARK, call.now_ms + 100))
+    assert HangUp("silence_timeout") in out
+    assert "📞 [SMART HANGUP] Reason: silence_timeout" in notes(out)
+    assert "📞 [SMART HANGUP] Lead captured: False" in notes(out)
+    # nothing more is triggered once the call is ending
+    assert verbs(call.core.request_response("end_of_speech", call.now_ms)) == []
+
+
+def test_caller_speech_resets_the_silence_clock():
+    call = Call()
+    out = []
+    for _ in range(10):
+        call.frames(SILENT, 150)                      # 3 s of quiet
+        call.frames(VOICE, 10)                        # then a short sound (skipped as an utterance)
+        call.frames(SILENT, 20)
+        out += call.tick(0)
+    assert not any(isinstance(a, QueueTrigger) for a in out)
+
+
+def test_an_utterance_starting_in_the_echo_tail_reaches_openai_whole():
+    call = Call()
+    call.frames(SILENT, 20)
+    call.frames(SILENT, 1, played_item="item_1", played=SILENT)     # the last AI frame
+    soft = tone(60)                                                  # a soft onset the barge-in rule ignores
+    held = call.frames(soft, 10)                                     # inside the 500 ms window
+    assert not any(isinstance(a, ForwardAudio) for a in held)
+    call.frames(soft, 14)
+    out = call.frames(VOICE, 1)                                      # the window has expired
+    forwarded = [a for a in out if isinstance(a, ForwardAudio)]
+    assert len(forwarded) == CFG.pre_roll_ms // 20 + 1              # the held start of the utterance, then this frame
+    assert call.core.vad.state is not VadState.SILENCE

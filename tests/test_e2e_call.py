@@ -105,5 +105,6 @@ def test_echo_on_the_line_never_triggers_and_real_turns_still_do(echo_call):
     assert echo_call.counters.invalid_client_events == []
     # the echo of the AI was heard by the VAD and refused as a turn
     assert "NOT triggering (echo protection)" in echo_call.log
+    assert echo_call.counters.transcripts == ["אני צריך התקנת מנעול חכם", "בתל אביב", "כן"]
     assert len(re.findall(r"🎤 END OF UTTERANCE: \d+\.\ds, echo_blocked=False", echo_call.log)) == 3
     assert echo_call.health["active_calls"] == 0 and echo_call.health["green_threads"] == 0

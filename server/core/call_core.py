@@ -3,17 +3,24 @@
 Theory of operation. The shell feeds facts (``server.core.events``) stamped with ``now_ms``;
 ``handle`` returns verbs. Nothing here touches a socket or a clock.
 
-* Caller side: EVERY inbound frame goes through the VAD, whatever the echo state. The echo gate
-  (AI audio played within ``echo_window_ms``) only decides whether the frame is forwarded to
-  OpenAI. An utterance that reached OpenAI with less than ``min_utterance_ms`` of audio (i.e. it
-  lay inside the echo block) does not trigger.
+* Caller side: EVERY inbound frame goes through the VAD, whatever the echo state. The
+  ``CallerGate`` decides whether the frame reaches OpenAI: held back inside the echo window,
+  released (with pre-roll) when the echo detector sees sustained speech the AI's echo cannot
+  explain. An utterance that reached OpenAI with less than ``min_utterance_ms`` of audio lay inside
+  the echo block and does not trigger.
+* Barge-in: the gate opening while the AI is still speaking cancels the response, clears Twilio's
+  buffer and our queues, truncates the assistant item at what was played, and drops the late
+  deltas of that response. The caller's end of utterance then yields exactly one new response
+  (deferred until the cancelled one's ``response.done`` if it is still finishing).
 * Turn trigger: a valid end of utterance yields ``CommitAndTrigger``; the shell commits after the
   audio already queued and then calls ``request_response``, the ONLY producer of
   ``SendResponseCreate``, guarded by ``ResponseGuard`` (active-or-pending -> skip).
-* AI side: the first audio delta of a response makes the AI "speaking" (``PROCESSING ->
-  SPEAKING``). ``response.output_audio.done`` starts one drain check bound to that response id;
-  the TX loop reports played frames and the end of playout, which sends ``assistant_tts_end``;
-  its ack returns the pipeline to ``LISTENING``.
+* AI side: the first audio delta of a response makes the AI "speaking" (``-> SPEAKING``).
+  ``response.output_audio.done`` starts one drain check bound to that response id; the TX loop
+  reports played frames and the end of playout, which sends ``assistant_tts_end``; its ack returns
+  the pipeline to ``LISTENING``.
+* Silence: ``SilencePolicy`` asks for labelled prompts, then a goodbye; the smart hangup follows
+  the goodbye's playout.
 * Stale events expected from the race between two peers (a delta of a cancelled response, the
   echo of a cleared mark) are dropped quietly and counted.
 """
@@ -23,17 +30,20 @@ import base64
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Mapping
 
 from server.core import realtime_protocol as rt
+from server.core.caller_gate import CallerGate
 from server.core.drain import DrainCheck, Drained, DrainSuperseded, DrainTimedOut
 from server.core.energy_vad import EnergyVad, SpeechStarted, UtteranceEnded, VadState
-from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame,
-                                CommitAndTrigger, CoreAction, CoreEvent, EndAssistantAudio,
-                                ForwardAudio, HangUp, MarkAcked, Note, QueueAssistantAudio,
-                                QueueTrigger, RealtimeReceived, SendMark, SendResponseCreate,
-                                SessionReady, Tick)
+from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
+                                ClearPlayback, CommitAndTrigger, CoreAction, CoreEvent, EndAssistantAudio,
+                                ForwardAudio, HangUp, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
+                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick,
+                                TruncateAssistant)
 from server.core.playout import PlayoutLedger
 from server.core.response_guard import ResponseGuard, SendCreate
+from server.core.silence_policy import SilencePolicy, SilenceStep
 from server.core.turn_config import TurnConfig
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, rms
 
@@ -59,7 +69,6 @@ _PIPELINE_ALLOWED = {
 
 @dataclass
 class ResponseTrack:
-    reason: str | None = None
     audio_started: bool = False
     audio_ended: bool = False
     item_id: str | None = None
@@ -71,6 +80,7 @@ class CallStats:
     frames_blocked: int = 0
     turns: int = 0
     responses_created: int = 0
+    barge_ins: int = 0
     errors: Counter = field(default_factory=Counter)
     dropped_deltas: int = 0
     skipped_utterances: int = 0
@@ -80,19 +90,26 @@ class CallStats:
 
 
 class CallCore:
-    def __init__(self, config: TurnConfig, greeting_instructions: str | None) -> None:
+    def __init__(self, config: TurnConfig, prompts: Mapping[str, str] | None = None) -> None:
         self.cfg = config
-        self.greeting_instructions = greeting_instructions
+        self.prompts = dict(prompts or {})
         self.vad = EnergyVad(config)
+        self.gate = CallerGate(config)
         self.guard = ResponseGuard(config.response_created_timeout_ms)
+        self.silence = SilencePolicy(config.silence_timeout_ms, config.max_silence_warnings)
         self.ledger = PlayoutLedger()
         self.state = Pipeline.LISTENING
         self.is_ai_speaking = False
         self.user_has_spoken = False
         self.conversation_index = 0
         self.stats = CallStats()
+        self.hangup_reason: str | None = None
+        self._now_ms = 0
         self._responses: dict[str, ResponseTrack] = {}
         self._cancelled: set[str] = set()
+        self._playing_response: str | None = None
+        self._deferred_reason: str | None = None
+        self._hangup_after_playout: str | None = None
         self._drains: dict[str, DrainCheck] = {}
         self._forwarded_since_commit_bytes = 0
         self._utt_forwarded_ms = 0
@@ -112,17 +129,24 @@ class CallCore:
 
     def handle(self, event: CoreEvent) -> list[CoreAction]:
         out: list[CoreAction] = []
+        self._now_ms = event.now_ms
         self._handlers[type(event)](event, out)
         return out
 
     def request_response(self, reason: str, now_ms: int) -> list[CoreAction]:
         """The one way to a ``response.create``: guarded against active or pending responses."""
+        self._now_ms = now_ms
+        if self.hangup_reason is not None:
+            return [Note("INFO", f"[RESPONSE GUARD] call is ending – skipping new response ({reason})")]
+        if self.guard.active_response_id is not None and self.guard.active_response_id in self._cancelled:
+            self._deferred_reason = reason
+            return [Note("INFO", f"[RESPONSE GUARD] Cancelled response {self.guard.active_response_id} still "
+                                 f"finishing – response ({reason}) deferred until its response.done")]
         decision = self.guard.request(reason, now_ms)
         if not isinstance(decision, SendCreate):
             return [Note("INFO", f"[RESPONSE GUARD] Active response in progress ({decision.blocking}) "
                                  f"– skipping new response ({reason})")]
-        instructions = self.greeting_instructions if reason == "greeting" else None
-        return [SendResponseCreate(reason, instructions),
+        return [SendResponseCreate(reason, self.prompts.get(reason)),
                 Note("INFO", f"✅ [BUILD 196.2] response.create sent (manual trigger) reason={reason}")]
 
     def echo_blocked(self, now_ms: int) -> bool:
@@ -136,6 +160,8 @@ class CallCore:
         if (self.state, new) not in _PIPELINE_ALLOWED:
             out.append(Note("WARNING", f"[STATE] unexpected {self.state.value} -> {new.value} ({note})"))
         self.state = new
+        if new is Pipeline.LISTENING:
+            self.silence.restart(self._now_ms)
         out.append(Note("INFO", f"STATE -> {new.value} | {note}"))
 
     # --- caller side ------------------------------------------------------------------------
@@ -148,21 +174,28 @@ class CallCore:
         out.append(QueueTrigger("greeting"))
 
     def _on_caller_frame(self, ev: CallerFrame, out: list[CoreAction]) -> None:
-        blocked = self.echo_blocked(ev.now_ms)
+        in_window = self.echo_blocked(ev.now_ms)
+        frame_rms = rms(ev.audio)
         before = self.vad.state
-        records = self.vad.on_frame(rms(ev.audio), ev.audio_end_ms, track_floor=not blocked)
-        if blocked:
+        records = self.vad.on_frame(frame_rms, ev.audio_end_ms, track_floor=not in_window)
+        barge_threshold = self.vad.noise_floor_rms * self.cfg.threshold_ratio_pct / 100 + self.cfg.barge_in_offset_rms
+        gate = self.gate.on_caller_frame(ev.payload_b64, frame_rms ** 2, ev.now_ms, in_window, barge_threshold,
+                                         speech_in_progress=self.vad.state is not VadState.SILENCE)
+        if gate.opened:
+            self._on_gate_opened(gate.verdict.lag_ms, gate.verdict.gain_db, out)
+        if gate.blocked:
             self.stats.frames_blocked += 1
         else:
-            self.stats.frames_sent += 1
-            self._forwarded_since_commit_bytes += len(ev.audio)
-            out.append(ForwardAudio(ev.payload_b64))
+            self.stats.frames_sent += len(gate.forward)
+        for payload in gate.forward:
+            out.append(ForwardAudio(payload))
+        self._forwarded_since_commit_bytes += len(gate.forward) * len(ev.audio)
         if before is VadState.SILENCE and self.vad.state is not VadState.SILENCE:
-            self._utt_forwarded_ms, self._utt_bytes, self._utt_blocked_at_start = 0, 0, blocked
+            self._utt_forwarded_ms, self._utt_bytes, self._utt_blocked_at_start = 0, 0, gate.blocked
         if before is not VadState.SILENCE or self.vad.state is not VadState.SILENCE:
             self._utt_bytes += len(ev.audio)
-            if not blocked:
-                self._utt_forwarded_ms += FRAME_MS
+            self._utt_forwarded_ms += len(gate.forward) * FRAME_MS
+            self.silence.restart(ev.now_ms)
         for rec in records:
             if isinstance(rec, SpeechStarted):
                 if not self._utt_blocked_at_start:
@@ -171,6 +204,30 @@ class CallCore:
                 out.append(Note("INFO", f"[UTT] START at {rec.start_ms}ms"))
             elif isinstance(rec, UtteranceEnded):
                 self._on_utterance_end(rec, ev.now_ms, out)
+        if self.vad.state is VadState.SILENCE and before is not VadState.SILENCE:
+            self.gate.close()
+
+    def _on_gate_opened(self, lag_ms: int | None, gain_db: float | None, out: list[CoreAction]) -> None:
+        echo = f"echo lag={lag_ms}ms gain={'?' if gain_db is None else f'{gain_db:.0f}dB'}"
+        if not self.is_ai_speaking or self._playing_response is None:
+            out.append(Note("INFO", f"[ECHO GATE] caller speech in the echo tail ({echo}) - forwarding with pre-roll"))
+            return
+        rid = self._playing_response
+        track = self._responses.get(rid, ResponseTrack())
+        self.stats.barge_ins += 1
+        out.append(Note("INFO", f"⚡ [BARGE-IN] caller speech for {self.gate.near_end_ms}ms over the AI ({echo}) "
+                                f"- interrupting {rid}"))
+        if self.guard.active_response_id == rid:
+            out.append(CancelResponse(rid))
+        out.append(ClearPlayback())
+        self.ledger.on_clear()
+        if track.item_id is not None:
+            out.append(TruncateAssistant(track.item_id, self.ledger.truncate_point_ms(track.item_id)))
+        self._cancelled.add(rid)
+        self._drains.pop(rid, None)
+        self._playing_response = None
+        self.is_ai_speaking = False
+        self._set_state(Pipeline.LISTENING, "barge-in", out)
 
     def _on_utterance_end(self, rec: UtteranceEnded, now_ms: int, out: list[CoreAction]) -> None:
         blocked = self._utt_forwarded_ms < self.cfg.min_utterance_ms
@@ -189,10 +246,14 @@ class CallCore:
             out.append(Note("WARNING", f"[UTT] only {self._forwarded_since_commit_bytes} bytes forwarded since "
                                        "the last commit - not committing"))
             return
+        if self.hangup_reason is not None or self._hangup_after_playout is not None:
+            out.append(Note("INFO", "[UTT] call is ending - not triggering"))
+            return
         self.user_has_spoken = True
         self.stats.turns += 1
         self.conversation_index += 1
         self._last_utterance_ms = dur
+        self.silence.on_caller_turn(now_ms)
         out.append(Note("INFO", f"[UTT] END at {rec.end_ms}ms, duration={dur}ms, triggering response"))
         out.append(Note("INFO", f"🎯 [BUILD 196.3] SPEECH→SILENCE: Triggering AI response "
                                 f"(conversation #{self.conversation_index})"))
@@ -203,7 +264,7 @@ class CallCore:
         out.append(Note("INFO", "✅ [BUILD 196.3] response.create queued (end of speech)"))
         if self.stats.turns >= self.cfg.max_turns:
             out.append(Note("WARNING", f"[TURNS] safety limit of {self.cfg.max_turns} turns reached"))
-            out.append(HangUp("max_turns"))
+            self._hangup_after_playout = "max_turns"
 
     # --- AI side ----------------------------------------------------------------------------
 
@@ -215,7 +276,7 @@ class CallCore:
             self._responses.setdefault(e.response_id, ResponseTrack())
             out.append(Note("INFO", f"🔊 [REALTIME] response.created: id={e.response_id}"))
         elif isinstance(e, rt.AudioDelta):
-            self._on_audio_delta(e, ev.now_ms, out)
+            self._on_audio_delta(e, out)
         elif isinstance(e, rt.AudioDone):
             self._end_audio(e.response_id, ev, out)
         elif isinstance(e, rt.ResponseDone):
@@ -230,11 +291,10 @@ class CallCore:
             self._on_error(e, out)
         elif isinstance(e, (rt.UnknownServerEvent, rt.MalformedServerEvent)):
             out.append(Note("WARNING", f"[REALTIME] unreadable server event: {e}"))
-        elif isinstance(e, (rt.SessionCreated, rt.SessionUpdated, rt.InputCommitted, rt.ItemAdded,
-                            rt.ItemTruncated, rt.Ignored)):
+        else:
             out.append(Note("DEBUG", f"[REALTIME] {e}"))
 
-    def _on_audio_delta(self, e: rt.AudioDelta, now_ms: int, out: list[CoreAction]) -> None:
+    def _on_audio_delta(self, e: rt.AudioDelta, out: list[CoreAction]) -> None:
         if e.response_id in self._cancelled:
             self.stats.dropped_deltas += 1
             return
@@ -245,6 +305,7 @@ class CallCore:
         if not track.audio_started:
             track.audio_started = True
             self.is_ai_speaking = True
+            self._playing_response = e.response_id
             self._eou_at_ms = None
             self._set_state(Pipeline.SPEAKING, f"first audio of {e.response_id}", out)
             out.append(Note("INFO", f"TTS_START | frames={len(audio) // 160}"))
@@ -252,7 +313,7 @@ class CallCore:
 
     def _end_audio(self, response_id: str, ev: RealtimeReceived, out: list[CoreAction]) -> None:
         track = self._responses.get(response_id)
-        if track is None or not track.audio_started or track.audio_ended:
+        if track is None or not track.audio_started or track.audio_ended or response_id in self._cancelled:
             return
         track.audio_ended = True
         out.append(Note("INFO", f"🔇 [AUDIO_DONE] Received for response_id={response_id}, "
@@ -269,6 +330,11 @@ class CallCore:
         if (track is None or not track.audio_started) and self.state is Pipeline.PROCESSING:
             self._eou_at_ms = None
             self._set_state(Pipeline.LISTENING, "response ended without audio", out)
+            if self._hangup_after_playout is not None:
+                self._hang_up(self._hangup_after_playout, out)
+        if self._deferred_reason is not None and e.response_id in self._cancelled:
+            out.append(QueueTrigger(self._deferred_reason))
+            self._deferred_reason = None
 
     def _on_error(self, e: rt.RealtimeError, out: list[CoreAction]) -> None:
         code = e.code or "unknown"
@@ -282,6 +348,8 @@ class CallCore:
 
     def _on_frame_played(self, ev: AssistantFramePlayed, out: list[CoreAction]) -> None:
         self.ledger.on_frame_played(ev.item_id, ev.now_ms)
+        if ev.audio:
+            self.gate.on_played(ev.now_ms, rms(ev.audio) ** 2)
 
     def _on_playout_finished(self, ev: AssistantPlayoutFinished, out: list[CoreAction]) -> None:
         if ev.response_id in self._cancelled:
@@ -297,12 +365,50 @@ class CallCore:
         out.append(Note("INFO", f"MARK_ACK {ev.name}"))
         if ev.name == TTS_END_MARK and not self.ledger.marks_pending:
             self.is_ai_speaking = False
+            self._playing_response = None
             if self.state is Pipeline.SPEAKING:
                 self._set_state(Pipeline.LISTENING, "buffer_reset", out)
+            if self._hangup_after_playout is not None and not self.guard.busy:
+                self._hang_up(self._hangup_after_playout, out)
+
+    def _hang_up(self, reason: str, out: list[CoreAction]) -> None:
+        if self.hangup_reason is not None:
+            return
+        self.hangup_reason = reason
+        out.append(Note("INFO", f"📞 [SMART HANGUP] Reason: {reason}"))
+        out.append(Note("INFO", "📞 [SMART HANGUP] Lead captured: False"))
+        out.append(HangUp(reason))
 
     # --- time -------------------------------------------------------------------------------
 
     def _on_tick(self, ev: Tick, out: list[CoreAction]) -> None:
+        self._poll_drains(ev, out)
+        expired = self.guard.on_deadline(ev.now_ms)
+        if expired is not None:
+            out.append(Note("WARNING", f"[WATCHDOG] no response.created {expired.waited_ms}ms after response.create "
+                                       f"({expired.reason}) - clearing pending, not re-sending"))
+            if self.state is Pipeline.PROCESSING:
+                self._eou_at_ms = None
+                self._set_state(Pipeline.LISTENING, "watchdog: no response.created", out)
+        if (self.state is Pipeline.PROCESSING and self._eou_at_ms is not None
+                and ev.now_ms - self._eou_at_ms >= self.cfg.no_audio_timeout_ms):
+            out.append(Note("WARNING", f"[WATCHDOG] no AI audio {ev.now_ms - self._eou_at_ms}ms after end of "
+                                       "utterance - back to LISTENING, no new response"))
+            self._eou_at_ms = None
+            self._set_state(Pipeline.LISTENING, "watchdog: no audio", out)
+        self._check_silence(ev.now_ms, out)
+        if (self._hangup_after_playout is not None and self.state is Pipeline.LISTENING and not self.guard.busy
+                and not self.is_ai_speaking and not self.ledger.marks_pending):
+            self._hang_up(self._hangup_after_playout, out)     # the goodbye failed or had no audio
+        if self._last_status_ms is None:
+            self._last_status_ms = ev.now_ms
+        elif ev.now_ms - self._last_status_ms >= self.cfg.status_interval_ms:
+            self._last_status_ms = ev.now_ms
+            out.append(Note("INFO", f"[PIPELINE STATUS] sent={self.stats.frames_sent} blocked={self.stats.frames_blocked} "
+                                    f"| active_response={self.guard.active_response_id} | ai_speaking={self.is_ai_speaking} "
+                                    f"| user_has_spoken={self.user_has_spoken}"))
+
+    def _poll_drains(self, ev: Tick, out: list[CoreAction]) -> None:
         for response_id, check in list(self._drains.items()):
             result = check.poll(ev.now_ms, ev.tx_frames, ev.out_chunks, self.guard.active_response_id)
             if result is None:
@@ -317,23 +423,21 @@ class CallCore:
                                         f"is_ai_speaking even with queues: tx={result.tx_frames}, audio_out={result.out_chunks}"))
             elif isinstance(result, DrainSuperseded):
                 out.append(Note("DEBUG", f"[AUDIO_DRAIN] {response_id} superseded by {result.newer_response_id}"))
-        expired = self.guard.on_deadline(ev.now_ms)
-        if expired is not None:
-            out.append(Note("WARNING", f"[WATCHDOG] no response.created {expired.waited_ms}ms after response.create "
-                                       f"({expired.reason}) - clearing pending, not re-sending"))
-            if self.state is Pipeline.PROCESSING:
-                self._eou_at_ms = None
-                self._set_state(Pipeline.LISTENING, "watchdog: no response.created", out)
-        if (self.state is Pipeline.PROCESSING and self._eou_at_ms is not None
-                and ev.now_ms - self._eou_at_ms >= self.cfg.no_audio_timeout_ms):
-            out.append(Note("WARNING", f"[WATCHDOG] no AI audio {ev.now_ms - self._eou_at_ms}ms after end of "
-                                       "utterance - back to LISTENING, no new response"))
-            self._eou_at_ms = None
-            self._set_state(Pipeline.LISTENING, "watchdog: no audio", out)
-        if self._last_status_ms is None:
-            self._last_status_ms = ev.now_ms
-        elif ev.now_ms - self._last_status_ms >= self.cfg.status_interval_ms:
-            self._last_status_ms = ev.now_ms
-            out.append(Note("INFO", f"[PIPELINE STATUS] sent={self.stats.frames_sent} blocked={self.stats.frames_blocked} "
-                                    f"| active_response={self.guard.active_response_id} | ai_speaking={self.is_ai_speaking} "
-                                    f"| user_has_spoken={self.user_has_spoken}"))
+
+    def _check_silence(self, now_ms: int, out: list[CoreAction]) -> None:
+        listening = (self.state is Pipeline.LISTENING and not self.guard.busy and not self.is_ai_speaking
+                     and self.vad.state is VadState.SILENCE and self.hangup_reason is None
+                     and self._hangup_after_playout is None and not self.echo_blocked(now_ms))
+        step = self.silence.on_tick(now_ms, listening)
+        if step is SilenceStep.WARN:
+            out.append(Note("INFO", f"🔇 [SILENCE] {self.cfg.silence_timeout_ms}ms of caller silence - prompt "
+                                    f"{self.silence.warnings}/{self.cfg.max_silence_warnings} (silence_warning)"))
+            self._set_state(Pipeline.PROCESSING, "silence_warning", out)
+            self._eou_at_ms = now_ms
+            out.append(QueueTrigger(SilenceStep.WARN.value))
+        elif step is SilenceStep.GOODBYE:
+            out.append(Note("INFO", "🔇 [SILENCE] Max warnings exceeded - initiating polite hangup"))
+            self._hangup_after_playout = "silence_timeout"
+            self._set_state(Pipeline.PROCESSING, "goodbye", out)
+            self._eou_at_ms = now_ms
+            out.append(QueueTrigger(SilenceStep.GOODBYE.value))

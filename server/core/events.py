@@ -36,6 +36,8 @@ class RealtimeReceived:
 class AssistantFramePlayed:
     item_id: str
     now_ms: int
+    audio: bytes = b""
+    """The frame itself: the echo detector's reference."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,22 @@ class SendMark:
 
 
 @dataclass(frozen=True)
+class CancelResponse:
+    response_id: str | None
+
+
+@dataclass(frozen=True)
+class ClearPlayback:
+    """Flush tx_q and the out queue and send Twilio ``clear``."""
+
+
+@dataclass(frozen=True)
+class TruncateAssistant:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True)
 class HangUp:
     reason: str
 
@@ -116,4 +134,5 @@ class Note:
 
 
 CoreAction = (ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
-              | QueueAssistantAudio | EndAssistantAudio | SendMark | HangUp | Note)
+              | QueueAssistantAudio | EndAssistantAudio | SendMark | CancelResponse | ClearPlayback
+              | TruncateAssistant | HangUp | Note)

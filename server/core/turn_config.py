@@ -31,9 +31,23 @@ class TurnConfig:
     """Safety: a VAD stuck in SPEECH forces an end of utterance after this long."""
     floor_track_pct: int = 5
     """Weight of a silent frame in the running noise floor after calibration (EMA, percent)."""
-    # --- echo protection ---
+    # --- echo protection and barge-in ---
     echo_window_ms: int = 500
     """Caller frames are not forwarded while AI audio plays and this long after the last AI frame."""
+    echo_max_lag_ms: int = 500
+    """Longest echo delay searched (line delay + our TX lead + the caller's playout buffer)."""
+    echo_learn_window_ms: int = 600
+    """Envelope window the echo path (lag, gain) is estimated over."""
+    echo_margin_db: int = 6
+    """A frame louder than the predicted echo by this much is the caller, not echo."""
+    echo_min_corr_pct: int = 70
+    """Envelope correlation needed to trust an echo lag."""
+    barge_in_min_ms: int = 150
+    """Caller speech not explained by echo, sustained this long over the AI, interrupts it."""
+    barge_in_offset_rms: int = 10
+    """Barge-in frames must exceed noise_floor * ratio/100 + this offset."""
+    pre_roll_ms: int = 300
+    """Held-back caller audio forwarded when the echo gate opens for real speech."""
     # --- response lifecycle ---
     response_created_timeout_ms: int = 2500
     """No response.created this long after response.create -> pending cleared (never re-sent)."""
@@ -49,6 +63,11 @@ class TurnConfig:
     """Period of the [PIPELINE STATUS] line."""
     max_turns: int = 40
     """Safety net only: the call ends after this many caller turns."""
+    # --- silence and hangup ---
+    silence_timeout_ms: int = 8000
+    """Caller silence after the AI finished before a silence prompt (then before the goodbye)."""
+    max_silence_warnings: int = 1
+    """Silence prompts before the polite goodbye and hangup."""
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -1,0 +1,144 @@
+"""Is this inbound frame the echo of what we played, or the caller talking over it?
+
+Theory of operation. The server knows exactly what it played and when (the TX loop reports every
+AI frame with its play time). Frame energies are kept per 20 ms slot of the clock for both the
+played reference and the inbound audio. Every few frames, while the reference is active, the
+echo path is estimated from the last ``window`` slots:
+
+* lag: the shift (0..``max_lag_ms``) maximising the correlation of the log-energy envelopes;
+  trusted only above ``min_corr``;
+* gain: the median ratio inbound/reference at that lag over frames where the reference is loud
+  (the echo return), smoothed in dB; a line with no echo learns a very low gain.
+
+Per frame the echo expected now is ``gain x reference`` at the learnt lag (+-1 slot), or, before a
+lag is trusted, the loudest reference in the whole lag range at the learnt gain (0 dB until
+learnt: conservative, an echo is never mistaken for the caller). The frame is *near-end* speech
+when it is louder than that prediction by ``margin_db``. Energy envelopes, not samples: phone
+lines are nonlinear enough that sample correlation is fragile, and envelopes cost a few µs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+SLOT_MS = 20
+_HISTORY_SLOTS = 128           # 2.56 s of both envelopes
+_LOG_FLOOR = 1e4               # energy (int16 RMS^2) below which envelopes are flat: line noise
+_REF_ACTIVE = 1e4              # reference energy that counts as "AI audio playing" (RMS 100)
+_MIN_ENVELOPE_STD = 0.1       # log10 units: an inbound envelope flatter than this is line noise
+_QUIET_LINE_DB = -35           # a line this far below the reference while the AI talks carries no echo
+
+
+@dataclass(frozen=True)
+class EchoVerdict:
+    reference_active: bool
+    """AI audio was played within the lag range: an echo is possible now."""
+    near_end: bool
+    """Louder than any echo of the reference can explain: the caller is talking."""
+    predicted_echo_energy: float
+    lag_ms: int | None
+    gain_db: float | None
+
+
+class EchoDetector:
+    def __init__(self, max_lag_ms: int = 500, window_ms: int = 600, margin_db: int = 6,
+                 min_corr_pct: int = 70, update_every_frames: int = 5) -> None:
+        self.max_lag = max_lag_ms // SLOT_MS
+        self.window = window_ms // SLOT_MS
+        self.margin = 10 ** (margin_db / 10.0)
+        self.min_corr = min_corr_pct / 100.0
+        self.update_every = update_every_frames
+        self._ref = np.zeros(_HISTORY_SLOTS)
+        self._inb = np.zeros(_HISTORY_SLOTS)
+        self._ref_slot = np.full(_HISTORY_SLOTS, -1, dtype=np.int64)
+        self._inb_slot = np.full(_HISTORY_SLOTS, -1, dtype=np.int64)
+        self.lag: int | None = None
+        self.gain_db: float | None = None
+        self._from_path = False
+        self._frames = 0
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def on_reference(self, now_ms: int, energy: float) -> None:
+        slot = now_ms // SLOT_MS
+        i = slot % _HISTORY_SLOTS
+        if self._ref_slot[i] != slot:
+            self._ref_slot[i], self._ref[i] = slot, 0.0
+        self._ref[i] = max(self._ref[i], energy)
+
+    def on_inbound(self, now_ms: int, energy: float) -> EchoVerdict:
+        slot = now_ms // SLOT_MS
+        i = slot % _HISTORY_SLOTS
+        if self._inb_slot[i] != slot:
+            self._inb_slot[i], self._inb[i] = slot, 0.0
+        self._inb[i] = max(self._inb[i], energy)
+        self._frames += 1
+        ref_recent = self._series(self._ref, self._ref_slot, slot - self.max_lag - 1, slot)
+        active = bool(ref_recent.max() >= _REF_ACTIVE)
+        if active and self._frames % self.update_every == 0:
+            self._estimate(slot)
+        if not active:
+            return EchoVerdict(False, True, 0.0, self._lag_ms(), self.gain_db)
+        gain = 10 ** ((self.gain_db if self.gain_db is not None else 0.0) / 10.0)
+        if self.lag is not None:
+            near = self._series(self._ref, self._ref_slot, slot - self.lag - 1, slot - self.lag + 1)
+            predicted = gain * float(near.max())
+        else:
+            predicted = gain * float(ref_recent.max())
+        return EchoVerdict(True, energy > predicted * self.margin, predicted, self._lag_ms(), self.gain_db)
+
+    # --- estimation -------------------------------------------------------------------------
+
+    def _lag_ms(self) -> int | None:
+        return None if self.lag is None else self.lag * SLOT_MS
+
+    def _series(self, values: np.ndarray, slots: np.ndarray, first: int, last: int) -> np.ndarray:
+        """Energies of slots first..last inclusive (0 where nothing was recorded)."""
+        wanted = np.arange(first, last + 1)
+        idx = wanted % _HISTORY_SLOTS
+        return np.where(slots[idx] == wanted, values[idx], 0.0)
+
+    def _estimate(self, slot: int) -> None:
+        n, lags = self.window, self.max_lag
+        inb = self._series(self._inb, self._inb_slot, slot - n + 1, slot)
+        ref = self._series(self._ref, self._ref_slot, slot - n + 1 - lags, slot)
+        inb_log = np.log10(inb + _LOG_FLOOR)
+        inb_c = inb_log - inb_log.mean()
+        best_lag, best_corr = 0, -1.0
+        if float(inb_c.std()) < _MIN_ENVELOPE_STD:
+            best_corr = -1.0                         # a flat inbound (line noise) correlates with nothing
+            lags_to_try = 0
+        else:
+            lags_to_try = lags + 1
+        for lag in range(lags_to_try):
+            seg = np.log10(ref[lags - lag: lags - lag + n] + _LOG_FLOOR)
+            seg_c = seg - seg.mean()
+            denom = math.sqrt(float(inb_c @ inb_c) * float(seg_c @ seg_c))
+            corr = float(inb_c @ seg_c) / denom if denom > 0 else 0.0
+            if corr > best_corr:
+                best_lag, best_corr = lag, corr
+        if best_corr >= self.min_corr:
+            seg = ref[lags - best_lag: lags - best_lag + n]
+            loud = seg >= _REF_ACTIVE
+            if loud.sum() < n // 3:
+                return                               # too little AI audio in the window to learn from
+            ratio_db = 10 * math.log10(float(np.median(inb[loud] / seg[loud])) + 1e-12)
+            if self._from_path and ratio_db > self.gain_db + 6:
+                return                               # double talk: the caller speaks, freeze the path
+            self.lag = best_lag
+            self.gain_db = ratio_db if not self._from_path else 0.7 * self.gain_db + 0.3 * ratio_db
+            self._from_path = True
+            return
+        if self._from_path:
+            return                                   # a low-correlation window (pauses, double talk) teaches nothing
+        # No echo path: learn a "quiet line" only when the AI has been playing for the whole lag
+        # range (so any echo within max_lag must have arrived) and the line stayed near silent.
+        oldest, newest = ref[:n], ref[lags:lags + n]
+        if (oldest >= _REF_ACTIVE).sum() < n // 3 or (newest >= _REF_ACTIVE).sum() < n // 3:
+            return
+        loud_ref = float(np.median(ref[ref >= _REF_ACTIVE]))
+        ratio_db = 10 * math.log10(float(np.percentile(inb, 90)) / loud_ref + 1e-12)
+        if ratio_db <= _QUIET_LINE_DB:
+            self.gain_db = ratio_db

@@ -1,0 +1,78 @@
+"""The echo detector on real speech clips through a µ-law line: the AI's echo at 20-300 ms and
+-6..-30 dB is never taken for the caller; the caller talking over it is found at once."""
+import numpy as np
+import pytest
+
+from server.core import ulaw
+from server.core.echo_detector import EchoDetector
+from sim import audio as sim_audio
+
+LEAD_SLOTS = 2            # our TX sends 40 ms ahead of the caller's playout
+TALK_AT_MS = 2500
+VOICED_ENERGY = 150.0 ** 2
+
+
+def _pcm(name: str) -> np.ndarray:
+    return ulaw.decode(sim_audio.clip(name).audio).astype(np.float64)
+
+
+AI = np.concatenate([_pcm("ai_greeting"), _pcm("ai_ask_city")])
+CALLER = _pcm("caller_service")
+
+
+def run_line(delay_ms: int, gain_db: int, talk: bool) -> tuple[list[bool], EchoDetector]:
+    rng = np.random.default_rng(0)
+    det = EchoDetector()
+    near_end = []
+    for k in range(len(AI) // 160):
+        now_ms = 1000 + 20 * k
+        ref = AI[160 * k:160 * (k + 1)]
+        det.on_reference(now_ms, float((ref ** 2).mean()))
+        inbound = rng.normal(0, 23.0, 160)                             # -60 dBFS line noise
+        j = k - delay_ms // 20 - LEAD_SLOTS
+        if j >= 0:
+            inbound += AI[160 * j:160 * (j + 1)] * 10 ** (gain_db / 20)
+        c = k - TALK_AT_MS // 20
+        if talk and 0 <= c < len(CALLER) // 160:
+            inbound += CALLER[160 * c:160 * (c + 1)]
+        line = ulaw.decode(ulaw.encode(np.clip(inbound, -32768, 32767).astype(np.int16))).astype(np.float64)
+        energy = float((line ** 2).mean())
+        verdict = det.on_inbound(now_ms, energy)
+        near_end.append(verdict.reference_active and verdict.near_end and energy > VOICED_ENERGY)
+    return near_end, det
+
+
+def longest_run(flags: list[bool]) -> int:
+    best = cur = 0
+    for f in flags:
+        cur = cur + 1 if f else 0
+        best = max(best, cur)
+    return best
+
+
+@pytest.mark.parametrize("delay_ms", [20, 120, 300])
+@pytest.mark.parametrize("gain_db", [-6, -12, -20, -30])
+def test_echo_alone_is_never_near_end(delay_ms, gain_db):
+    flags, det = run_line(delay_ms, gain_db, talk=False)
+    assert longest_run(flags) < 3                  # barge-in needs 8 (150 ms); here not even 3
+    assert abs(det.lag - (delay_ms // 20 + LEAD_SLOTS)) <= 1     # 20 ms envelope slots
+    assert det.gain_db == pytest.approx(gain_db, abs=1.5)
+
+
+@pytest.mark.parametrize("delay_ms", [20, 120, 300])
+@pytest.mark.parametrize("gain_db", [-6, -12, -20, -30])
+def test_caller_over_the_echo_is_near_end_within_250ms(delay_ms, gain_db):
+    flags, _ = run_line(delay_ms, gain_db, talk=True)
+    start = TALK_AT_MS // 20 + sim_audio.clip("caller_service").speech_span_ms[0] // 20
+    window = flags[start:start + 40]
+    sustained_at = next(i for i in range(len(window)) if sum(window[max(0, i - 7):i + 1]) >= 7)
+    assert sustained_at * 20 <= 250
+
+
+def test_quiet_line_learns_a_low_gain():
+    det = EchoDetector()
+    for k in range(len(AI) // 160):
+        ref = AI[160 * k:160 * (k + 1)]
+        det.on_reference(1000 + 20 * k, float((ref ** 2).mean()))
+        det.on_inbound(1000 + 20 * k, 23.0 ** 2)
+    assert det.lag is None and det.gain_db is not None and det.gain_db < -35
