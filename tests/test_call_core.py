@@ -299,7 +299,7 @@ def test_caller_speech_resets_the_silence_clock():
 def test_an_utterance_starting_in_the_echo_tail_reaches_openai_whole():
     call = Call()
     call.frames(SILENT, 20)
-    call.frames(SILENT, 1, played_item="item_1", played=SILENT)     # the last AI frame
+    call.frames(SILENT, 1, played_item="item_1", played=VOICE)      # the last AI frame
     soft = tone(60)                                                  # a soft onset the barge-in rule ignores
     held = call.frames(soft, 10)                                     # inside the 500 ms window
     assert not any(isinstance(a, ForwardAudio) for a in held)
