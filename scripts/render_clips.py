@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Render the simulators' speech clips with espeak-ng + sox into 8 kHz µ-law (committed).
 
-Run only when the clip list changes: ``python scripts/render_clips.py``. Tests and the demo read
+Run only when the clip list changes: ``python scripts/render_clips.py`` (all) or
+``python scripts/render_clips.py --only NAME ...`` (just those, the others stay as committed). Tests and the demo read
 the committed ``sim/clips/*.ulaw`` and ``sim/clips/clips.json`` and never need espeak-ng or sox.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ CLIPS = {
     "ai_confirm": ("he+f3", "מצוין, התקנת מנעול חכם בתל אביב. נכון?"),
     "ai_goodbye": ("he+f3", "תודה רבה, נציג יחזור אליכם בהקדם. להתראות!"),
     "ai_fallback": ("he+f3", "סליחה, לא שמעתי טוב. תוכלו לחזור על זה?"),
+    "ai_still_there": ("he+f3", "אתם עדיין על הקו?"),
 }
 
 
@@ -35,23 +37,32 @@ def render(name: str, voice: str, text: str, workdir: Path) -> dict:
     wav = workdir / f"{name}.wav"
     out = CLIPS_DIR / f"{name}.ulaw"
     subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
-    subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw", str(out),
+    # -D: no dither, so a re-render gives the same bytes
+    subprocess.run(["sox", "-D", str(wav), "-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw", str(out),
                     "norm", "-3"], check=True)
     return {"voice": voice, "text": text, "duration_ms": out.stat().st_size // 8}
 
 
 def main() -> int:
+    only = set(sys.argv[sys.argv.index("--only") + 1:]) if "--only" in sys.argv else None
+    if only and not only <= set(CLIPS):
+        print(f"error: unknown clip(s) {sorted(only - set(CLIPS))}", file=sys.stderr)
+        return 2
     missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
     if missing:
         print(f"error: {', '.join(missing)} not found (Debian: apt-get install espeak-ng sox)", file=sys.stderr)
         return 2
     CLIPS_DIR.mkdir(parents=True, exist_ok=True)
-    index = {}
+    index_path = CLIPS_DIR / "clips.json"
+    index = json.loads(index_path.read_text(encoding="utf-8")) if only and index_path.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (voice, text) in CLIPS.items():
+            if only and name not in only:
+                continue
             index[name] = render(name, voice, text, Path(tmp))
             print(f"{name:18s} {index[name]['duration_ms']:5d} ms  {text}")
-    (CLIPS_DIR / "clips.json").write_text(json.dumps(index, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    index = {name: index[name] for name in CLIPS if name in index}
+    index_path.write_text(json.dumps(index, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return 0
 
 

@@ -18,6 +18,7 @@ The handler decides nothing: it executes what the core returns and logs its note
 from __future__ import annotations
 
 import logging
+import socket
 from collections import deque
 from dataclasses import dataclass
 
@@ -115,6 +116,7 @@ class MediaCall:
             self._rx_loop()
         finally:
             self._teardown()
+            self._close_twilio()
             self.registry.active -= 1
 
     def _await_start(self) -> tw.Start | None:
@@ -157,6 +159,30 @@ class MediaCall:
                       s.turns, s.responses_created, dict(s.errors), s.frames_sent, s.frames_blocked,
                       self.dropped_in, s.dropped_deltas, self.hangup_reason or "caller",
                       sum(1 for t in self._threads if not green.is_dead(t)))
+
+    def _close_twilio(self) -> None:
+        """Close the media socket ourselves and let simple-websocket's reader end on the close echo.
+
+        Returning with the reader still blocked in recv() lets the server close the socket under it,
+        and eventlet then raises EOFError there, which simple-websocket does not catch. A peer that
+        never answers the close gets its socket shut down, which ends the reader cleanly.
+        """
+        if not getattr(self.ws, "connected", False):
+            return
+        try:
+            self.ws.close(reason=1000, message=self.hangup_reason or "call ended")
+        except ConnectionClosed:
+            return
+        reader = getattr(self.ws, "thread", None)
+        if reader is None:
+            return
+        reader.join(1.0)
+        if reader.is_alive():
+            try:
+                self.ws.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            reader.join(0.5)
 
     def _stop(self, reason: str) -> None:
         if not self.stopping.is_set():

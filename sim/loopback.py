@@ -60,13 +60,14 @@ class LoopbackCall:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TURN_")}
         if self.use_simulator:
             self.realtime = RealtimeSimulator(ReplyScript.from_clips(self.scenario.replies),
-                                              self.scenario.first_audio_delay_ms)
+                                              self.scenario.first_audio_delay_ms, speedup=self.scenario.speedup)
             self.realtime.start()
             env.update(OPENAI_API_KEY=SIM_API_KEY, OPENAI_REALTIME_URL=self.realtime.url)
         self.port = free_port()
         env.update(PUBLIC_BASE_URL=self.base_url, TWILIO_AUTH_TOKEN=AUTH_TOKEN, PORT=str(self.port),
                    LOG_LEVEL=env.get("LOG_LEVEL", "INFO"), PYTHONUNBUFFERED="1",
                    PYTHONWARNINGS="ignore::DeprecationWarning")
+        env.update(self.scenario.env)
         env.update(self.extra_env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "w", encoding="utf-8")

@@ -21,9 +21,11 @@ steps = [
   { hangup = true },
 ]
 ```
-Step kinds: ``say`` (clip), ``silence_ms``, ``noise_ms`` (+ ``noise_dbfs``), ``wait_ai`` (optional
-``quiet_ms``, default 600, and ``timeout_ms``, default 20000), ``hangup``. The caller hangs up
-after the last step in any case.
+Step kinds: ``say`` (clip), ``silence_ms``, ``noise_ms`` (+ ``noise_dbfs``), ``wait_ai`` (until the
+AI spoke and went quiet; optional ``quiet_ms``, default 600, and ``timeout_ms``, default 20000),
+``wait_ai_audio`` (until AI audio is playing; ``timeout_ms``), ``hangup``. The caller hangs up after
+the last step in any case, unless the server hangs up first. ``[realtime] speedup`` (default 8)
+is how much faster than real time the model simulator sends its audio.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from pathlib import Path
 from sim import audio as sim_audio
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
-STEP_KINDS = ("say", "silence_ms", "noise_ms", "wait_ai", "hangup")
+STEP_KINDS = ("say", "silence_ms", "noise_ms", "wait_ai", "wait_ai_audio", "hangup")
 
 
 class ScenarioError(ValueError):
@@ -66,6 +68,9 @@ class Scenario:
     steps: list[Step]
     noise_dbfs: float | None = None
     echo: Echo | None = None
+    speedup: float = 8.0
+    env: dict = field(default_factory=dict, compare=False)
+    """Server settings this scenario needs (e.g. a shorter TURN_SILENCE_TIMEOUT_MS)."""
     source: str = field(default="", compare=False)
 
 
@@ -85,8 +90,8 @@ def _step(raw: dict, where: str) -> Step:
         if not isinstance(value, int) or value < 0:
             raise ScenarioError(f"{where}: {kind} must be a non-negative integer")
         return Step(kind, duration_ms=value, noise_dbfs=float(raw.get("noise_dbfs", -40.0)))
-    if kind == "wait_ai":
-        return Step("wait_ai", quiet_ms=int(raw.get("quiet_ms", 600)), timeout_ms=int(raw.get("timeout_ms", 20000)))
+    if kind in ("wait_ai", "wait_ai_audio"):
+        return Step(kind, quiet_ms=int(raw.get("quiet_ms", 600)), timeout_ms=int(raw.get("timeout_ms", 20000)))
     return Step("hangup")
 
 
@@ -111,7 +116,9 @@ def parse(text: str, source: str = "<string>") -> Scenario:
         replies=list(replies), first_audio_delay_ms=int(realtime.get("first_audio_delay_ms", 0)),
         steps=[_step(s, f"{source}: step {i + 1}") for i, s in enumerate(steps)],
         noise_dbfs=caller.get("noise_dbfs"),
-        echo=Echo(int(echo["delay_ms"]), float(echo["gain_db"])) if echo else None, source=source)
+        echo=Echo(int(echo["delay_ms"]), float(echo["gain_db"])) if echo else None,
+        speedup=float(realtime.get("speedup", 8.0)),
+        env={str(k): str(v) for k, v in raw.get("server_env", {}).items()}, source=source)
 
 
 def load(name_or_path: str) -> Scenario:

@@ -301,6 +301,15 @@ class _Timeline:
             step = self.steps[self.index]
             if step.kind == "hangup":
                 return None
+            if step.kind == "wait_ai_audio":
+                if ai_last_voiced_ms >= self.step_started_ms:
+                    self._advance(t)
+                    continue
+                if t - self.step_started_ms > step.timeout_ms:
+                    self.caller.record.failures.append(f"step {self.index + 1}: no AI audio within {step.timeout_ms}ms")
+                    self._advance(t)
+                    continue
+                return np.zeros(FRAME_BYTES)
             if step.kind == "wait_ai":
                 heard = ai_last_voiced_ms >= self.step_started_ms
                 if heard and buffered_bytes == 0 and t - ai_last_voiced_ms >= step.quiet_ms:

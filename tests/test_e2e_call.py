@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from server.log_check import check
+
 from sim import scenario as scenario_mod
 from sim.loopback import AUTH_TOKEN, SIM_API_KEY, LoopbackCall
 
@@ -108,3 +110,9 @@ def test_echo_on_the_line_never_triggers_and_real_turns_still_do(echo_call):
     assert echo_call.counters.transcripts == ["אני צריך התקנת מנעול חכם", "בתל אביב", "כן"]
     assert len(re.findall(r"🎤 END OF UTTERANCE: \d+\.\ds, echo_blocked=False", echo_call.log)) == 3
     assert echo_call.health["active_calls"] == 0 and echo_call.health["green_threads"] == 0
+
+
+@pytest.mark.parametrize("expect", ["normal", "single_pipeline"])
+def test_acceptance_2_and_5_from_the_log_alone(normal, echo_call, expect):
+    for call in (normal, echo_call):
+        assert [f"{r.name}: {r.detail}" for r in check(call.log, expect) if not r.passed] == []
