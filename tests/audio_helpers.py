@@ -17,3 +17,7 @@ def b64(audio: bytes) -> str:
 
 SILENT = ulaw.silence(20)
 VOICE = tone(2000)
+SOFT = tone(300)
+# Syllable-like caller speech: loud and soft stretches, as modulated as real speech (a steady tone
+# is vetoed as "not speech" by the core).
+SPEECH = [VOICE, VOICE, VOICE, SOFT, SOFT, SOFT]

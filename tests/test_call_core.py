@@ -9,7 +9,7 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
                                 EndAssistantAudio, ForwardAudio, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
                                 RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick)
 from server.core.turn_config import TurnConfig
-from tests.audio_helpers import SILENT, VOICE, b64, tone
+from tests.audio_helpers import SILENT, SPEECH, VOICE, b64, tone
 
 CFG = TurnConfig()
 
@@ -23,9 +23,13 @@ class Call:
         self.audio_ms = 0
         self.actions: list = []
 
-    def frames(self, frame: bytes, count: int, played_item: str | None = None, played: bytes = b"") -> list:
+    def frames(self, frame: bytes | list[bytes], count: int, played_item: str | None = None,
+               played: bytes = b"") -> list:
+        """``count`` caller frames; a list of frames is cycled (syllable-like speech)."""
+        pattern = frame if isinstance(frame, list) else [frame]
         out = []
-        for _ in range(count):
+        for i in range(count):
+            frame = pattern[i % len(pattern)]
             self.now_ms += 20
             self.audio_ms += 20
             if played_item is not None:            # AI audio playing at the same time
@@ -69,10 +73,10 @@ def test_greeting_goes_through_the_guard_once():
 def test_utterance_is_forwarded_and_triggers_exactly_once():
     call = Call()
     call.frames(SILENT, 20)
-    call.frames(VOICE, 50)                      # 1 s of speech
-    out = call.frames(SILENT, 20)               # 400 ms of silence -> end of utterance
+    call.frames(SPEECH, 50)                     # 1 s of speech
+    out = call.frames(SILENT, CFG.eou_silence_ms // 20)   # silence -> end of utterance
     assert [v for v in verbs(call.actions) if not isinstance(v, ForwardAudio)] == [CommitAndTrigger("end_of_speech")]
-    assert sum(isinstance(a, ForwardAudio) for a in call.actions) == 90      # every frame, speech or not
+    assert sum(isinstance(a, ForwardAudio) for a in call.actions) == 70 + CFG.eou_silence_ms // 20   # every frame
     assert "🎤 END OF UTTERANCE: 1.0s, echo_blocked=False" in notes(out)
     assert "🎯 [BUILD 196.3] SPEECH→SILENCE: Triggering AI response (conversation #1)" in notes(out)
     assert call.core.state is Pipeline.PROCESSING
@@ -83,7 +87,7 @@ def test_utterance_is_forwarded_and_triggers_exactly_once():
 def test_short_utterance_is_skipped():
     call = Call()
     call.frames(SILENT, 20)
-    call.frames(VOICE, 10)                      # 200 ms
+    call.frames(SPEECH, 10)                     # 200 ms
     out = call.frames(SILENT, 20)
     assert "[UTT] SKIPPED: duration=200ms < MIN_UTTERANCE_MS=300ms" in notes(out)
     assert not any(isinstance(a, CommitAndTrigger) for a in call.actions)
@@ -171,7 +175,7 @@ def test_watchdog_clears_pending_without_a_second_create():
 def test_no_audio_watchdog_returns_to_listening():
     call = Call()
     call.frames(SILENT, 20)
-    call.frames(VOICE, 50)
+    call.frames(SPEECH, 50)
     call.frames(SILENT, 20)
     call.core.request_response("end_of_speech", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))              # created, but no audio ever comes
@@ -219,7 +223,7 @@ def test_barge_in_over_a_quiet_line_interrupts_once():
     call.frames(SILENT, 20)
     start_playing(call)
     call.frames(SILENT, 40, played_item="item_1", played=VOICE)      # 800 ms played, line quiet: no echo
-    out = call.frames(VOICE, 8, played_item="item_1", played=VOICE)   # the caller talks over the AI
+    out = call.frames(SPEECH, 8, played_item="item_1", played=VOICE)  # the caller talks over the AI
     barge = [a for a in verbs(out) if not isinstance(a, ForwardAudio)]
     # 150 ms of sustained speech -> on the 8th frame; 40 + 8 frames played -> truncate at 960 ms
     assert barge == [CancelResponse("resp_1"), ClearPlayback(), TruncateAssistant("item_1", 960)]
@@ -231,7 +235,7 @@ def test_barge_in_over_a_quiet_line_interrupts_once():
     assert verbs(call.rt(rt.AudioDelta("resp_1", "item_1", "AAAA"))) == []
     assert call.core.stats.dropped_deltas == 1
     # the caller keeps talking, then stops: one trigger, deferred until the cancelled response is done
-    call.frames(VOICE, 30)
+    call.frames(SPEECH, 30)
     call.frames(SILENT, 20)
     assert sum(isinstance(a, CommitAndTrigger) for a in call.actions) == 1
     deferred = call.core.request_response("end_of_speech", call.now_ms)
@@ -308,3 +312,14 @@ def test_an_utterance_starting_in_the_echo_tail_reaches_openai_whole():
     forwarded = [a for a in out if isinstance(a, ForwardAudio)]
     assert len(forwarded) == CFG.pre_roll_ms // 20 + 1              # the held start of the utterance, then this frame
     assert call.core.vad.state is not VadState.SILENCE
+
+
+def test_steady_sound_is_vetoed_and_becomes_the_noise_floor():
+    call = Call()
+    call.frames(SILENT, 20)
+    call.frames(tone(1500), 100)                         # 2 s of a steady hum-like tone
+    out = call.frames(SILENT, CFG.eou_silence_ms // 20)
+    assert any(n.startswith("[UTT] VETO: steady sound, not speech (modulation 0.0dB < 4dB)") for n in notes(out))
+    assert not any(isinstance(a, CommitAndTrigger) for a in call.actions)
+    assert call.core.vad.noise_floor_rms > 1000
+    assert call.core.stats.vetoed_utterances == 1

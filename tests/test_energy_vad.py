@@ -34,21 +34,21 @@ def test_end_of_utterance_after_silence_measured_from_last_voiced_frame():
     f.feed(VOICE, 50)                                    # 1000 ms of speech, 400..1400
     starts = [r for r in f.records if isinstance(r, SpeechStarted)]
     assert starts == [SpeechStarted(400)]
-    f.feed(SILENT, 19)
-    assert f.vad.state is VadState.SPEECH                # 380 ms of silence: not yet
-    ended = f.feed(SILENT, 1)                            # the 20th silent frame: 400 ms of silence
-    assert UtteranceEnded(start_ms=400, end_ms=1400, silence_ms=400) in ended
+    f.feed(SILENT, CFG.eou_silence_ms // 20 - 1)
+    assert f.vad.state is VadState.SPEECH                # one frame short of the end-of-utterance silence
+    ended = f.feed(SILENT, 1)
+    assert UtteranceEnded(start_ms=400, end_ms=1400, silence_ms=CFG.eou_silence_ms) in ended
     assert f.vad.state is VadState.SILENCE
 
 
 def test_a_short_pause_does_not_end_the_utterance():
     f = calibrated()
     f.feed(VOICE, 25)
-    f.feed(SILENT, 15)                                   # 300 ms pause < 400
+    f.feed(SILENT, 12)                                   # a 240 ms pause inside the sentence
     f.feed(VOICE, 25)
-    f.feed(SILENT, 20)
+    f.feed(SILENT, CFG.eou_silence_ms // 20)
     ends = [r for r in f.records if isinstance(r, UtteranceEnded)]
-    assert len(ends) == 1 and ends[0].duration_ms == 1300
+    assert len(ends) == 1 and ends[0].duration_ms == 1240
 
 
 def test_a_click_does_not_start_speech():

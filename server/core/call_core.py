@@ -30,7 +30,7 @@ import base64
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping
+from typing import Callable, Mapping
 
 from server.core import realtime_protocol as rt
 from server.core.caller_gate import CallerGate
@@ -44,6 +44,7 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
 from server.core.playout import PlayoutLedger
 from server.core.response_guard import ResponseGuard, SendCreate
 from server.core.silence_policy import SilencePolicy, SilenceStep
+from server.core.speech_likeness import SpeechLikeness
 from server.core.turn_config import TurnConfig
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, rms
 
@@ -85,15 +86,24 @@ class CallStats:
     dropped_deltas: int = 0
     skipped_utterances: int = 0
     echo_blocked_utterances: int = 0
+    vetoed_utterances: int = 0
     user_transcripts: list[str] = field(default_factory=list)
     ai_transcripts: list[str] = field(default_factory=list)
 
 
 class CallCore:
-    def __init__(self, config: TurnConfig, prompts: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config: TurnConfig, prompts: Mapping[str, str] | None = None,
+                 voice_decider: Callable[[bytes], bool] | None = None, echo_detection: bool = True) -> None:
+        """``voice_decider`` (frame -> voiced) replaces the energy decision of the VAD and
+        ``echo_detection=False`` treats every voiced frame as the caller's: both exist so other
+        detectors can be measured under exactly the same turn-taking rules (scripts/bench_vad.py)."""
         self.cfg = config
         self.prompts = dict(prompts or {})
+        self.voice_decider = voice_decider
+        self.echo_detection = echo_detection
         self.vad = EnergyVad(config)
+        self.likeness = SpeechLikeness(config.speech_min_modulation_db)
+        self._utt_rms: list[float] = []
         self.gate = CallerGate(config)
         self.guard = ResponseGuard(config.response_created_timeout_ms)
         self.silence = SilencePolicy(config.silence_timeout_ms, config.max_silence_warnings)
@@ -177,10 +187,14 @@ class CallCore:
         in_window = self.echo_blocked(ev.now_ms)
         frame_rms = rms(ev.audio)
         before = self.vad.state
-        records = self.vad.on_frame(frame_rms, ev.audio_end_ms, track_floor=not in_window)
+        voiced = self.voice_decider(ev.audio) if self.voice_decider is not None else None
+        records = self.vad.on_frame(frame_rms, ev.audio_end_ms, track_floor=not in_window, voiced=voiced)
         barge_threshold = self.vad.noise_floor_rms * self.cfg.threshold_ratio_pct / 100 + self.cfg.barge_in_offset_rms
+        if voiced is not None:
+            barge_threshold = 0.0 if voiced else float("inf")
         gate = self.gate.on_caller_frame(ev.payload_b64, frame_rms ** 2, ev.now_ms, in_window, barge_threshold,
-                                         speech_in_progress=self.vad.state is not VadState.SILENCE)
+                                         speech_in_progress=self.vad.state is not VadState.SILENCE,
+                                         explain_echo=self.echo_detection)
         if gate.opened:
             self._on_gate_opened(gate.verdict.lag_ms, gate.verdict.gain_db, out)
         if gate.blocked:
@@ -192,7 +206,11 @@ class CallCore:
         self._forwarded_since_commit_bytes += len(gate.forward) * len(ev.audio)
         if before is VadState.SILENCE and self.vad.state is not VadState.SILENCE:
             self._utt_forwarded_ms, self._utt_bytes, self._utt_blocked_at_start = 0, 0, gate.blocked
+            self.likeness.start()
+            self._utt_rms = []
         if before is not VadState.SILENCE or self.vad.state is not VadState.SILENCE:
+            self.likeness.add(frame_rms ** 2)
+            self._utt_rms.append(frame_rms)
             self._utt_bytes += len(ev.audio)
             self._utt_forwarded_ms += len(gate.forward) * FRAME_MS
             self.silence.restart(ev.now_ms)
@@ -241,6 +259,14 @@ class CallCore:
         if blocked:
             self.stats.echo_blocked_utterances += 1
             out.append(Note("INFO", "[BUILD 196.3] SPEECH→SILENCE during echo block - NOT triggering (echo protection)"))
+            return
+        if not self.likeness.is_speech(dur):
+            self.stats.vetoed_utterances += 1
+            steady = sorted(self._utt_rms[: max(1, dur // FRAME_MS)])
+            self.vad.adopt_floor(steady[len(steady) // 2])
+            out.append(Note("INFO", f"[UTT] VETO: steady sound, not speech (modulation "
+                                    f"{self.likeness.modulation_db(dur):.1f}dB < {self.cfg.speech_min_modulation_db}dB) "
+                                    f"- NOT triggering; noise floor now {self.vad.noise_floor_rms:.0f}"))
             return
         if self._forwarded_since_commit_bytes < MIN_COMMIT_BYTES:
             out.append(Note("WARNING", f"[UTT] only {self._forwarded_since_commit_bytes} bytes forwarded since "

@@ -4,7 +4,7 @@ Theory of operation. A frame inside the echo window (AI audio played within ``ec
 is held back, never dropped from the VAD. Every frame is also judged by the ``EchoDetector``: a
 voiced frame (above ``noise_floor * ratio + barge_in_offset_rms``) that the predicted echo cannot
 explain counts as near-end speech. When near-end speech has been sustained for
-``barge_in_min_ms`` (a leaky count: one quiet frame costs two), the gate opens: the held-back
+``barge_in_min_ms`` (a leaky count: a frame the echo explains takes one back), the gate opens: the held-back
 ``pre_roll_ms`` are forwarded first, then every frame, until the utterance ends. The call core
 turns an opening while the AI is still speaking into a barge-in. When the echo window simply
 expires in the middle of an utterance, the held-back start of that utterance is forwarded too:
@@ -43,10 +43,12 @@ class CallerGate:
         self.echo.on_reference(now_ms, energy)
 
     def on_caller_frame(self, payload_b64: str, energy: float, now_ms: int, in_echo_window: bool,
-                        barge_threshold_rms: float, speech_in_progress: bool) -> GateResult:
+                        barge_threshold_rms: float, speech_in_progress: bool,
+                        explain_echo: bool = True) -> GateResult:
+        """``explain_echo=False``: every loud frame counts as the caller's (the field's plain rule)."""
         verdict = self.echo.on_inbound(now_ms, energy)
-        near_end = verdict.near_end and energy > barge_threshold_rms ** 2
-        self.near_end_ms = self.near_end_ms + FRAME_MS if near_end else max(0, self.near_end_ms - 2 * FRAME_MS)
+        near_end = (verdict.near_end or not explain_echo) and energy > barge_threshold_rms ** 2
+        self.near_end_ms = self.near_end_ms + FRAME_MS if near_end else max(0, self.near_end_ms - FRAME_MS)
         if not in_echo_window:
             held = tuple(self._held) if speech_in_progress else ()
             self._held.clear()

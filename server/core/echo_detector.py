@@ -43,7 +43,7 @@ class EchoVerdict:
 
 
 class EchoDetector:
-    def __init__(self, max_lag_ms: int = 500, window_ms: int = 600, margin_db: int = 6,
+    def __init__(self, max_lag_ms: int = 500, window_ms: int = 600, margin_db: int = 5,
                  min_corr_pct: int = 70, update_every_frames: int = 5) -> None:
         self.max_lag = max_lag_ms // SLOT_MS
         self.window = window_ms // SLOT_MS

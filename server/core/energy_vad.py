@@ -94,11 +94,14 @@ class EnergyVad:
             self._calibrated = True
             self._calibration = []
 
-    def on_frame(self, rms: float, frame_end_ms: int, track_floor: bool = True) -> list[VadRecord]:
+    def on_frame(self, rms: float, frame_end_ms: int, track_floor: bool = True,
+                 voiced: bool | None = None) -> list[VadRecord]:
+        """``voiced`` overrides the energy decision (another detector driving the same machine)."""
         out: list[VadRecord] = []
         if not self._calibrated:
             self._calibrate(rms, frame_end_ms)
-        voiced = rms > self.threshold_rms
+        if voiced is None:
+            voiced = rms > self.threshold_rms
         frame_start_ms = frame_end_ms - FRAME_MS
         if self.state is VadState.SILENCE:
             if voiced:
@@ -126,6 +129,11 @@ class EnergyVad:
             elif frame_end_ms - self.utterance_start_ms >= self.cfg.max_utterance_ms:
                 self._end(silence_ms, True, out)
         return out
+
+    def adopt_floor(self, rms: float) -> None:
+        """A steady sound (vetoed as not speech) becomes the new noise floor, so speech over it still
+        stands out and the sound itself stops holding the VAD in SPEECH."""
+        self.noise_floor_rms = max(self.noise_floor_rms, rms)
 
     def _maybe_confirm(self, frame_end_ms: int, out: list[VadRecord]) -> None:
         if self._voiced_ms >= self.cfg.speech_confirm_ms:

@@ -23,10 +23,12 @@ class TurnConfig:
     """MAYBE_SPEECH becomes SPEECH after this much voiced audio (hysteresis against clicks)."""
     maybe_speech_gap_ms: int = 40
     """Unvoiced audio tolerated inside MAYBE_SPEECH before falling back to SILENCE."""
-    eou_silence_ms: int = 400
+    eou_silence_ms: int = 300
     """Continuous silence after the last voiced frame that ends an utterance."""
     min_utterance_ms: int = 300
     """Shorter utterances are skipped (never above 600: longer minimums lost real answers)."""
+    speech_min_modulation_db: int = 4
+    """An utterance whose 20 ms frame energies vary less than this (std, dB) is steady sound, not speech: no trigger."""
     max_utterance_ms: int = 30000
     """Safety: a VAD stuck in SPEECH forces an end of utterance after this long."""
     floor_track_pct: int = 5
@@ -38,7 +40,7 @@ class TurnConfig:
     """Longest echo delay searched (line delay + our TX lead + the caller's playout buffer)."""
     echo_learn_window_ms: int = 600
     """Envelope window the echo path (lag, gain) is estimated over."""
-    echo_margin_db: int = 6
+    echo_margin_db: int = 5
     """A frame louder than the predicted echo by this much is the caller, not echo."""
     echo_min_corr_pct: int = 70
     """Envelope correlation needed to trust an echo lag."""
