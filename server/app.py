@@ -17,16 +17,9 @@ from server.call_logging import configure, mask_phone
 from server.media_ws_ai import CallRegistry, MediaCall
 from server.settings import Settings
 from server.twiml import MEDIA_WS_PATH, connect_stream
+from server.twilio_auth import SignatureCheck, public_base_url
 
 log = logging.getLogger(__name__)
-
-
-def _public_base_url(settings: Settings) -> str:
-    if settings.public_base_url:
-        return settings.public_base_url
-    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    return f"{proto}://{host}"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -38,13 +31,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
     sock = Sock(app)
     registry = CallRegistry()
+    signatures = SignatureCheck(settings)
+
+    @app.before_request
+    def refuse_unsigned_media_upgrade():
+        # Runs before flask-sock accepts the upgrade, so a bad signature is a plain 403.
+        if request.path == MEDIA_WS_PATH and not signatures.websocket_ok(request):
+            return Response("invalid signature", status=403)
+        return None
 
     @app.post("/webhook/incoming_call")
     def incoming_call() -> Response:
+        if not signatures.webhook_ok(request):
+            return Response("invalid signature", status=403)
         form = request.form
         log.info("[WEBHOOK] incoming call %s from %s to %s", form.get("CallSid", "?"),
                  mask_phone(form.get("From", "?")), form.get("To", "?"))
-        twiml = connect_stream(_public_base_url(settings),
+        twiml = connect_stream(public_base_url(settings, request),
                                {"CallSid": form.get("CallSid", ""), "From": form.get("From", ""),
                                 "To": form.get("To", "")})
         return Response(twiml, mimetype="text/xml")

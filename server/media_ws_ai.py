@@ -41,7 +41,6 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 10.0
 AUDIO_IN_QUEUE_FRAMES = 500          # 10 s of caller audio; oldest dropped beyond
 AUDIO_OUT_QUEUE_CHUNKS = 2000
 COMMAND_QUEUE = 32
@@ -97,7 +96,8 @@ class MediaCall:
         self.call_sid = ""
         self.hangup_reason: str | None = None
         self.dropped_in = 0
-        self._caller_frames = 0
+        self.malformed_in = 0
+        self._caller_audio_ms = 0
         self._threads: list = []
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -120,7 +120,7 @@ class MediaCall:
             self.registry.active -= 1
 
     def _await_start(self) -> tw.Start | None:
-        deadline = green.monotonic_ms() + int(START_TIMEOUT_S * 1000)
+        deadline = green.monotonic_ms() + self.settings.twilio_start_timeout_ms
         while green.monotonic_ms() < deadline:
             try:
                 text = self.ws.receive(timeout=0.5)
@@ -136,7 +136,7 @@ class MediaCall:
                 return event
             if not isinstance(event, tw.Connected):
                 log.warning("[TWILIO] %s before start - ignored", type(event).__name__)
-        log.warning("[TWILIO] no start message within %.0fs - closing", START_TIMEOUT_S)
+        log.warning("[TWILIO] no start message within %dms - closing", self.settings.twilio_start_timeout_ms)
         return None
 
     def _teardown(self) -> None:
@@ -154,10 +154,11 @@ class MediaCall:
             if not green.is_dead(t):
                 green.kill(t)
         s = self.core.stats
-        self.log.info("[CALL SUMMARY] turns=%d responses=%d errors=%s frames_sent=%d frames_blocked=%d "
-                      "dropped_in=%d dropped_deltas=%d hangup=%s green_threads_alive=%d",
-                      s.turns, s.responses_created, dict(s.errors), s.frames_sent, s.frames_blocked,
-                      self.dropped_in, s.dropped_deltas, self.hangup_reason or "caller",
+        self.log.info("[CALL SUMMARY] turns=%d responses=%d barge_ins=%d errors=%s frames_sent=%d "
+                      "frames_blocked=%d dropped_in=%d malformed_in=%d dropped_deltas=%d hangup=%s "
+                      "green_threads_alive=%d",
+                      s.turns, s.responses_created, s.barge_ins, dict(s.errors), s.frames_sent, s.frames_blocked,
+                      self.dropped_in, self.malformed_in, s.dropped_deltas, self.hangup_reason or "caller",
                       sum(1 for t in self._threads if not green.is_dead(t)))
 
     def _close_twilio(self) -> None:
@@ -282,10 +283,11 @@ class MediaCall:
             event = tw.parse(text)
             now_ms = green.monotonic_ms()
             if isinstance(event, tw.Media):
-                self._caller_frames += 1
                 audio = event.audio()
-                frame_end_ms = self._caller_frames * FRAME_MS
-                self._apply(self.core.handle(CallerFrame(audio, event.payload_b64, frame_end_ms, now_ms)))
+                if not audio:
+                    continue
+                self._caller_audio_ms += max(1, len(audio) // BYTES_PER_MS)   # duration from the audio itself
+                self._apply(self.core.handle(CallerFrame(audio, event.payload_b64, self._caller_audio_ms, now_ms)))
             elif isinstance(event, tw.Mark):
                 self._apply(self.core.handle(MarkAcked(event.name, now_ms)))
             elif isinstance(event, tw.Stop):
@@ -293,8 +295,16 @@ class MediaCall:
                 self._stop("caller_hung_up")
             elif isinstance(event, tw.Dtmf):
                 self.log.info("[TWILIO] dtmf %s", event.digit)
+            elif isinstance(event, tw.Start):
+                self._ignored_input(f"second start (stream {event.stream_sid}) rejected")
             elif isinstance(event, (tw.MalformedTwilioMessage, tw.UnknownTwilioEvent)):
-                self.log.warning("[TWILIO] ignored message: %s", event)
+                self._ignored_input(str(event))
+
+    def _ignored_input(self, what: str) -> None:
+        """Bad input is counted and ignored; logged for the first few, then every 100th (bounded rate)."""
+        self.malformed_in += 1
+        if self.malformed_in <= 5 or self.malformed_in % 100 == 0:
+            self.log.warning("[TWILIO] ignored input #%d: %s", self.malformed_in, what[:200])
 
     def _realtime_reader(self) -> None:
         try:

@@ -18,7 +18,9 @@ class RealtimeConnection:
         self._settings = settings
         self._ws: websocket.WebSocket | None = None
 
-    def connect(self, timeout_s: float = 10.0) -> None:
+    def connect(self, timeout_s: float | None = None) -> None:
+        if timeout_s is None:
+            timeout_s = self._settings.openai_connect_timeout_ms / 1000.0
         # GA interface: no OpenAI-Beta header (the beta shape is refused with close 4000).
         self._ws = websocket.create_connection(
             self._settings.realtime_ws_url, timeout=timeout_s,

@@ -62,6 +62,9 @@ class Settings:
     openai_voice: str
     openai_transcription_model: str
     twilio_auth_token: Secret
+    twilio_signature_validation: bool
+    twilio_start_timeout_ms: int
+    openai_connect_timeout_ms: int
     public_base_url: str | None
     port: int
     log_level: str
@@ -116,6 +119,12 @@ class Settings:
         log_level = get("LOG_LEVEL", "INFO").upper()
         if log_level not in LOG_LEVELS:
             problems.append(f"LOG_LEVEL={log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        validation = get("TWILIO_SIGNATURE_VALIDATION", "on").lower()
+        if validation not in ("on", "off"):
+            problems.append(f"TWILIO_SIGNATURE_VALIDATION={validation!r} must be 'on' or 'off'")
+        if validation != "off" and not get("TWILIO_AUTH_TOKEN"):
+            problems.append("TWILIO_AUTH_TOKEN is not set: Twilio request signatures cannot be validated "
+                            "(for local development without Twilio, set TWILIO_SIGNATURE_VALIDATION=off)")
         turn = TurnConfig()
         overrides = {}
         for f in fields(TurnConfig):
@@ -131,7 +140,9 @@ class Settings:
             openai_realtime_model=get("OPENAI_REALTIME_MODEL", "gpt-realtime"),
             openai_voice=get("OPENAI_VOICE", "marin"),
             openai_transcription_model=get("OPENAI_TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe"),
-            twilio_auth_token=Secret(get("TWILIO_AUTH_TOKEN")), public_base_url=public,
+            twilio_auth_token=Secret(get("TWILIO_AUTH_TOKEN")), twilio_signature_validation=validation != "off",
+            twilio_start_timeout_ms=integer("TWILIO_START_TIMEOUT_MS", 5000, 100, 60000),
+            openai_connect_timeout_ms=integer("OPENAI_CONNECT_TIMEOUT_MS", 5000, 100, 60000), public_base_url=public,
             port=integer("PORT", 5000, 1, 65535), log_level=log_level,
             instructions=get("AGENT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
             greeting_instructions=get("AGENT_GREETING") or DEFAULT_GREETING,

@@ -76,3 +76,24 @@ def test_quiet_line_learns_a_low_gain():
         det.on_reference(1000 + 20 * k, float((ref ** 2).mean()))
         det.on_inbound(1000 + 20 * k, 23.0 ** 2)
     assert det.lag is None and det.gain_db is not None and det.gain_db < -35
+
+
+def test_slot_series_window_matches_a_brute_force_history():
+    import random
+
+    from server.core.echo_detector import _SlotSeries
+    rnd = random.Random(1)
+    for _ in range(2000):
+        series, truth = _SlotSeries(16), {}
+        slot = rnd.randint(0, 50)
+        for _ in range(rnd.randint(1, 40)):
+            slot += rnd.choice([0, 1, 1, 2, 5, -1])          # repeats, gaps and late frames
+            energy = rnd.random()
+            series.record(slot, energy)
+            if series.last_slot - slot < 16:
+                truth[slot] = max(truth.get(slot, 0.0), energy)
+        last = series.last_slot
+        first = rnd.randint(last - 30, last + 5)
+        end = first + rnd.randint(0, 25)
+        expected = [truth.get(s, 0.0) if last - 16 < s <= last else 0.0 for s in range(first, end + 1)]
+        assert series.window(first, end) == expected

@@ -2,7 +2,7 @@ import pytest
 
 from server.settings import Secret, Settings, SettingsError
 
-BASE = {"OPENAI_API_KEY": "sk-test-123456"}
+BASE = {"OPENAI_API_KEY": "sk-test-123456", "TWILIO_AUTH_TOKEN": "tok-secret-987"}
 
 
 def test_defaults():
@@ -37,7 +37,17 @@ def test_model_is_appended_to_a_url_with_a_query():
 
 
 def test_secrets_never_print():
-    s = Settings.from_env({**BASE, "TWILIO_AUTH_TOKEN": "tok-secret-987"})
+    s = Settings.from_env(BASE)
     assert "sk-test-123456" not in repr(s) and "tok-secret-987" not in repr(s)
     assert str(Secret("abc")) == "Secret(***)"
     assert s.openai_api_key.reveal() == "sk-test-123456"
+
+
+def test_signature_validation_needs_the_token_or_an_explicit_off():
+    with pytest.raises(SettingsError, match="TWILIO_AUTH_TOKEN is not set"):
+        Settings.from_env({"OPENAI_API_KEY": "sk-x"})
+    dev = Settings.from_env({"OPENAI_API_KEY": "sk-x", "TWILIO_SIGNATURE_VALIDATION": "off"})
+    assert dev.twilio_signature_validation is False
+    assert Settings.from_env(BASE).twilio_signature_validation is True
+    with pytest.raises(SettingsError, match="TWILIO_SIGNATURE_VALIDATION='maybe'"):
+        Settings.from_env({**BASE, "TWILIO_SIGNATURE_VALIDATION": "maybe"})

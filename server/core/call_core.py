@@ -23,6 +23,11 @@ Theory of operation. The shell feeds facts (``server.core.events``) stamped with
   the goodbye's playout.
 * Stale events expected from the race between two peers (a delta of a cancelled response, the
   echo of a cleared mark) are dropped quietly and counted.
+
+The detectors and policies live in their own modules (VAD, gate, echo detector, guard, drain,
+silence, speech-likeness); this file is only their composition and the pipeline's transitions.
+It stays one file, longer than the others, because splitting one state machine's transitions
+across files would hide which event can move which state.
 """
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ lines are nonlinear enough that sample correlation is fragile, and envelopes cos
 from __future__ import annotations
 
 import math
+from collections import deque
+from itertools import islice
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,18 +44,51 @@ class EchoVerdict:
     gain_db: float | None
 
 
+class _SlotSeries:
+    """Energies per 20 ms slot of the clock over the last ``size`` slots; missing slots are 0.
+    Plain deque and Python max: per frame this is a few µs, numpy's per-call overhead is more."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.values: deque[float] = deque([0.0] * size, maxlen=size)
+        self.last_slot: int | None = None
+
+    def record(self, slot: int, energy: float) -> None:
+        if self.last_slot is None:
+            self.last_slot = slot
+        if slot > self.last_slot:
+            self.values.extend([0.0] * min(slot - self.last_slot, self.size))
+            self.last_slot = slot
+        offset = slot - self.last_slot - 1                 # -1 is the newest slot
+        if offset >= -self.size:
+            self.values[offset] = max(self.values[offset], energy)
+
+    def window(self, first: int, last: int) -> list[float]:
+        """Energies of slots first..last inclusive (0 outside the history)."""
+        n = last - first + 1
+        if self.last_slot is None:
+            return [0.0] * n
+        lo = self.size - 1 - (self.last_slot - first)      # position of ``first`` in the deque
+        hi = self.size - 1 - (self.last_slot - last)
+        a, b = max(lo, 0), min(hi, self.size - 1)
+        mid = list(islice(self.values, a, b + 1)) if a <= b else []
+        before = min(n, max(0, -lo))
+        return [0.0] * before + mid + [0.0] * (n - before - len(mid))
+
+
 class EchoDetector:
     def __init__(self, max_lag_ms: int = 500, window_ms: int = 600, margin_db: int = 5,
-                 min_corr_pct: int = 70, update_every_frames: int = 5) -> None:
+                 min_corr_pct: int = 70, update_every_frames: int = 5, tracking_every_frames: int = 25) -> None:
+        """The path is re-estimated every ``update_every_frames`` while it is being learnt, then every
+        ``tracking_every_frames`` (a line's echo path drifts slowly; the estimate is the costly part)."""
         self.max_lag = max_lag_ms // SLOT_MS
         self.window = window_ms // SLOT_MS
         self.margin = 10 ** (margin_db / 10.0)
         self.min_corr = min_corr_pct / 100.0
         self.update_every = update_every_frames
-        self._ref = np.zeros(_HISTORY_SLOTS)
-        self._inb = np.zeros(_HISTORY_SLOTS)
-        self._ref_slot = np.full(_HISTORY_SLOTS, -1, dtype=np.int64)
-        self._inb_slot = np.full(_HISTORY_SLOTS, -1, dtype=np.int64)
+        self.tracking_every = tracking_every_frames
+        self._ref = _SlotSeries(_HISTORY_SLOTS)
+        self._inb = _SlotSeries(_HISTORY_SLOTS)
         self.lag: int | None = None
         self.gain_db: float | None = None
         self._from_path = False
@@ -62,31 +97,24 @@ class EchoDetector:
     # --- inputs -----------------------------------------------------------------------------
 
     def on_reference(self, now_ms: int, energy: float) -> None:
-        slot = now_ms // SLOT_MS
-        i = slot % _HISTORY_SLOTS
-        if self._ref_slot[i] != slot:
-            self._ref_slot[i], self._ref[i] = slot, 0.0
-        self._ref[i] = max(self._ref[i], energy)
+        self._ref.record(now_ms // SLOT_MS, energy)
 
     def on_inbound(self, now_ms: int, energy: float) -> EchoVerdict:
         slot = now_ms // SLOT_MS
-        i = slot % _HISTORY_SLOTS
-        if self._inb_slot[i] != slot:
-            self._inb_slot[i], self._inb[i] = slot, 0.0
-        self._inb[i] = max(self._inb[i], energy)
+        self._inb.record(slot, energy)
         self._frames += 1
-        ref_recent = self._series(self._ref, self._ref_slot, slot - self.max_lag - 1, slot)
-        active = bool(ref_recent.max() >= _REF_ACTIVE)
-        if active and self._frames % self.update_every == 0:
+        ref_recent_max = max(self._ref.window(slot - self.max_lag - 1, slot))
+        active = ref_recent_max >= _REF_ACTIVE
+        every = self.tracking_every if self._from_path else self.update_every
+        if active and self._frames % every == 0:
             self._estimate(slot)
         if not active:
             return EchoVerdict(False, True, 0.0, self._lag_ms(), self.gain_db)
         gain = 10 ** ((self.gain_db if self.gain_db is not None else 0.0) / 10.0)
         if self.lag is not None:
-            near = self._series(self._ref, self._ref_slot, slot - self.lag - 1, slot - self.lag + 1)
-            predicted = gain * float(near.max())
+            predicted = gain * max(self._ref.window(slot - self.lag - 1, slot - self.lag + 1))
         else:
-            predicted = gain * float(ref_recent.max())
+            predicted = gain * ref_recent_max
         return EchoVerdict(True, energy > predicted * self.margin, predicted, self._lag_ms(), self.gain_db)
 
     # --- estimation -------------------------------------------------------------------------
@@ -94,31 +122,22 @@ class EchoDetector:
     def _lag_ms(self) -> int | None:
         return None if self.lag is None else self.lag * SLOT_MS
 
-    def _series(self, values: np.ndarray, slots: np.ndarray, first: int, last: int) -> np.ndarray:
-        """Energies of slots first..last inclusive (0 where nothing was recorded)."""
-        wanted = np.arange(first, last + 1)
-        idx = wanted % _HISTORY_SLOTS
-        return np.where(slots[idx] == wanted, values[idx], 0.0)
-
     def _estimate(self, slot: int) -> None:
         n, lags = self.window, self.max_lag
-        inb = self._series(self._inb, self._inb_slot, slot - n + 1, slot)
-        ref = self._series(self._ref, self._ref_slot, slot - n + 1 - lags, slot)
+        inb = np.array(self._inb.window(slot - n + 1, slot))
+        ref = np.array(self._ref.window(slot - n + 1 - lags, slot))
         inb_log = np.log10(inb + _LOG_FLOOR)
         inb_c = inb_log - inb_log.mean()
-        best_lag, best_corr = 0, -1.0
         if float(inb_c.std()) < _MIN_ENVELOPE_STD:
-            best_corr = -1.0                         # a flat inbound (line noise) correlates with nothing
-            lags_to_try = 0
+            best_lag, best_corr = 0, -1.0            # a flat inbound (line noise) correlates with nothing
         else:
-            lags_to_try = lags + 1
-        for lag in range(lags_to_try):
-            seg = np.log10(ref[lags - lag: lags - lag + n] + _LOG_FLOOR)
-            seg_c = seg - seg.mean()
-            denom = math.sqrt(float(inb_c @ inb_c) * float(seg_c @ seg_c))
-            corr = float(inb_c @ seg_c) / denom if denom > 0 else 0.0
-            if corr > best_corr:
-                best_lag, best_corr = lag, corr
+            # reversed, row i of the sliding view is the reference delayed by i slots (lag i)
+            windows = np.lib.stride_tricks.sliding_window_view(np.log10(ref + _LOG_FLOOR), n)[::-1]
+            centred = windows - windows.mean(axis=1, keepdims=True)
+            denom = np.sqrt((centred * centred).sum(axis=1) * float(inb_c @ inb_c))
+            corr = np.divide(centred @ inb_c, denom, out=np.zeros(len(denom)), where=denom > 0)
+            best_lag = int(np.argmax(corr))
+            best_corr = float(corr[best_lag])
         if best_corr >= self.min_corr:
             seg = ref[lags - best_lag: lags - best_lag + n]
             loud = seg >= _REF_ACTIVE
