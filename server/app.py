@@ -16,7 +16,7 @@ from server import __version__, green
 from server.call_logging import configure, mask_phone
 from server.media_ws_ai import CallRegistry, MediaCall
 from server.settings import Settings
-from server.twiml import MEDIA_WS_PATH, connect_stream
+from server.twiml import MEDIA_WS_PATH, STREAM_ENDED_PATH, after_stream, connect_stream
 from server.twilio_auth import SignatureCheck, public_base_url
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,16 @@ def create_app(settings: Settings | None = None) -> Flask:
                                {"CallSid": form.get("CallSid", ""), "From": form.get("From", ""),
                                 "To": form.get("To", "")})
         return Response(twiml, mimetype="text/xml")
+
+    @app.post(STREAM_ENDED_PATH)
+    def stream_ended() -> Response:
+        if not signatures.webhook_ok(request):
+            return Response("invalid signature", status=403)
+        call_sid = request.form.get("CallSid", "")
+        failed = call_sid in registry.failed or call_sid not in registry.ended
+        log.info("[WEBHOOK] stream ended for %s: %s", call_sid or "?",
+                 "fallback message" if failed else "hang up")
+        return Response(after_stream(settings.fallback_message if failed else None), mimetype="text/xml")
 
     @sock.route(MEDIA_WS_PATH)
     def twilio_media(ws) -> None:

@@ -64,14 +64,25 @@ class _EndOfResponse:
 
 
 _STOP = object()
+FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed"})
 
 
 class CallRegistry:
-    """Counts calls for /healthz."""
+    """Counts calls for /healthz and remembers, per CallSid, whether a call failed, so the TwiML
+    that Twilio fetches after the stream closes can apologise (bounded: the newest 1000 calls)."""
 
     def __init__(self) -> None:
         self.active = 0
         self.total = 0
+        self.failed: dict[str, str] = {}
+        self.ended: dict[str, str] = {}
+
+    def record_end(self, call_sid: str, reason: str, failed: bool) -> None:
+        target = self.failed if failed else self.ended
+        target[call_sid] = reason
+        for book in (self.failed, self.ended):
+            while len(book) > 1000:
+                book.pop(next(iter(book)))
 
 
 class MediaCall:
@@ -116,6 +127,8 @@ class MediaCall:
             self._rx_loop()
         finally:
             self._teardown()
+            self.registry.record_end(self.call_sid, self.hangup_reason or "caller_hung_up",
+                                     failed=self.hangup_reason in FAILURE_REASONS)
             self._close_twilio()
             self.registry.active -= 1
 
@@ -135,7 +148,7 @@ class MediaCall:
                 self.log.info("[TWILIO] stream started, parameters=%s", event.custom_parameters)
                 return event
             if not isinstance(event, tw.Connected):
-                log.warning("[TWILIO] %s before start - ignored", type(event).__name__)
+                self._ignored_input(f"{type(event).__name__} before start")
         log.warning("[TWILIO] no start message within %dms - closing", self.settings.twilio_start_timeout_ms)
         return None
 
@@ -307,8 +320,15 @@ class MediaCall:
             self.log.warning("[TWILIO] ignored input #%d: %s", self.malformed_in, what[:200])
 
     def _realtime_reader(self) -> None:
+        started_ms = green.monotonic_ms()
         try:
             self.realtime.connect()
+        except Exception as exc:   # noqa: BLE001 - refused, timed out, 401...: every one means "no model"
+            self.log.error("[REALTIME] connect failed after %dms: %s: %s - ending the stream, the caller hears "
+                           "the fallback message", green.monotonic_ms() - started_ms, type(exc).__name__, exc)
+            self._stop("realtime_unavailable")
+            return
+        try:
             self.log.info("[REALTIME] connected to %s", self.settings.openai_realtime_url)
             while not self.stopping.is_set():
                 event = rt.parse_server_event(self.realtime.recv())

@@ -24,6 +24,7 @@ DEFAULT_GREETING = (
 DEFAULT_SILENCE_PROMPT = (
     "The caller has been silent. Ask once, briefly and kindly in Hebrew, whether they are still on the line."
 )
+DEFAULT_FALLBACK_MESSAGE = "מצטערים, יש לנו תקלה זמנית. אנא נסו להתקשר שוב בעוד כמה דקות. תודה."
 DEFAULT_GOODBYE = "Say a short, polite goodbye in Hebrew and thank the caller. Do not ask anything."
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -72,6 +73,7 @@ class Settings:
     greeting_instructions: str
     silence_prompt_instructions: str
     goodbye_instructions: str
+    fallback_message: str
     turn: TurnConfig
 
     @property
@@ -147,7 +149,8 @@ class Settings:
             instructions=get("AGENT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
             greeting_instructions=get("AGENT_GREETING") or DEFAULT_GREETING,
             silence_prompt_instructions=get("AGENT_SILENCE_PROMPT") or DEFAULT_SILENCE_PROMPT,
-            goodbye_instructions=get("AGENT_GOODBYE") or DEFAULT_GOODBYE, turn=turn)
+            goodbye_instructions=get("AGENT_GOODBYE") or DEFAULT_GOODBYE,
+            fallback_message=get("AGENT_FALLBACK_MESSAGE") or DEFAULT_FALLBACK_MESSAGE, turn=turn)
         if problems:
             raise SettingsError(problems)
         return settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 MEDIA_WS_PATH = "/ws/twilio-media"
+STREAM_ENDED_PATH = "/webhook/stream_ended"
 
 
 def stream_url(public_base_url: str) -> str:
@@ -18,6 +19,8 @@ def stream_url(public_base_url: str) -> str:
 
 
 def connect_stream(public_base_url: str, parameters: dict[str, str]) -> str:
+    """``<Connect><Stream>``, then a redirect that Twilio follows when the stream ends: only then
+    do we know whether the call ended normally (hang up) or failed (apologise first)."""
     response = VoiceResponse()
     connect = Connect()
     stream = connect.stream(url=stream_url(public_base_url))
@@ -25,6 +28,14 @@ def connect_stream(public_base_url: str, parameters: dict[str, str]) -> str:
         if value:
             stream.parameter(name=name, value=value[:200])   # Twilio: name+value under 500 chars
     response.append(connect)
-    # Reached only when our server closes the stream: end the call.
+    response.redirect(public_base_url.rstrip("/") + STREAM_ENDED_PATH, method="POST")
+    return str(response)
+
+
+def after_stream(apology: str | None, language: str = "he-IL") -> str:
+    """What the caller hears once the stream is closed: an apology when the call failed, then hang up."""
+    response = VoiceResponse()
+    if apology:
+        response.say(apology, language=language)
     response.hangup()
     return str(response)

@@ -35,7 +35,9 @@ def free_port() -> int:
 
 class LoopbackCall:
     def __init__(self, scenario: Scenario, log_path: Path, env: dict[str, str] | None = None,
-                 use_simulator: bool = True, worker_class: str = "eventlet") -> None:
+                 use_simulator: bool = True, worker_class: str = "eventlet", realtime_faults: dict | None = None) -> None:
+        """``realtime_faults``: keyword switches of ``RealtimeSimulator`` (reject_status, handshake_delay_ms)."""
+        self.realtime_faults = realtime_faults or {}
         self.scenario = scenario
         self.log_path = log_path
         self.extra_env = env or {}
@@ -60,7 +62,8 @@ class LoopbackCall:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TURN_")}
         if self.use_simulator:
             self.realtime = RealtimeSimulator(ReplyScript.from_clips(self.scenario.replies),
-                                              self.scenario.first_audio_delay_ms, speedup=self.scenario.speedup)
+                                              self.scenario.first_audio_delay_ms, speedup=self.scenario.speedup,
+                                              **self.realtime_faults)
             self.realtime.start()
             env.update(OPENAI_API_KEY=SIM_API_KEY, OPENAI_REALTIME_URL=self.realtime.url)
         self.port = free_port()

@@ -33,7 +33,12 @@ class _QuietHandler(WSGIRequestHandler):
 
 class RealtimeSimulator:
     def __init__(self, script: ReplyScript | None = None, first_audio_delay_ms: int = 0,
-                 speedup: float = 8.0, delta_ms: int = 200) -> None:
+                 speedup: float = 8.0, delta_ms: int = 200, reject_status: int | None = None,
+                 handshake_delay_ms: int = 0) -> None:
+        """Fault switches: ``reject_status`` answers every handshake with that HTTP status (e.g. 401,
+        429, 500); ``handshake_delay_ms`` stalls each handshake that long (a slow upstream)."""
+        self.reject_status = reject_status
+        self.handshake_delay_ms = handshake_delay_ms
         self.script = script or ReplyScript.from_clips(["ai_greeting", "ai_ask_city", "ai_confirm", "ai_goodbye"])
         self.first_audio_delay_ms = first_audio_delay_ms
         self.speedup = speedup
@@ -50,6 +55,12 @@ class RealtimeSimulator:
 
         @app.before_request
         def authorize():
+            if self.handshake_delay_ms and request.path == "/v1/realtime":
+                time.sleep(self.handshake_delay_ms / 1000.0)
+            if self.reject_status is not None and request.path == "/v1/realtime":
+                self.counters.errors[f"http_{self.reject_status}"] += 1
+                return jsonify(error={"type": "invalid_request_error", "code": "simulated_fault",
+                                      "message": f"Simulated HTTP {self.reject_status}", "param": None}), self.reject_status
             if not request.headers.get("Authorization", "").startswith("Bearer ") or \
                     len(request.headers["Authorization"]) <= len("Bearer "):
                 return jsonify(error={"type": "invalid_request_error", "code": "invalid_api_key",

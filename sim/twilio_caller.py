@@ -60,6 +60,8 @@ class CallRecord:
     failures: list = field(default_factory=list)
     hung_up_by: str = ""
     duration_ms: int = 0
+    server_closed_ms: int | None = None
+    after_stream: list = field(default_factory=list)      # what Twilio would do next: [("Say", text), ("Hangup", "")]
 
     def response_latencies_ms(self) -> list[int | None]:
         """Per caller utterance: ms from the end of its speech to the first AI audio frame received."""
@@ -91,6 +93,8 @@ class TwilioCaller:
         self._server_closed = threading.Event()
         self._t0 = 0.0
         self._ws: websocket.WebSocket | None = None
+        self._after_stream_url: str | None = None
+        self._webhook_params: dict[str, str] = {}
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -132,7 +136,27 @@ class TwilioCaller:
         if stream is None:
             raise RuntimeError(f"webhook answered without <Connect><Stream>: {twiml}")
         parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+        redirect = root.find("./Redirect")
+        self._after_stream_url = redirect.text.strip() if redirect is not None and redirect.text else None
+        self._webhook_params = params
         return stream.get("url"), parameters
+
+    def _follow_after_stream(self) -> None:
+        """Like Twilio: when the server closes a bidirectional stream, go on with the TwiML after
+        <Connect>; ours redirects to a URL that answers with what the caller hears next."""
+        if not self._after_stream_url:
+            self.record.after_stream.append(("Hangup", "(no TwiML after <Connect>)"))
+            return
+        url = self._after_stream_url
+        params = {**self._webhook_params, "CallStatus": "in-progress"}
+        req = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), method="POST",
+                                     headers={"X-Twilio-Signature": self.validator.compute_signature(url, params),
+                                              "Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            root = ET.fromstring(resp.read().decode())
+        for verb in root:
+            self.record.after_stream.append((verb.tag, (verb.text or "").strip()))
+        self._event("after_stream", "; ".join(f"{tag} {text}".strip() for tag, text in self.record.after_stream))
 
     def _connect(self, stream_url: str) -> None:
         signature = self.validator.compute_signature(stream_url, {})
@@ -221,6 +245,7 @@ class TwilioCaller:
             t = self.now_ms()
             if self._server_closed.is_set():
                 rec.hung_up_by = rec.hung_up_by or "server"
+                rec.server_closed_ms = t
                 self._event("server_closed")
                 break
             if t > max_duration_s * 1000:
@@ -259,6 +284,8 @@ class TwilioCaller:
             pass
         receiver.join(timeout=3)
         rec.duration_ms = self.now_ms()
+        if rec.hung_up_by == "server":
+            self._follow_after_stream()
         return rec
 
     def _buffered_bytes(self) -> int:

@@ -1,0 +1,148 @@
+"""Faults a call must survive, end to end on loopback (real server, simulators with fault switches)."""
+import json
+import socket
+import threading
+import time
+
+import pytest
+import websocket
+
+from server.core import twilio_codec as tw
+from sim import scenario as scenario_mod
+from sim.loopback import LoopbackCall, free_port
+from sim.twilio_caller import TwilioCaller
+
+APOLOGY = "מצטערים, יש לנו תקלה זמנית"
+
+
+def run(tmp_path, name="two_turns", env=None, faults=None, max_s=60):
+    loop = LoopbackCall(scenario_mod.load(name), tmp_path / "server.log", env=env, realtime_faults=faults)
+    with loop:
+        record = loop.call(max_duration_s=max_s)
+        health = loop.wait_idle(timeout_s=5)
+    return record, health, loop.log_text(), loop
+
+
+@pytest.mark.parametrize("fault,env,bound_ms", [
+    ("refused", {"OPENAI_REALTIME_URL": "ws://127.0.0.1:{port}/v1/realtime"}, 2000),
+    ("http_401", None, 2000),
+    ("slow_handshake", {"OPENAI_CONNECT_TIMEOUT_MS": "1500"}, 3500),
+])
+def test_model_unreachable_at_connect_gives_a_spoken_apology_not_dead_air(tmp_path, fault, env, bound_ms):
+    faults = {"http_401": {"reject_status": 401}, "slow_handshake": {"handshake_delay_ms": 5000}}.get(fault)
+    if fault == "refused":
+        env = {"OPENAI_REALTIME_URL": env["OPENAI_REALTIME_URL"].format(port=free_port())}
+    record, health, log, _ = run(tmp_path, env=env, faults=faults)
+    assert record.hung_up_by == "server"
+    assert record.server_closed_ms is not None and record.server_closed_ms <= bound_ms
+    assert record.after_stream[0][0] == "Say" and APOLOGY in record.after_stream[0][1]
+    assert record.after_stream[-1][0] == "Hangup"
+    assert record.bytes_received == 0                       # no half greeting
+    assert "[REALTIME] connect failed" in log and "Traceback" not in log
+    assert health["active_calls"] == 0 and health["green_threads"] == 0
+
+
+def test_a_normal_end_hangs_up_without_the_apology(tmp_path):
+    record, _, _, _ = run(tmp_path, "silent_caller", max_s=90)
+    assert record.hung_up_by == "server"
+    assert record.after_stream == [("Hangup", "")]
+
+
+def test_caller_vanishing_mid_sentence_ends_everything_within_a_second(tmp_path):
+    sc = scenario_mod.load("two_turns")
+    loop = LoopbackCall(sc, tmp_path / "server.log")
+    with loop:
+        caller = TwilioCaller(loop.base_url, sc, "sim-twilio-auth-token")
+        stream_url, params = caller._webhook()
+        caller._connect(stream_url)
+        caller._send(tw.build_connected())
+        caller._send(tw.build_start(1, caller.account_sid, caller.record.stream_sid, caller.record.call_sid, params))
+        from sim import audio as sim_audio
+        for i, frame in enumerate(sim_audio.frames(sim_audio.clip("caller_service").audio)[:60]):
+            caller._send(tw.build_inbound_media(i + 2, caller.record.stream_sid, i + 1, 20 * i, frame))
+            time.sleep(0.02)
+        deadline = time.monotonic() + 5
+        while loop.health()["active_calls"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert loop.health()["active_calls"] == 1
+        sock = caller._ws.sock                               # drop the TCP connection: no stop, no close frame
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        t0 = time.monotonic()
+        health = loop.wait_idle(timeout_s=5)
+        elapsed_ms = (time.monotonic() - t0) * 1000
+        log = loop.log_text()
+        sessions = loop.realtime.sessions
+    assert health["active_calls"] == 0 and health["green_threads"] == 0
+    assert elapsed_ms < 1000
+    assert all(s.closed.is_set() for s in sessions)           # the OpenAI socket was closed too
+    assert "[CALL SUMMARY]" in log and "green_threads_alive=0" in log and "Traceback" not in log
+
+
+MALFORMED = [
+    "this is not json", "[1,2,3]", '{"event": 42}', '{"event":"media"}', '{"event":"media","media":{"payload":"@@@"}}',
+    '{"event":"media","media":{"payload":"AAAA","chunk":"x"}}', '{"event":"mystery","streamSid":"MZ"}',
+    '{"event":"mark"}', '{"event":"start"}',
+]
+
+
+def test_malformed_input_is_counted_and_ignored_while_a_healthy_call_runs_beside_it(tmp_path):
+    sc = scenario_mod.load("two_turns")
+    loop = LoopbackCall(sc, tmp_path / "server.log")
+    results = {}
+    with loop:
+        healthy = threading.Thread(target=lambda: results.setdefault("healthy", loop.call(max_duration_s=60)))
+        healthy.start()
+        caller = TwilioCaller(loop.base_url, sc, "sim-twilio-auth-token")
+        stream_url, params = caller._webhook()
+        caller._connect(stream_url)
+        sid = caller.record.stream_sid
+        caller._send('{"event":"media","media":{"payload":"/w=="},"streamSid":"' + sid + '"}')   # media before start
+        caller._send(tw.build_connected())
+        caller._send(tw.build_start(1, caller.account_sid, sid, caller.record.call_sid, params))
+        for text in MALFORMED:
+            caller._send(text)
+        caller._ws.send_binary(b"\x00\x01\x02")
+        for size in (1, 100, 333, 8000):                      # odd payload sizes
+            caller._send(tw.build_inbound_media(50, sid, 50, 1000, b"\xff" * size))
+        caller._send(tw.build_start(99, caller.account_sid, sid, caller.record.call_sid, params))   # a second start
+        for _ in range(300):                                  # then 300 more bad messages: logged at a bounded rate
+            caller._send("{broken")
+        time.sleep(1.0)
+        still_open = loop.health()["active_calls"] >= 1
+        caller._send(json.dumps({"event": "stop", "sequenceNumber": "999", "streamSid": sid,
+                                 "stop": {"accountSid": caller.account_sid, "callSid": caller.record.call_sid}}))
+        caller._ws.close()
+        healthy.join(timeout=90)
+        health = loop.wait_idle(timeout_s=5)
+        log = loop.log_text()
+    assert still_open
+    assert results["healthy"].failures == [] and len(results["healthy"].response_latencies_ms()) == 2
+    assert all(v is not None for v in results["healthy"].response_latencies_ms())
+    assert "Traceback" not in log
+    summaries = [line for line in log.splitlines() if caller.record.call_sid in line and "[CALL SUMMARY]" in line]
+    assert summaries and "malformed_in=312" in summaries[0]
+    ignored_lines = [line for line in log.splitlines() if "[TWILIO] ignored input #" in line]
+    assert len(ignored_lines) <= 10                           # 312 bad messages, a handful of log lines
+    assert health["active_calls"] == 0 and health["green_threads"] == 0
+
+
+def test_an_oversized_message_closes_the_call_with_a_reason(tmp_path):
+    sc = scenario_mod.load("two_turns")
+    loop = LoopbackCall(sc, tmp_path / "server.log")
+    with loop:
+        caller = TwilioCaller(loop.base_url, sc, "sim-twilio-auth-token")
+        stream_url, params = caller._webhook()
+        caller._connect(stream_url)
+        caller._send(tw.build_connected())
+        caller._send(tw.build_start(1, caller.account_sid, caller.record.stream_sid, caller.record.call_sid, params))
+        caller._send('{"event":"media","media":{"payload":"' + "A" * (1024 * 1024) + '"}}')
+        caller._ws.settimeout(5)
+        with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)) as exc:
+            while True:
+                if not caller._ws.recv():
+                    raise websocket.WebSocketConnectionClosedException("closed")
+        health = loop.wait_idle(timeout_s=5)
+        log = loop.log_text()
+    assert health["active_calls"] == 0 and health["green_threads"] == 0
+    assert "Traceback" not in log
