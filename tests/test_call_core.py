@@ -136,7 +136,7 @@ def test_response_lifecycle_back_to_listening_on_mark_ack():
     out = call.tick(50, tx_frames=3)
     assert call.core.is_ai_speaking and not notes(out)
     out = call.tick(50, tx_frames=0)
-    assert "✅ [AUDIO_DRAIN] Queues empty after 100ms - clearing is_ai_speaking" in notes(out)
+    assert "✅ [AUDIO_DRAIN] Queues empty after 100ms - clearing is_ai_speaking (response_id=resp_1)" in notes(out)
     out = call.core.handle(AssistantPlayoutFinished("resp_1", call.now_ms))
     assert verbs(out) == [SendMark(TTS_END_MARK)]
     out = call.core.handle(MarkAcked(TTS_END_MARK, call.now_ms + 30))

@@ -97,3 +97,14 @@ def test_slot_series_window_matches_a_brute_force_history():
         end = first + rnd.randint(0, 25)
         expected = [truth.get(s, 0.0) if last - 16 < s <= last else 0.0 for s in range(first, end + 1)]
         assert series.window(first, end) == expected
+
+
+def test_a_caller_who_starts_with_the_ai_is_not_learnt_as_echo():
+    """Both envelopes step up together, but an echo is never louder than what was played."""
+    det = EchoDetector()
+    for k in range(100):
+        now_ms = 1000 + 20 * k
+        det.on_reference(now_ms, 300.0 ** 2 if k >= 20 else 0.0)
+        verdict = det.on_inbound(now_ms, 2000.0 ** 2 if k >= 20 else 10.0)
+    assert det.gain_db is None or det.gain_db <= 0
+    assert verdict.near_end

@@ -447,7 +447,8 @@ class CallCore:
             del self._drains[response_id]
             if isinstance(result, Drained):
                 self.is_ai_speaking = False
-                out.append(Note("INFO", f"✅ [AUDIO_DRAIN] Queues empty after {result.after_ms}ms - clearing is_ai_speaking"))
+                out.append(Note("INFO", f"✅ [AUDIO_DRAIN] Queues empty after {result.after_ms}ms - clearing is_ai_speaking "
+                                        f"(response_id={response_id})"))
             elif isinstance(result, DrainTimedOut):
                 self.is_ai_speaking = False
                 out.append(Note("INFO", f"⏱ [AUDIO_DRAIN] Timeout ({self.cfg.drain_timeout_ms / 1000:.1f}s) - clearing "

@@ -30,6 +30,7 @@ _HISTORY_SLOTS = 128           # 2.56 s of both envelopes
 _LOG_FLOOR = 1e4               # energy (int16 RMS^2) below which envelopes are flat: line noise
 _REF_ACTIVE = 1e4              # reference energy that counts as "AI audio playing" (RMS 100)
 _MIN_ENVELOPE_STD = 0.1       # log10 units: an inbound envelope flatter than this is line noise
+_MAX_ECHO_GAIN_DB = 0.0       # an echo is never louder than the audio it echoes
 _QUIET_LINE_DB = -35           # a line this far below the reference while the AI talks carries no echo
 
 
@@ -144,6 +145,8 @@ class EchoDetector:
             if loud.sum() < n // 3:
                 return                               # too little AI audio in the window to learn from
             ratio_db = 10 * math.log10(float(np.median(inb[loud] / seg[loud])) + 1e-12)
+            if ratio_db > _MAX_ECHO_GAIN_DB:
+                return                               # louder than what we played: the caller, not an echo
             if self._from_path and ratio_db > self.gain_db + 6:
                 return                               # double talk: the caller speaks, freeze the path
             self.lag = best_lag
