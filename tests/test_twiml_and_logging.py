@@ -13,14 +13,23 @@ def test_stream_url_scheme_follows_public_base_url():
         stream_url("agent.example.com")
 
 
-def test_twiml_connects_a_stream_with_parameters_then_hangs_up():
+def test_twiml_connects_a_stream_with_parameters_then_asks_what_next():
     root = ET.fromstring(connect_stream("https://agent.example.com", {"CallSid": "CA1", "From": "+972501234567",
                                                                       "Empty": ""}))
     stream = root.find("./Connect/Stream")
     assert stream.get("url") == "wss://agent.example.com/ws/twilio-media"
     assert {p.get("name"): p.get("value") for p in stream.findall("Parameter")} == \
         {"CallSid": "CA1", "From": "+972501234567"}
-    assert [child.tag for child in root] == ["Connect", "Hangup"]
+    assert [child.tag for child in root] == ["Connect", "Redirect"]
+    redirect = root.find("Redirect")
+    assert redirect.text == "https://agent.example.com/webhook/stream_ended" and redirect.get("method") == "POST"
+
+
+def test_after_stream_apologises_only_when_asked():
+    from server.twiml import after_stream
+    assert [c.tag for c in ET.fromstring(after_stream(None))] == ["Hangup"]
+    root = ET.fromstring(after_stream("סליחה"))
+    assert [(c.tag, c.text, c.get("language")) for c in root] == [("Say", "סליחה", "he-IL"), ("Hangup", None, None)]
 
 
 def test_phone_numbers_are_masked():
