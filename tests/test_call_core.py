@@ -323,3 +323,31 @@ def test_steady_sound_is_vetoed_and_becomes_the_noise_floor():
     assert not any(isinstance(a, CommitAndTrigger) for a in call.actions)
     assert call.core.vad.noise_floor_rms > 1000
     assert call.core.stats.vetoed_utterances == 1
+
+
+def test_barge_in_also_cancels_a_response_that_has_not_spoken_yet():
+    """Found by the property test: the caller interrupts r1's playback while r2 is already active."""
+    call = Call()
+    call.frames(SILENT, 20)
+    start_playing(call, "resp_1", "item_1")
+    call.rt(rt.AudioDone("resp_1", "item_1"), tx_frames=50)
+    call.rt(rt.ResponseDone("resp_1", "completed", None))            # r1 done on the server, still playing here
+    call.core.request_response("greeting", call.now_ms)
+    call.rt(rt.ResponseCreated("resp_2"))                              # r2 active, no audio yet
+    call.frames(SILENT, 20, played_item="item_1", played=tone(300))
+    out = call.frames(SPEECH, 8, played_item="item_1", played=tone(300))
+    assert CancelResponse("resp_2") in out and ClearPlayback() in out
+    assert verbs(call.rt(rt.AudioDelta("resp_2", "item_2", "AAAA"))) == []
+
+
+def test_barge_in_cancels_a_pending_create_as_soon_as_it_is_created():
+    call = Call()
+    call.frames(SILENT, 20)
+    start_playing(call, "resp_1", "item_1")
+    call.rt(rt.ResponseDone("resp_1", "completed", None))
+    call.core.request_response("greeting", call.now_ms)               # pending, not yet created
+    call.frames(SILENT, 20, played_item="item_1", played=tone(300))
+    out = call.frames(SPEECH, 8, played_item="item_1", played=tone(300))
+    assert ClearPlayback() in out and not any(isinstance(a, CancelResponse) for a in out)
+    created = call.rt(rt.ResponseCreated("resp_3"))
+    assert CancelResponse("resp_3") in created

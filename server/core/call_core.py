@@ -124,6 +124,7 @@ class CallCore:
         self._cancelled: set[str] = set()
         self._playing_response: str | None = None
         self._deferred_reason: str | None = None
+        self._cancel_when_created = False
         self._hangup_after_playout: str | None = None
         self._drains: dict[str, DrainCheck] = {}
         self._forwarded_since_commit_bytes = 0
@@ -240,8 +241,13 @@ class CallCore:
         self.stats.barge_ins += 1
         out.append(Note("INFO", f"⚡ [BARGE-IN] caller speech for {self.gate.near_end_ms}ms over the AI ({echo}) "
                                 f"- interrupting {rid}"))
-        if self.guard.active_response_id == rid:
-            out.append(CancelResponse(rid))
+        # The caller is talking: whatever response is in flight is stale, not only the one playing.
+        active = self.guard.active_response_id
+        if active is not None:
+            out.append(CancelResponse(active))
+            self._cancelled.add(active)
+        elif self.guard.pending_reason is not None:
+            self._cancel_when_created = True
         out.append(ClearPlayback())
         self.ledger.on_clear()
         if track.item_id is not None:
@@ -306,6 +312,11 @@ class CallCore:
             self.stats.responses_created += 1
             self._responses.setdefault(e.response_id, ResponseTrack())
             out.append(Note("INFO", f"🔊 [REALTIME] response.created: id={e.response_id}"))
+            if self._cancel_when_created:
+                self._cancel_when_created = False
+                self._cancelled.add(e.response_id)
+                out.append(Note("INFO", f"[BARGE-IN] cancelling {e.response_id}: requested before the caller interrupted"))
+                out.append(CancelResponse(e.response_id))
         elif isinstance(e, rt.AudioDelta):
             self._on_audio_delta(e, out)
         elif isinstance(e, rt.AudioDone):
