@@ -335,7 +335,7 @@ def test_barge_in_also_cancels_a_response_that_has_not_spoken_yet():
     call.core.request_response("greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_2"))                              # r2 active, no audio yet
     call.frames(SILENT, 20, played_item="item_1", played=tone(300))
-    out = call.frames(SPEECH, 8, played_item="item_1", played=tone(300))
+    out = call.frames(VOICE, 8, played_item="item_1", played=tone(300))   # clearly louder than any echo
     assert CancelResponse("resp_2") in out and ClearPlayback() in out
     assert verbs(call.rt(rt.AudioDelta("resp_2", "item_2", "AAAA"))) == []
 
@@ -347,7 +347,7 @@ def test_barge_in_cancels_a_pending_create_as_soon_as_it_is_created():
     call.rt(rt.ResponseDone("resp_1", "completed", None))
     call.core.request_response("greeting", call.now_ms)               # pending, not yet created
     call.frames(SILENT, 20, played_item="item_1", played=tone(300))
-    out = call.frames(SPEECH, 8, played_item="item_1", played=tone(300))
+    out = call.frames(VOICE, 8, played_item="item_1", played=tone(300))
     assert ClearPlayback() in out and not any(isinstance(a, CancelResponse) for a in out)
     created = call.rt(rt.ResponseCreated("resp_3"))
     assert CancelResponse("resp_3") in created
