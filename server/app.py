@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
     sock = Sock(app)
     registry = CallRegistry()
+    app.config["CALL_REGISTRY"] = registry          # gunicorn.conf.py flips registry.draining on SIGTERM
     signatures = SignatureCheck(settings)
 
     @app.before_request
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         form = request.form
         log.info("[WEBHOOK] incoming call %s from %s to %s", form.get("CallSid", "?"),
                  mask_phone(form.get("From", "?")), form.get("To", "?"))
+        registry.record_answered(form.get("CallSid", ""))
         twiml = connect_stream(public_base_url(settings, request),
                                {"CallSid": form.get("CallSid", ""), "From": form.get("From", ""),
                                 "To": form.get("To", "")})
@@ -57,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         if not signatures.webhook_ok(request):
             return Response("invalid signature", status=403)
         call_sid = request.form.get("CallSid", "")
-        failed = call_sid in registry.failed or call_sid not in registry.ended
+        failed = registry.should_apologise(call_sid)
         log.info("[WEBHOOK] stream ended for %s: %s", call_sid or "?",
                  "fallback message" if failed else "hang up")
         return Response(after_stream(settings.fallback_message if failed else None), mimetype="text/xml")
@@ -68,7 +70,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
-        return jsonify(status="ok", version=__version__, active_calls=registry.active,
+        return jsonify(status="draining" if registry.draining else "ok", version=__version__,
+                       active_calls=registry.active,
                        calls_total=registry.total, green_threads=green.live_count())
 
     log.info("ProSaaS voice agent %s ready: realtime=%s model=%s", __version__,

@@ -32,8 +32,8 @@ from server.core.call_core import CallCore
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame,
                                 CancelResponse, ClearPlayback, CommitAndTrigger, EndAssistantAudio,
                                 ForwardAudio, HangUp, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
-                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick,
-                                TruncateAssistant)
+                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady,
+                                ShutdownRequested, Tick, TruncateAssistant)
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.realtime_client import RealtimeClosed, RealtimeConnection
@@ -45,6 +45,7 @@ AUDIO_IN_QUEUE_FRAMES = 500          # 10 s of caller audio; oldest dropped beyo
 AUDIO_OUT_QUEUE_CHUNKS = 2000
 COMMAND_QUEUE = 32
 TX_LEAD_MS = 40                      # frames go out this far ahead of their play time (jitter margin)
+SHUTDOWN_GOODBYE_LIMIT_MS = 20000   # under gunicorn's graceful_timeout (25 s)
 TX_RESYNC_MS = 200                   # a TX loop this late restarts its clock instead of bursting
 
 
@@ -76,6 +77,20 @@ class CallRegistry:
         self.total = 0
         self.failed: dict[str, str] = {}
         self.ended: dict[str, str] = {}
+        self.answered: dict[str, bool] = {}      # CallSids this process answered at the webhook
+        self.draining = False
+
+    def record_answered(self, call_sid: str) -> None:
+        self.answered[call_sid] = True
+        while len(self.answered) > 1000:
+            self.answered.pop(next(iter(self.answered)))
+
+    def should_apologise(self, call_sid: str) -> bool:
+        """After the stream: apologise when the call failed here, or was answered here but its
+        stream never ended normally; a call this process never saw just hangs up."""
+        if call_sid in self.failed:
+            return True
+        return call_sid in self.answered and call_sid not in self.ended
 
     def record_end(self, call_sid: str, reason: str, failed: bool) -> None:
         target = self.failed if failed else self.ended
@@ -412,6 +427,13 @@ class MediaCall:
 
     def _ticker(self) -> None:
         period_s = self.settings.turn.drain_poll_ms / 1000.0
+        drain_started_ms: int | None = None
         while not self.stopping.is_set():
             green.sleep(period_s)
+            if self.registry.draining and drain_started_ms is None:
+                drain_started_ms = green.monotonic_ms()
+                self._apply(self.core.handle(ShutdownRequested(drain_started_ms)))
+            if drain_started_ms is not None and green.monotonic_ms() - drain_started_ms > SHUTDOWN_GOODBYE_LIMIT_MS:
+                self.log.warning("[SHUTDOWN] goodbye not finished after %dms - closing", SHUTDOWN_GOODBYE_LIMIT_MS)
+                self._stop("shutdown")
             self._apply(self.core.handle(Tick(green.monotonic_ms(), len(self.tx_q), self.audio_out_q.qsize())))

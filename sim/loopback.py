@@ -35,9 +35,11 @@ def free_port() -> int:
 
 class LoopbackCall:
     def __init__(self, scenario: Scenario, log_path: Path, env: dict[str, str] | None = None,
-                 use_simulator: bool = True, worker_class: str = "eventlet", realtime_faults: dict | None = None) -> None:
+                 use_simulator: bool = True, worker_class: str = "eventlet", realtime_faults: dict | None = None,
+                 graceful_timeout_s: int = 5) -> None:
         """``realtime_faults``: keyword switches of ``RealtimeSimulator`` (reject_status, handshake_delay_ms)."""
         self.realtime_faults = realtime_faults or {}
+        self.graceful_timeout_s = graceful_timeout_s
         self.scenario = scenario
         self.log_path = log_path
         self.extra_env = env or {}
@@ -76,7 +78,7 @@ class LoopbackCall:
         log = open(self.log_path, "w", encoding="utf-8")
         self.server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-k", self.worker_class, "-w", "1", "-b", f"127.0.0.1:{self.port}",
-             "--graceful-timeout", "5", "server.app:app"],
+             "--graceful-timeout", str(self.graceful_timeout_s), "server.app:app"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + boot_timeout_s

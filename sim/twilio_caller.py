@@ -152,8 +152,13 @@ class TwilioCaller:
         req = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), method="POST",
                                      headers={"X-Twilio-Signature": self.validator.compute_signature(url, params),
                                               "Content-Type": "application/x-www-form-urlencoded"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            root = ET.fromstring(resp.read().decode())
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                root = ET.fromstring(resp.read().decode())
+        except OSError as exc:          # what Twilio would report as an application error
+            self.record.after_stream.append(("Error", f"{type(exc).__name__}: {exc}"))
+            self._event("after_stream", "error fetching the TwiML after <Connect>")
+            return
         for verb in root:
             self.record.after_stream.append((verb.tag, (verb.text or "").strip()))
         self._event("after_stream", "; ".join(f"{tag} {text}".strip() for tag, text in self.record.after_stream))

@@ -146,3 +146,31 @@ def test_an_oversized_message_closes_the_call_with_a_reason(tmp_path):
         log = loop.log_text()
     assert health["active_calls"] == 0 and health["green_threads"] == 0
     assert "Traceback" not in log
+
+
+def test_sigterm_lets_the_call_finish_its_turn_say_goodbye_and_close(tmp_path):
+    import signal
+    sc = scenario_mod.load("two_turns")
+    loop = LoopbackCall(sc, tmp_path / "server.log", graceful_timeout_s=25)
+    with loop:
+        out = {}
+        caller = threading.Thread(target=lambda: out.setdefault("record", loop.call(max_duration_s=60)))
+        caller.start()
+        deadline = time.monotonic() + 20
+        while "ASR_TEXT" not in loop.log_text() and time.monotonic() < deadline:   # the first answer is on its way
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        loop.server.send_signal(signal.SIGTERM)
+        caller.join(timeout=40)
+        exit_code = loop.server.wait(timeout=30)
+        stop_s = time.monotonic() - t0
+        log = loop.log_text()
+        replies = list(loop.realtime.counters.replies)
+    record = out["record"]
+    assert record.hung_up_by == "server"
+    assert "[SHUTDOWN] server stopping - goodbye after the current turn" in log
+    assert "📞 [SMART HANGUP] Reason: shutdown" in log
+    assert [status for _, _, status in replies] == ["completed"] * 3     # greeting, the answer, the goodbye
+    assert len([m for m in record.marks_echoed if not m[2]]) == 3          # all three heard to the end
+    assert exit_code == 0 and stop_s < 25
+    assert "Traceback" not in log

@@ -44,8 +44,8 @@ from server.core.energy_vad import EnergyVad, SpeechStarted, UtteranceEnded, Vad
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
                                 ClearPlayback, CommitAndTrigger, CoreAction, CoreEvent, EndAssistantAudio,
                                 ForwardAudio, HangUp, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
-                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick,
-                                TruncateAssistant)
+                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady,
+                                ShutdownRequested, Tick, TruncateAssistant)
 from server.core.playout import PlayoutLedger
 from server.core.response_guard import ResponseGuard, SendCreate
 from server.core.silence_policy import SilencePolicy, SilenceStep
@@ -125,6 +125,7 @@ class CallCore:
         self._playing_response: str | None = None
         self._deferred_reason: str | None = None
         self._cancel_when_created = False
+        self._shutdown = False
         self._hangup_after_playout: str | None = None
         self._drains: dict[str, DrainCheck] = {}
         self._forwarded_since_commit_bytes = 0
@@ -138,7 +139,7 @@ class CallCore:
             SessionReady: self._on_session_ready, CallerFrame: self._on_caller_frame,
             RealtimeReceived: self._on_realtime, AssistantFramePlayed: self._on_frame_played,
             AssistantPlayoutFinished: self._on_playout_finished, MarkAcked: self._on_mark_acked,
-            Tick: self._on_tick,
+            Tick: self._on_tick, ShutdownRequested: self._on_shutdown,
         }
 
     # --- the two entry points ---------------------------------------------------------------
@@ -421,6 +422,10 @@ class CallCore:
         out.append(Note("INFO", "📞 [SMART HANGUP] Lead captured: False"))
         out.append(HangUp(reason))
 
+    def _on_shutdown(self, ev: ShutdownRequested, out: list[CoreAction]) -> None:
+        self._shutdown = True
+        out.append(Note("INFO", "[SHUTDOWN] server stopping - goodbye after the current turn"))
+
     # --- time -------------------------------------------------------------------------------
 
     def _on_tick(self, ev: Tick, out: list[CoreAction]) -> None:
@@ -439,6 +444,12 @@ class CallCore:
             self._eou_at_ms = None
             self._set_state(Pipeline.LISTENING, "watchdog: no audio", out)
         self._check_silence(ev.now_ms, out)
+        if (self._shutdown and self._hangup_after_playout is None and self.hangup_reason is None
+                and self.state is Pipeline.LISTENING and not self.guard.busy and not self.is_ai_speaking):
+            self._hangup_after_playout = "shutdown"
+            self._set_state(Pipeline.PROCESSING, "goodbye (shutdown)", out)
+            self._eou_at_ms = ev.now_ms
+            out.append(QueueTrigger(SilenceStep.GOODBYE.value))
         if (self._hangup_after_playout is not None and self.state is Pipeline.LISTENING and not self.guard.busy
                 and not self.is_ai_speaking and not self.ledger.marks_pending):
             self._hang_up(self._hangup_after_playout, out)     # the goodbye failed or had no audio

@@ -60,7 +60,13 @@ class Tick:
     out_chunks: int
 
 
-CoreEvent = (SessionReady | CallerFrame | RealtimeReceived | AssistantFramePlayed
+@dataclass(frozen=True)
+class ShutdownRequested:
+    """The server is stopping: finish the current turn, say goodbye, hang up."""
+    now_ms: int
+
+
+CoreEvent = (ShutdownRequested | SessionReady | CallerFrame | RealtimeReceived | AssistantFramePlayed
              | AssistantPlayoutFinished | MarkAcked | Tick)
 
 # --- outputs --------------------------------------------------------------------------------

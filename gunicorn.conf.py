@@ -1,0 +1,19 @@
+"""Gunicorn settings read automatically from the working directory (the Procfile command stays the
+one the deployment requires). Graceful shutdown: SIGTERM lets every active call finish its turn,
+say goodbye and hang up before the worker exits."""
+import signal
+
+graceful_timeout = 25
+
+
+def post_worker_init(worker):
+    registry = worker.wsgi.config.get("CALL_REGISTRY")
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        if registry is not None:
+            registry.draining = True          # calls see it on their next tick
+        if callable(previous):
+            previous(signum, frame)           # gunicorn: stop accepting, wait for active calls
+
+    signal.signal(signal.SIGTERM, on_sigterm)
