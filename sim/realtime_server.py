@@ -34,9 +34,16 @@ class _QuietHandler(WSGIRequestHandler):
 class RealtimeSimulator:
     def __init__(self, script: ReplyScript | None = None, first_audio_delay_ms: int = 0,
                  speedup: float = 8.0, delta_ms: int = 200, reject_status: int | None = None,
-                 handshake_delay_ms: int = 0) -> None:
+                 handshake_delay_ms: int = 0, drop_after_responses: int | None = None,
+                 fail_reconnects: int = 0) -> None:
         """Fault switches: ``reject_status`` answers every handshake with that HTTP status (e.g. 401,
-        429, 500); ``handshake_delay_ms`` stalls each handshake that long (a slow upstream)."""
+        429, 500); ``handshake_delay_ms`` stalls each handshake that long (a slow upstream);
+        ``drop_after_responses`` drops the first session's socket (close 1011, no goodbye) right
+        after its Nth ``response.done``; ``fail_reconnects`` refuses that many handshakes after a
+        drop (HTTP 503)."""
+        self.drop_after_responses = drop_after_responses
+        self.fail_reconnects = fail_reconnects
+        self._dropped = False
         self.reject_status = reject_status
         self.handshake_delay_ms = handshake_delay_ms
         self.script = script or ReplyScript.from_clips(["ai_greeting", "ai_ask_city", "ai_confirm", "ai_goodbye"])
@@ -57,6 +64,11 @@ class RealtimeSimulator:
         def authorize():
             if self.handshake_delay_ms and request.path == "/v1/realtime":
                 time.sleep(self.handshake_delay_ms / 1000.0)
+            if self._dropped and self.fail_reconnects > 0 and request.path == "/v1/realtime":
+                self.fail_reconnects -= 1
+                self.counters.errors["http_503"] += 1
+                return jsonify(error={"type": "server_error", "code": "simulated_fault",
+                                      "message": "Simulated HTTP 503", "param": None}), 503
             if self.reject_status is not None and request.path == "/v1/realtime":
                 self.counters.errors[f"http_{self.reject_status}"] += 1
                 return jsonify(error={"type": "invalid_request_error", "code": "simulated_fault",
@@ -97,11 +109,20 @@ class RealtimeSimulator:
                                   self.delta_ms, self.speedup)
         self.sessions.append(session)
         session.start()
+        drop_at = None if self._dropped else self.drop_after_responses
         try:
             while True:
-                text = ws.receive()
-                if text is None:
+                text = ws.receive(timeout=0.05)
+                if drop_at is not None and self.counters.responses_completed >= drop_at:
+                    self._dropped = True
+                    self.counters.errors["simulated_drop"] += 1
+                    session.closed.set()
+                    ws.close(reason=1011, message="simulated drop")
                     break
+                if text is None:
+                    if not ws.connected:
+                        break
+                    continue
                 session.on_client_text(text)
         except ConnectionClosed:
             pass
