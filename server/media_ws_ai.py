@@ -32,8 +32,8 @@ from server.core.call_core import CallCore
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame,
                                 CancelResponse, ClearPlayback, CommitAndTrigger, EndAssistantAudio,
                                 ForwardAudio, HangUp, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
-                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady,
-                                ShutdownRequested, Tick, TruncateAssistant)
+                                RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, SendMark,
+                                SendResponseCreate, SessionReady, ShutdownRequested, Tick, TruncateAssistant)
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.realtime_client import RealtimeClosed, RealtimeConnection
@@ -45,6 +45,7 @@ AUDIO_IN_QUEUE_FRAMES = 500          # 10 s of caller audio; oldest dropped beyo
 AUDIO_OUT_QUEUE_CHUNKS = 2000
 COMMAND_QUEUE = 32
 TX_LEAD_MS = 40                      # frames go out this far ahead of their play time (jitter margin)
+RECONNECT_BACKOFF_MS = (250, 1000, 2500)   # bounded: three tries, ~4 s, then the fallback message
 SHUTDOWN_GOODBYE_LIMIT_MS = 20000   # under gunicorn's graceful_timeout (25 s)
 TX_RESYNC_MS = 200                   # a TX loop this late restarts its clock instead of bursting
 
@@ -118,6 +119,11 @@ class MediaCall:
         self.twilio_lock = green.Lock()
         self.stopping = green.Event()
         self.session_ready = green.Event()
+        self.link_down = False                     # between a lost model link and its replacement
+        self.replay_pending = False
+        self.realtime_connected_ms = 0
+        self.reconnects = 0
+        self.dropped_while_down = 0
         self.stream_sid = ""
         self.call_sid = ""
         self.hangup_reason: str | None = None
@@ -183,10 +189,11 @@ class MediaCall:
                 green.kill(t)
         s = self.core.stats
         self.log.info("[CALL SUMMARY] turns=%d responses=%d barge_ins=%d errors=%s frames_sent=%d "
-                      "frames_blocked=%d dropped_in=%d malformed_in=%d dropped_deltas=%d hangup=%s "
-                      "green_threads_alive=%d",
+                      "frames_blocked=%d dropped_in=%d malformed_in=%d dropped_deltas=%d reconnects=%d "
+                      "dropped_while_down=%d hangup=%s green_threads_alive=%d",
                       s.turns, s.responses_created, s.barge_ins, dict(s.errors), s.frames_sent, s.frames_blocked,
-                      self.dropped_in, self.malformed_in, s.dropped_deltas, self.hangup_reason or "caller",
+                      self.dropped_in, self.malformed_in, s.dropped_deltas, self.reconnects, self.dropped_while_down,
+                      self.hangup_reason or "caller",
                       sum(1 for t in self._threads if not green.is_dead(t)))
 
     def _close_twilio(self) -> None:
@@ -281,12 +288,15 @@ class MediaCall:
         self._apply(self.core.request_response(reason, green.monotonic_ms()))
 
     def _realtime_send(self, text: str) -> None:
+        if self.link_down:
+            self.dropped_while_down += 1            # the new session gets the transcript instead
+            return
         try:
             self.realtime.send(text)
         except RealtimeClosed as exc:
-            if not self.stopping.is_set():
-                self.log.error("[REALTIME] send failed: %s", exc)
-                self._stop("realtime_closed")
+            # The reader notices the dead socket too and reconnects; until then nothing is sent.
+            self.log.warning("[REALTIME] send failed: %s", exc)
+            self.dropped_while_down += 1
 
     def _twilio_send(self, text: str) -> bool:
         with self.twilio_lock:
@@ -343,23 +353,69 @@ class MediaCall:
                            "the fallback message", green.monotonic_ms() - started_ms, type(exc).__name__, exc)
             self._stop("realtime_unavailable")
             return
-        try:
-            self.log.info("[REALTIME] connected to %s", self.settings.openai_realtime_url)
-            while not self.stopping.is_set():
-                event = rt.parse_server_event(self.realtime.recv())
-                if isinstance(event, rt.SessionCreated):
-                    self.realtime.send(rt.session_update(self.settings.instructions, self.settings.openai_voice,
-                                                         self.settings.openai_transcription_model))
-                elif isinstance(event, rt.SessionUpdated) and not self.session_ready.is_set():
+        self.realtime_connected_ms = green.monotonic_ms()
+        self.log.info("[REALTIME] connected to %s", self.settings.openai_realtime_url)
+        while not self.stopping.is_set():
+            try:
+                self._read_realtime()
+            except Exception as exc:   # noqa: BLE001 - a dead socket or a bug in handling: the link is gone
+                if self.stopping.is_set():
+                    return
+                reason = f"{type(exc).__name__}: {exc}"
+                if not self._reconnect(reason):
+                    self.log.error("[REALTIME] could not reconnect (%s) - ending the stream with the fallback", reason)
+                    self._stop("realtime_closed")
+                    return
+
+    def _read_realtime(self) -> None:
+        while not self.stopping.is_set():
+            event = rt.parse_server_event(self.realtime.recv())
+            if isinstance(event, rt.SessionCreated):
+                self.realtime.send(rt.session_update(self.settings.instructions, self.settings.openai_voice,
+                                                     self.settings.openai_transcription_model))
+            elif isinstance(event, rt.SessionUpdated):
+                if not self.session_ready.is_set():
                     self.session_ready.set()
                     self._apply(self.core.handle(SessionReady(green.monotonic_ms())))
-                queued_ms = len(self.tx_q) * FRAME_MS + self.out_q_bytes // BYTES_PER_MS
-                self._apply(self.core.handle(RealtimeReceived(event, green.monotonic_ms(), len(self.tx_q),
-                                                              self.audio_out_q.qsize(), queued_ms)))
-        except (RealtimeClosed, OSError, Exception) as exc:   # noqa: BLE001 - any failure ends the call cleanly
-            if not self.stopping.is_set():
-                self.log.error("[REALTIME] connection ended: %s: %s", type(exc).__name__, exc)
-                self._stop("realtime_closed")
+                elif self.replay_pending:
+                    self._replay_conversation()
+            elif isinstance(event, rt.RealtimeError) and event.code == "session_expired":
+                self.log.warning("[REALTIME] session expired - renewing")
+                self.realtime.close()
+            queued_ms = len(self.tx_q) * FRAME_MS + self.out_q_bytes // BYTES_PER_MS
+            self._apply(self.core.handle(RealtimeReceived(event, green.monotonic_ms(), len(self.tx_q),
+                                                          self.audio_out_q.qsize(), queued_ms)))
+
+    def _reconnect(self, reason: str) -> bool:
+        """A new session with the same configuration; the conversation is replayed once it is updated."""
+        lost_ms = green.monotonic_ms()
+        self.link_down = True
+        self._apply(self.core.handle(RealtimeLinkLost(lost_ms, reason)))
+        self.realtime.close()
+        for attempt, backoff_ms in enumerate(RECONNECT_BACKOFF_MS, 1):
+            green.sleep(backoff_ms / 1000.0)
+            if self.stopping.is_set():
+                return False
+            try:
+                self.realtime.connect()
+            except Exception as exc:   # noqa: BLE001
+                self.log.warning("[REALTIME] reconnect attempt %d/%d failed: %s: %s", attempt,
+                                 len(RECONNECT_BACKOFF_MS), type(exc).__name__, exc)
+                continue
+            self.reconnects += 1
+            self.replay_pending = True
+            self.realtime_connected_ms = green.monotonic_ms()
+            self.log.info("[REALTIME] reconnected after %d attempt(s), %dms after the loss", attempt,
+                          green.monotonic_ms() - lost_ms)
+            return True
+        return False
+
+    def _replay_conversation(self) -> None:
+        self.replay_pending = False
+        for role, text in self.core.conversation:
+            self.realtime.send(rt.conversation_text_item(role, text))
+        self.link_down = False
+        self._apply(self.core.handle(RealtimeLinkRestored(green.monotonic_ms())))
 
     def _audio_sender(self) -> None:
         while not self.stopping.is_set() and not self.session_ready.wait(0.2):
@@ -433,6 +489,12 @@ class MediaCall:
             if self.registry.draining and drain_started_ms is None:
                 drain_started_ms = green.monotonic_ms()
                 self._apply(self.core.handle(ShutdownRequested(drain_started_ms)))
+            if (not self.link_down and self.realtime_connected_ms
+                    and green.monotonic_ms() - self.realtime_connected_ms > self.settings.openai_session_renew_ms
+                    and self.core.state.value == "LISTENING" and not self.core.guard.busy and not self.core.is_ai_speaking):
+                self.log.info("[REALTIME] renewing the session before OpenAI's 60-minute limit")
+                self.realtime_connected_ms = 0
+                self.realtime.close()                  # the reader reconnects and replays
             if drain_started_ms is not None and green.monotonic_ms() - drain_started_ms > SHUTDOWN_GOODBYE_LIMIT_MS:
                 self.log.warning("[SHUTDOWN] goodbye not finished after %dms - closing", SHUTDOWN_GOODBYE_LIMIT_MS)
                 self._stop("shutdown")

@@ -66,6 +66,7 @@ class Settings:
     twilio_signature_validation: bool
     twilio_start_timeout_ms: int
     openai_connect_timeout_ms: int
+    openai_session_renew_ms: int
     public_base_url: str | None
     port: int
     log_level: str
@@ -144,7 +145,9 @@ class Settings:
             openai_transcription_model=get("OPENAI_TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe"),
             twilio_auth_token=Secret(get("TWILIO_AUTH_TOKEN")), twilio_signature_validation=validation != "off",
             twilio_start_timeout_ms=integer("TWILIO_START_TIMEOUT_MS", 5000, 100, 60000),
-            openai_connect_timeout_ms=integer("OPENAI_CONNECT_TIMEOUT_MS", 5000, 100, 60000), public_base_url=public,
+            openai_connect_timeout_ms=integer("OPENAI_CONNECT_TIMEOUT_MS", 5000, 100, 60000),
+            openai_session_renew_ms=integer("OPENAI_SESSION_RENEW_MS", 55 * 60 * 1000, 1000, 60 * 60 * 1000),
+            public_base_url=public,
             port=integer("PORT", 5000, 1, 65535), log_level=log_level,
             instructions=get("AGENT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
             greeting_instructions=get("AGENT_GREETING") or DEFAULT_GREETING,

@@ -175,3 +175,51 @@ def test_sigterm_lets_the_call_finish_its_turn_say_goodbye_and_close(tmp_path):
     assert "silence_warning" not in log
     assert exit_code == 0 and stop_s < 25
     assert "Traceback" not in log
+
+
+def test_model_link_drop_mid_call_reconnects_replays_and_the_call_goes_on(tmp_path):
+    loop = LoopbackCall(scenario_mod.load("two_turns"), tmp_path / "server.log",
+                        realtime_faults={"drop_after_responses": 1})          # right after the greeting
+    with loop:
+        record = loop.call(max_duration_s=60)
+        health = loop.wait_idle(timeout_s=5)
+        log = loop.log_text()
+        counters = loop.realtime.counters
+        sessions = loop.realtime.sessions
+    assert counters.errors["simulated_drop"] == 1 and counters.sessions == 2
+    assert record.failures == [] and all(v is not None for v in record.response_latencies_ms())
+    assert record.hung_up_by == "caller"                                     # no apology, the call went on
+    replayed = [e for e in sessions[1].counters.log if e[1] == "client" and e[2] == "conversation.item.create"]
+    assert len(replayed) == 1                                                # the greeting's transcript
+    assert counters.invalid_client_events == []
+    assert "[REALTIME] reconnected after 1 attempt(s)" in log and "link restored, 1 turns replayed" in log
+    assert counters.transcripts[-2:] == ["אני צריך התקנת מנעול חכם", "בתל אביב"]
+    assert health["green_threads"] == 0 and "Traceback" not in log
+
+
+def test_model_link_that_cannot_come_back_ends_with_the_apology_in_bounded_time(tmp_path):
+    loop = LoopbackCall(scenario_mod.load("two_turns"), tmp_path / "server.log",
+                        realtime_faults={"drop_after_responses": 1, "fail_reconnects": 10})
+    with loop:
+        record = loop.call(max_duration_s=60)
+        health = loop.wait_idle(timeout_s=5)
+        log = loop.log_text()
+    assert record.hung_up_by == "server"
+    assert record.after_stream[0][0] == "Say" and APOLOGY in record.after_stream[0][1]
+    lost = log.split("[REALTIME] link lost", 1)
+    assert len(lost) == 2 and "reconnect attempt 3/3 failed" in lost[1]
+    assert record.server_closed_ms - record.ai_play_starts_ms[0] < 12000     # greeting + ~4 s of retries
+    assert health["green_threads"] == 0 and "Traceback" not in log
+
+
+def test_long_calls_renew_the_session_before_the_limit(tmp_path):
+    loop = LoopbackCall(scenario_mod.load("two_turns"), tmp_path / "server.log",
+                        env={"OPENAI_SESSION_RENEW_MS": "6000"})
+    with loop:
+        record = loop.call(max_duration_s=60)
+        log = loop.log_text()
+        counters = loop.realtime.counters
+    assert counters.sessions >= 2
+    assert "[REALTIME] renewing the session" in log
+    assert record.failures == [] and record.hung_up_by == "caller"
+    assert counters.invalid_client_events == [] and "Traceback" not in log

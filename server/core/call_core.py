@@ -44,8 +44,8 @@ from server.core.energy_vad import EnergyVad, SpeechStarted, UtteranceEnded, Vad
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
                                 ClearPlayback, CommitAndTrigger, CoreAction, CoreEvent, EndAssistantAudio,
                                 ForwardAudio, HangUp, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
-                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady,
-                                ShutdownRequested, Tick, TruncateAssistant)
+                                RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, SendMark,
+                                SendResponseCreate, SessionReady, ShutdownRequested, Tick, TruncateAssistant)
 from server.core.playout import PlayoutLedger
 from server.core.response_guard import ResponseGuard, SendCreate
 from server.core.silence_policy import SilencePolicy, SilenceStep
@@ -126,6 +126,10 @@ class CallCore:
         self._deferred_reason: str | None = None
         self._cancel_when_created = False
         self._shutdown = False
+        self.link_up = True
+        self._resume_after_restore = False
+        self.conversation: list[tuple[str, str]] = []
+        """(role, text) of every transcribed turn, in order: replayed into a new session."""
         self._hangup_after_playout: str | None = None
         self._drains: dict[str, DrainCheck] = {}
         self._forwarded_since_commit_bytes = 0
@@ -140,6 +144,7 @@ class CallCore:
             RealtimeReceived: self._on_realtime, AssistantFramePlayed: self._on_frame_played,
             AssistantPlayoutFinished: self._on_playout_finished, MarkAcked: self._on_mark_acked,
             Tick: self._on_tick, ShutdownRequested: self._on_shutdown,
+            RealtimeLinkLost: self._on_link_lost, RealtimeLinkRestored: self._on_link_restored,
         }
 
     # --- the two entry points ---------------------------------------------------------------
@@ -287,6 +292,13 @@ class CallCore:
         if self.hangup_reason is not None or self._hangup_after_playout is not None:
             out.append(Note("INFO", "[UTT] call is ending - not triggering"))
             return
+        if not self.link_up:
+            # The audio never reached OpenAI; the answer is asked for once the link is back.
+            self._resume_after_restore = True
+            self.stats.turns += 1
+            self._set_state(Pipeline.PROCESSING, "utterance during reconnection", out)
+            out.append(Note("WARNING", "[UTT] OpenAI link is down - the answer follows the reconnection"))
+            return
         self.user_has_spoken = True
         self.stats.turns += 1
         self.conversation_index += 1
@@ -326,9 +338,13 @@ class CallCore:
             self._on_response_done(e, ev, out)
         elif isinstance(e, rt.TranscriptDone):
             self.stats.ai_transcripts.append(e.transcript)
+            if e.transcript:
+                self.conversation.append(("assistant", e.transcript))
             out.append(Note("INFO", f"🤖 [REALTIME] AI said: {e.transcript}"))
         elif isinstance(e, rt.InputTranscription):
             self.stats.user_transcripts.append(e.transcript)
+            if e.transcript:
+                self.conversation.append(("user", e.transcript))
             out.append(Note("INFO", f"ASR_TEXT: {e.transcript} | dur_ms={self._last_utterance_ms}"))
         elif isinstance(e, rt.RealtimeError):
             self._on_error(e, out)
@@ -422,6 +438,26 @@ class CallCore:
         out.append(Note("INFO", "📞 [SMART HANGUP] Lead captured: False"))
         out.append(HangUp(reason))
 
+    def _on_link_lost(self, ev: RealtimeLinkLost, out: list[CoreAction]) -> None:
+        self.link_up = False
+        in_flight = self.guard.active_response_id
+        if in_flight is not None:
+            self._cancelled.add(in_flight)
+        if self.guard.busy or self.state is Pipeline.PROCESSING:
+            self._resume_after_restore = True          # a turn was waiting for its answer
+        self.guard.reset()
+        self._eou_at_ms = None
+        out.append(Note("WARNING", f"[REALTIME] link lost ({ev.reason}); {len(self.conversation)} turns kept "
+                                   f"for the new session{'; an answer is owed' if self._resume_after_restore else ''}"))
+
+    def _on_link_restored(self, ev: RealtimeLinkRestored, out: list[CoreAction]) -> None:
+        self.link_up = True
+        out.append(Note("INFO", f"[REALTIME] link restored, {len(self.conversation)} turns replayed"))
+        if self._resume_after_restore:
+            self._resume_after_restore = False
+            self._eou_at_ms = ev.now_ms
+            out.append(QueueTrigger("resume"))
+
     def _on_shutdown(self, ev: ShutdownRequested, out: list[CoreAction]) -> None:
         self._shutdown = True
         out.append(Note("INFO", "[SHUTDOWN] server stopping - goodbye after the current turn"))
@@ -444,7 +480,7 @@ class CallCore:
             self._eou_at_ms = None
             self._set_state(Pipeline.LISTENING, "watchdog: no audio", out)
         self._check_silence(ev.now_ms, out)
-        if (self._shutdown and self._hangup_after_playout is None and self.hangup_reason is None
+        if (self._shutdown and self.link_up and self._hangup_after_playout is None and self.hangup_reason is None
                 and self.state is Pipeline.LISTENING and not self.guard.busy and not self.is_ai_speaking):
             self._hangup_after_playout = "shutdown"
             self._set_state(Pipeline.PROCESSING, "goodbye (shutdown)", out)
@@ -479,7 +515,7 @@ class CallCore:
                 out.append(Note("DEBUG", f"[AUDIO_DRAIN] {response_id} superseded by {result.newer_response_id}"))
 
     def _check_silence(self, now_ms: int, out: list[CoreAction]) -> None:
-        listening = (self.state is Pipeline.LISTENING and not self.guard.busy and not self.is_ai_speaking
+        listening = (self.link_up and self.state is Pipeline.LISTENING and not self.guard.busy and not self.is_ai_speaking
                      and self.vad.state is VadState.SILENCE and self.hangup_reason is None
                      and self._hangup_after_playout is None and not self.echo_blocked(now_ms))
         step = self.silence.on_tick(now_ms, listening)

@@ -66,7 +66,19 @@ class ShutdownRequested:
     now_ms: int
 
 
-CoreEvent = (ShutdownRequested | SessionReady | CallerFrame | RealtimeReceived | AssistantFramePlayed
+@dataclass(frozen=True)
+class RealtimeLinkLost:
+    now_ms: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RealtimeLinkRestored:
+    """A new session is configured and the conversation so far was replayed into it."""
+    now_ms: int
+
+
+CoreEvent = (RealtimeLinkLost | RealtimeLinkRestored | ShutdownRequested | SessionReady | CallerFrame | RealtimeReceived | AssistantFramePlayed
              | AssistantPlayoutFinished | MarkAcked | Tick)
 
 # --- outputs --------------------------------------------------------------------------------

@@ -225,6 +225,14 @@ def response_cancel(response_id: str | None = None) -> str:
     return _dump({"type": "response.cancel", "response_id": response_id})
 
 
+def conversation_text_item(role: str, text: str) -> str:
+    """A text message replayed into a new session (assistant audio cannot be re-created, its
+    transcript can)."""
+    kind = "output_text" if role == "assistant" else "input_text"
+    return _dump({"type": "conversation.item.create",
+                  "item": {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}})
+
+
 def item_truncate(item_id: str, audio_end_ms: int) -> str:
     return _dump({"type": "conversation.item.truncate", "item_id": item_id,
                   "content_index": 0, "audio_end_ms": int(audio_end_ms)})

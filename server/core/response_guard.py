@@ -66,6 +66,11 @@ class ResponseGuard:
         """The server refused our create (e.g. conversation_already_has_active_response)."""
         self.pending_reason = self._pending_since_ms = None
 
+    def reset(self) -> None:
+        """The session is gone (link lost): nothing is pending or active any more."""
+        self.active_response_id = None
+        self.pending_reason = self._pending_since_ms = None
+
     def next_deadline_ms(self) -> int | None:
         if self._pending_since_ms is None:
             return None
