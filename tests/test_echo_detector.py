@@ -56,7 +56,9 @@ def test_echo_alone_is_never_near_end(delay_ms, gain_db):
     flags, det = run_line(delay_ms, gain_db, talk=False)
     assert longest_run(flags) < 3                  # barge-in needs 8 (150 ms); here not even 3
     assert abs(det.lag - (delay_ms // 20 + LEAD_SLOTS)) <= 1     # 20 ms envelope slots
-    assert det.gain_db == pytest.approx(gain_db, abs=1.5)
+    # learnt from an upper percentile: never meaningfully below the true echo (that would let the AI
+    # interrupt itself), at most a few dB above it (barge-in slightly harder)
+    assert gain_db - 1.5 <= det.gain_db <= gain_db + 4
 
 
 @pytest.mark.parametrize("delay_ms", [20, 120, 300])

@@ -93,6 +93,7 @@ class EchoDetector:
         self.lag: int | None = None
         self.gain_db: float | None = None
         self._from_path = False
+        self._candidate: tuple[int, float] | None = None
         self._frames = 0
 
     # --- inputs -----------------------------------------------------------------------------
@@ -113,7 +114,8 @@ class EchoDetector:
             return EchoVerdict(False, True, 0.0, self._lag_ms(), self.gain_db)
         gain = 10 ** ((self.gain_db if self.gain_db is not None else 0.0) / 10.0)
         if self.lag is not None:
-            predicted = gain * max(self._ref.window(slot - self.lag - 1, slot - self.lag + 1))
+            # +-2 slots: playout jitter moves the echo by a frame or two either way
+            predicted = gain * max(self._ref.window(slot - self.lag - 2, slot - self.lag + 2))
         else:
             predicted = gain * ref_recent_max
         return EchoVerdict(True, energy > predicted * self.margin, predicted, self._lag_ms(), self.gain_db)
@@ -144,11 +146,20 @@ class EchoDetector:
             loud = seg >= _REF_ACTIVE
             if loud.sum() < n // 3:
                 return                               # too little AI audio in the window to learn from
-            ratio_db = 10 * math.log10(float(np.median(inb[loud] / seg[loud])) + 1e-12)
+            # 80th percentile, not the median: over-estimating the echo only makes barge-in a little
+            # harder, under-estimating it lets the AI interrupt itself
+            ratio_db = 10 * math.log10(float(np.percentile(inb[loud] / seg[loud], 80)) + 1e-12)
             if ratio_db > _MAX_ECHO_GAIN_DB:
                 return                               # louder than what we played: the caller, not an echo
             if self._from_path and ratio_db > self.gain_db + 6:
                 return                               # double talk: the caller speaks, freeze the path
+            if not self._from_path:
+                # trust a first path only when two consecutive estimates agree (an early window
+                # that the echo only partly covers gives a wrong lag or a low gain)
+                previous, self._candidate = self._candidate, (best_lag, ratio_db)
+                if previous is None or abs(previous[0] - best_lag) > 1 or abs(previous[1] - ratio_db) > 3:
+                    return
+                ratio_db = max(ratio_db, previous[1])
             self.lag = best_lag
             self.gain_db = ratio_db if not self._from_path else 0.7 * self.gain_db + 0.3 * ratio_db
             self._from_path = True
