@@ -168,6 +168,36 @@ class TwilioCaller:
         self._ws = websocket.create_connection(stream_url, timeout=10, header=[f"X-Twilio-Signature: {signature}"])
         self._ws.settimeout(None)
 
+    # --- driving a stream by hand (fault tests, experiments) ---------------------------------
+
+    def open_stream(self, send_start: bool = True) -> dict[str, str]:
+        """Webhook, signed WebSocket and ``connected`` (+ ``start`` unless told not to), without the
+        real-time loop: the caller then sends what it likes with ``send_raw``. Returns the stream
+        parameters from the TwiML."""
+        stream_url, params = self._webhook()
+        self._connect(stream_url)
+        self._t0 = time.monotonic()
+        if send_start:
+            self.send_raw(tw.build_connected())
+            self.send_raw(self.start_message(params))
+        return params
+
+    def start_message(self, params: dict[str, str], seq: int = 1) -> str:
+        return tw.build_start(seq, self.account_sid, self.record.stream_sid, self.record.call_sid, params)
+
+    def send_raw(self, message: str | bytes) -> bool:
+        if isinstance(message, bytes):
+            try:
+                self._ws.send_binary(message)
+                return True
+            except (websocket.WebSocketException, OSError):
+                return False
+        return self._send(message)
+
+    @property
+    def socket(self) -> websocket.WebSocket:
+        return self._ws
+
     # --- receiving (server -> caller) -------------------------------------------------------
 
     def _receiver(self) -> None:

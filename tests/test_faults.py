@@ -8,8 +8,9 @@ import pytest
 import websocket
 
 from server.core import twilio_codec as tw
+from sim import audio as sim_audio
 from sim import scenario as scenario_mod
-from sim.loopback import LoopbackCall, free_port
+from sim.loopback import AUTH_TOKEN, LoopbackCall, free_port
 from sim.twilio_caller import TwilioCaller
 
 APOLOGY = "מצטערים, יש לנו תקלה זמנית"
@@ -52,20 +53,16 @@ def test_caller_vanishing_mid_sentence_ends_everything_within_a_second(tmp_path)
     sc = scenario_mod.load("two_turns")
     loop = LoopbackCall(sc, tmp_path / "server.log")
     with loop:
-        caller = TwilioCaller(loop.base_url, sc, "sim-twilio-auth-token")
-        stream_url, params = caller._webhook()
-        caller._connect(stream_url)
-        caller._send(tw.build_connected())
-        caller._send(tw.build_start(1, caller.account_sid, caller.record.stream_sid, caller.record.call_sid, params))
-        from sim import audio as sim_audio
+        caller = TwilioCaller(loop.base_url, sc, AUTH_TOKEN)
+        caller.open_stream()
         for i, frame in enumerate(sim_audio.frames(sim_audio.clip("caller_service").audio)[:60]):
-            caller._send(tw.build_inbound_media(i + 2, caller.record.stream_sid, i + 1, 20 * i, frame))
+            caller.send_raw(tw.build_inbound_media(i + 2, caller.record.stream_sid, i + 1, 20 * i, frame))
             time.sleep(0.02)
         deadline = time.monotonic() + 5
         while loop.health()["active_calls"] == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert loop.health()["active_calls"] == 1
-        sock = caller._ws.sock                               # drop the TCP connection: no stop, no close frame
+        sock = caller.socket.sock                            # drop the TCP connection: no stop, no close frame
         sock.shutdown(socket.SHUT_RDWR)
         sock.close()
         t0 = time.monotonic()
@@ -93,26 +90,24 @@ def test_malformed_input_is_counted_and_ignored_while_a_healthy_call_runs_beside
     with loop:
         healthy = threading.Thread(target=lambda: results.setdefault("healthy", loop.call(max_duration_s=60)))
         healthy.start()
-        caller = TwilioCaller(loop.base_url, sc, "sim-twilio-auth-token")
-        stream_url, params = caller._webhook()
-        caller._connect(stream_url)
+        caller = TwilioCaller(loop.base_url, sc, AUTH_TOKEN)
+        params = caller.open_stream(send_start=False)
         sid = caller.record.stream_sid
-        caller._send('{"event":"media","media":{"payload":"/w=="},"streamSid":"' + sid + '"}')   # media before start
-        caller._send(tw.build_connected())
-        caller._send(tw.build_start(1, caller.account_sid, sid, caller.record.call_sid, params))
-        for text in MALFORMED:
-            caller._send(text)
-        caller._ws.send_binary(b"\x00\x01\x02")
+        caller.send_raw('{"event":"media","media":{"payload":"/w=="},"streamSid":"' + sid + '"}')   # media before start
+        caller.send_raw(tw.build_connected())
+        caller.send_raw(caller.start_message(params))
+        for message in MALFORMED + [b"\x00\x01\x02"]:       # ... and a binary frame
+            caller.send_raw(message)
         for size in (1, 100, 333, 8000):                      # odd payload sizes
-            caller._send(tw.build_inbound_media(50, sid, 50, 1000, b"\xff" * size))
-        caller._send(tw.build_start(99, caller.account_sid, sid, caller.record.call_sid, params))   # a second start
+            caller.send_raw(tw.build_inbound_media(50, sid, 50, 1000, b"\xff" * size))
+        caller.send_raw(caller.start_message(params, seq=99))  # a second start
         for _ in range(300):                                  # then 300 more bad messages: logged at a bounded rate
-            caller._send("{broken")
+            caller.send_raw("{broken")
         time.sleep(1.0)
         still_open = loop.health()["active_calls"] >= 1
-        caller._send(json.dumps({"event": "stop", "sequenceNumber": "999", "streamSid": sid,
-                                 "stop": {"accountSid": caller.account_sid, "callSid": caller.record.call_sid}}))
-        caller._ws.close()
+        caller.send_raw(json.dumps({"event": "stop", "sequenceNumber": "999", "streamSid": sid,
+                                    "stop": {"accountSid": caller.account_sid, "callSid": caller.record.call_sid}}))
+        caller.socket.close()
         healthy.join(timeout=90)
         health = loop.wait_idle(timeout_s=5)
         log = loop.log_text()
@@ -131,16 +126,13 @@ def test_an_oversized_message_closes_the_call_with_a_reason(tmp_path):
     sc = scenario_mod.load("two_turns")
     loop = LoopbackCall(sc, tmp_path / "server.log")
     with loop:
-        caller = TwilioCaller(loop.base_url, sc, "sim-twilio-auth-token")
-        stream_url, params = caller._webhook()
-        caller._connect(stream_url)
-        caller._send(tw.build_connected())
-        caller._send(tw.build_start(1, caller.account_sid, caller.record.stream_sid, caller.record.call_sid, params))
-        caller._send('{"event":"media","media":{"payload":"' + "A" * (1024 * 1024) + '"}}')
-        caller._ws.settimeout(5)
-        with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)) as exc:
+        caller = TwilioCaller(loop.base_url, sc, AUTH_TOKEN)
+        caller.open_stream()
+        caller.send_raw('{"event":"media","media":{"payload":"' + "A" * (1024 * 1024) + '"}}')
+        caller.socket.settimeout(5)
+        with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
             while True:
-                if not caller._ws.recv():
+                if not caller.socket.recv():
                     raise websocket.WebSocketConnectionClosedException("closed")
         health = loop.wait_idle(timeout_s=5)
         log = loop.log_text()
