@@ -14,7 +14,8 @@ from flask_sock import Sock
 
 from server import __version__, green
 from server.call_logging import configure, mask_phone
-from server.media_ws_ai import CallRegistry, MediaCall
+from server.call_registry import CallRegistry
+from server.media_ws_ai import MediaCall
 from server.settings import Settings
 from server.twiml import MEDIA_WS_PATH, STREAM_ENDED_PATH, after_stream, connect_stream
 from server.twilio_auth import SignatureCheck, public_base_url

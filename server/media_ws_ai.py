@@ -11,9 +11,13 @@ Green threads of one call (all spawned through ``server.green`` and all ended wi
 * Realtime reader: OpenAI events -> core; assistant audio -> ``realtime_audio_out_queue``.
 * TX: ``realtime_audio_out_queue`` -> exact 160-byte frames (``tx_q``) -> Twilio, paced at 20 ms
   by deadline from the frame count, then tail silence and the ``assistant_tts_end`` mark.
-* ticker: every ``drain_poll_ms`` -> core ``Tick`` (drain checks, watchdogs, status line).
+* ticker: every ``drain_poll_ms`` -> core ``Tick`` (drain checks, watchdogs, silence, status
+  line); it also starts the session renewal and the goodbye of a draining server.
 
-The handler decides nothing: it executes what the core returns and logs its notes.
+A lost model link is replaced by the reader: bounded reconnects, the same session configuration,
+the conversation so far replayed as text (``RealtimeLinkLost`` / ``RealtimeLinkRestored`` tell the
+core); caller audio is dropped, counted, while the link is down. The handler decides nothing: it
+executes what the core returns and logs its notes.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
                                 ForwardAudio, HangUp, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
                                 RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, SendMark,
                                 SendResponseCreate, SessionReady, ShutdownRequested, Tick, TruncateAssistant)
+from server.call_registry import FAILURE_REASONS, CallRegistry
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.realtime_client import RealtimeClosed, RealtimeConnection
@@ -66,39 +71,6 @@ class _EndOfResponse:
 
 
 _STOP = object()
-FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed"})
-
-
-class CallRegistry:
-    """Counts calls for /healthz and remembers, per CallSid, whether a call failed, so the TwiML
-    that Twilio fetches after the stream closes can apologise (bounded: the newest 1000 calls)."""
-
-    def __init__(self) -> None:
-        self.active = 0
-        self.total = 0
-        self.failed: dict[str, str] = {}
-        self.ended: dict[str, str] = {}
-        self.answered: dict[str, bool] = {}      # CallSids this process answered at the webhook
-        self.draining = False
-
-    def record_answered(self, call_sid: str) -> None:
-        self.answered[call_sid] = True
-        while len(self.answered) > 1000:
-            self.answered.pop(next(iter(self.answered)))
-
-    def should_apologise(self, call_sid: str) -> bool:
-        """After the stream: apologise when the call failed here, or was answered here but its
-        stream never ended normally; a call this process never saw just hangs up."""
-        if call_sid in self.failed:
-            return True
-        return call_sid in self.answered and call_sid not in self.ended
-
-    def record_end(self, call_sid: str, reason: str, failed: bool) -> None:
-        target = self.failed if failed else self.ended
-        target[call_sid] = reason
-        for book in (self.failed, self.ended):
-            while len(book) > 1000:
-                book.pop(next(iter(book)))
 
 
 class MediaCall:

@@ -1,0 +1,43 @@
+"""Calls of this worker process: counts for /healthz, outcomes for the after-stream TwiML, draining.
+
+Twilio fetches ``/webhook/stream_ended`` after our server closes a stream; only then do we answer
+with an apology (a failed call) or a plain hangup, so outcomes are remembered per CallSid (the
+newest 1000). ``draining`` is set on SIGTERM (``gunicorn.conf.py``) and read by every call.
+"""
+from __future__ import annotations
+
+FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed"})
+"""Hangup reasons after which the caller hears the fallback message."""
+_KEEP = 1000
+
+
+def _remember(book: dict, key: str, value) -> None:
+    book[key] = value
+    while len(book) > _KEEP:
+        book.pop(next(iter(book)))            # the oldest entry
+
+
+class CallRegistry:
+    """Counts calls for /healthz and remembers, per CallSid, whether a call failed, so the TwiML
+    that Twilio fetches after the stream closes can apologise (bounded: the newest 1000 calls)."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.total = 0
+        self.failed: dict[str, str] = {}
+        self.ended: dict[str, str] = {}
+        self.answered: dict[str, bool] = {}      # CallSids this process answered at the webhook
+        self.draining = False
+
+    def record_answered(self, call_sid: str) -> None:
+        _remember(self.answered, call_sid, True)
+
+    def should_apologise(self, call_sid: str) -> bool:
+        """After the stream: apologise when the call failed here, or was answered here but its
+        stream never ended normally; a call this process never saw just hangs up."""
+        if call_sid in self.failed:
+            return True
+        return call_sid in self.answered and call_sid not in self.ended
+
+    def record_end(self, call_sid: str, reason: str, failed: bool) -> None:
+        _remember(self.failed if failed else self.ended, call_sid, reason)
