@@ -1,29 +1,53 @@
-"""The one module that imports the green-thread library (eventlet, as the deployment requires).
+"""The one module that imports the green-thread library.
 
-Everything else uses ``spawn``/``sleep``/``Queue``/``Event``/``Lock`` from here, so moving to gevent
-is a change to this file only: swap the imports below for ``gevent``, ``gevent.queue.Queue``,
-``gevent.event.Event`` and ``gevent.lock.Semaphore``. Every thread spawned here is tracked so
-``/healthz`` and the tests can prove that a finished call leaves none behind.
+Everything else uses ``spawn``/``sleep``/``Queue``/``Event``/``Lock`` from here. The deployment
+runs eventlet (gunicorn ``-k eventlet``); gevent is the way out now that eventlet is in
+maintenance mode and gunicorn 26 dropped its worker. Both live below, chosen by
+``GREEN_BACKEND`` (``eventlet`` by default, ``gevent`` with ``gunicorn -k gevent``), so the switch
+is this file and one setting; ``tests/test_gevent_switch.py`` runs a whole call on gevent.
+Every thread spawned here is tracked so ``/healthz`` and the tests can prove that a finished
+call leaves none behind.
 """
 from __future__ import annotations
 
+import os
 import time
 import weakref
 
-import eventlet
-import eventlet.event
-import eventlet.queue
-import eventlet.semaphore
+BACKEND = os.environ.get("GREEN_BACKEND", "eventlet").strip().lower()
 
-Empty = eventlet.queue.Empty
-Full = eventlet.queue.Full
-Lock = eventlet.semaphore.Semaphore
+if BACKEND == "gevent":
+    import gevent
+    import gevent.lock
+    import gevent.queue
 
-_live: "weakref.WeakSet[eventlet.greenthread.GreenThread]" = weakref.WeakSet()
+    Empty = gevent.queue.Empty
+    Full = gevent.queue.Full
+    Lock = gevent.lock.Semaphore
+    _spawn, _sleep = gevent.spawn, gevent.sleep
+
+    def _queue(maxsize: int | None):
+        return gevent.queue.Queue(maxsize)
+elif BACKEND == "eventlet":
+    import eventlet
+    import eventlet.queue
+    import eventlet.semaphore
+
+    Empty = eventlet.queue.Empty
+    Full = eventlet.queue.Full
+    Lock = eventlet.semaphore.Semaphore
+    _spawn, _sleep = eventlet.spawn, eventlet.sleep
+
+    def _queue(maxsize: int | None):
+        return eventlet.queue.LightQueue(maxsize)
+else:
+    raise ValueError(f"GREEN_BACKEND={BACKEND!r} must be 'eventlet' or 'gevent'")
+
+_live: "weakref.WeakSet" = weakref.WeakSet()
 
 
 def spawn(fn, *args, **kwargs):
-    thread = eventlet.spawn(fn, *args, **kwargs)
+    thread = _spawn(fn, *args, **kwargs)
     _live.add(thread)
     return thread
 
@@ -41,11 +65,11 @@ def live_count() -> int:
 
 
 def sleep(seconds: float) -> None:
-    eventlet.sleep(seconds)
+    _sleep(seconds)
 
 
 def Queue(maxsize: int):  # noqa: N802 - reads like a class at call sites
-    return eventlet.queue.LightQueue(maxsize)
+    return _queue(maxsize)
 
 
 class Event:
@@ -53,7 +77,7 @@ class Event:
 
     def __init__(self) -> None:
         self._flag = False
-        self._waiters = eventlet.queue.LightQueue()
+        self._waiters = _queue(None)
 
     def is_set(self) -> bool:
         return self._flag
