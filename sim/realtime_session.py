@@ -103,7 +103,8 @@ class RealtimeSession:
     """Drive with ``on_client_text``; events go out through ``send(dict)``."""
 
     def __init__(self, send: Callable[[dict], None], script: ReplyScript, counters: SimCounters,
-                 first_audio_delay_ms: int = 0, delta_ms: int = 200, speedup: float = 8.0) -> None:
+                 first_audio_delay_ms: int = 0, delta_ms: int = 200, speedup: float = 8.0,
+                 fail_codes: dict[int, str] | None = None) -> None:
         self._send_raw = send
         self.script = script
         self.counters = counters
@@ -116,6 +117,8 @@ class RealtimeSession:
         self.last_item_id: str | None = None
         self.active: dict | None = None           # {"id", "cancel": Event}
         self.closed = threading.Event()
+        self.fail_codes = dict(fail_codes or {})     # response number in this session -> error code
+        self._responses_started = 0
         self._lock = threading.RLock()
         self._seq = itertools.count(1)
 
@@ -310,8 +313,26 @@ class RealtimeSession:
                 "usage": None if status == "in_progress" else
                 {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0}, "metadata": None}
 
+    def _fail_response(self, resp_id: str, code: str) -> None:
+        """A response that fails before any output, as rate limits and server errors do."""
+        error_type = "server_error" if code == "server_error" else "invalid_request_error"
+        message = {"rate_limit_exceeded": "Rate limit reached for requests. Please try again in 1.2s.",
+                   "server_error": "The server had an error while processing your request."}.get(code, code)
+        resp = self._response_obj(resp_id, "failed", [])
+        resp["status_details"] = {"type": "failed", "reason": None,
+                                  "error": {"type": error_type, "code": code, "message": message}}
+        with self._lock:
+            self.counters.errors[f"response_failed_{code}"] += 1
+            self.counters.replies.append((None, "", "failed"))
+            self.active = None
+        self.send({"type": "response.done", "response": resp})
+
     def _run_response(self, active: dict) -> None:
         resp_id, cancel = active["id"], active["cancel"]
+        self._responses_started += 1
+        if self._responses_started in self.fail_codes:
+            self._fail_response(resp_id, self.fail_codes[self._responses_started])
+            return
         item_id = _new_id("item")
         reply = self.script.next_reply()
         cancel.wait(self.first_audio_delay_ms / 1000.0)

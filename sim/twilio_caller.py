@@ -16,6 +16,7 @@ Behaves like Twilio's side of a bidirectional ``<Connect><Stream>``:
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import urllib.parse
@@ -75,7 +76,11 @@ class CallRecord:
 class TwilioCaller:
     def __init__(self, base_url: str, scenario: Scenario, auth_token: str,
                  from_number: str = "+972501234567", to_number: str = "+97235550100",
-                 on_event: Callable[[int, str, str], None] | None = None, seed: int = 7) -> None:
+                 on_event: Callable[[int, str, str], None] | None = None, seed: int = 7,
+                 recv_buffer_bytes: int | None = None) -> None:
+        """``recv_buffer_bytes``: a small socket receive buffer, so that a caller who stops reading
+        really pushes back on the server (loopback buffers otherwise absorb minutes of audio)."""
+        self.recv_buffer_bytes = recv_buffer_bytes
         self.base_url = base_url.rstrip("/")
         self.scenario = scenario
         self.validator = RequestValidator(auth_token)
@@ -165,7 +170,9 @@ class TwilioCaller:
 
     def _connect(self, stream_url: str) -> None:
         signature = self.validator.compute_signature(stream_url, {})
-        self._ws = websocket.create_connection(stream_url, timeout=10, header=[f"X-Twilio-Signature: {signature}"])
+        sockopt = ((socket.SOL_SOCKET, socket.SO_RCVBUF, self.recv_buffer_bytes),) if self.recv_buffer_bytes else ()
+        self._ws = websocket.create_connection(stream_url, timeout=10, header=[f"X-Twilio-Signature: {signature}"],
+                                               sockopt=sockopt)
         self._ws.settimeout(None)
 
     # --- driving a stream by hand (fault tests, experiments) ---------------------------------

@@ -215,3 +215,85 @@ def test_long_calls_renew_the_session_before_the_limit(tmp_path):
     assert "[REALTIME] renewing the session" in log
     assert record.failures == [] and record.hung_up_by == "caller"
     assert counters.invalid_client_events == [] and "Traceback" not in log
+
+
+def test_session_expired_is_renewed_and_the_call_goes_on(tmp_path):
+    loop = LoopbackCall(scenario_mod.load("two_turns"), tmp_path / "server.log",
+                        realtime_faults={"expire_after_ms": 7000})
+    with loop:
+        record = loop.call(max_duration_s=60)
+        log = loop.log_text()
+        counters = loop.realtime.counters
+    assert counters.sessions == 2
+    assert "[REALTIME] session expired - renewing" in log and "link restored" in log
+    assert record.failures == [] and record.hung_up_by == "caller"
+    assert counters.invalid_client_events == [] and "Traceback" not in log
+
+
+FAILED_ANSWER = """
+name = "failed_answer"
+[realtime]
+replies = ["ai_greeting", "ai_ask_city", "ai_confirm"]
+[caller]
+steps = [
+  { wait_ai = true },
+  { say = "caller_service" },
+  { wait_ai = true, timeout_ms = 3000 },   # no answer comes: the caller goes on after 3 s
+  { say = "caller_city" },
+  { wait_ai = true },
+  { hangup = true },
+]
+"""
+
+
+@pytest.mark.parametrize("code", ["rate_limit_exceeded", "server_error"])
+def test_a_failed_response_is_logged_by_code_and_the_next_turn_is_answered(tmp_path, code):
+    sc = scenario_mod.parse(FAILED_ANSWER, "failed_answer.toml")
+    loop = LoopbackCall(sc, tmp_path / "server.log", realtime_faults={"fail_responses": {2: code}})
+    with loop:
+        record = loop.call(max_duration_s=60)
+        health = loop.wait_idle(timeout_s=5)
+        log = loop.log_text()
+        counters = loop.realtime.counters
+    assert f"failed ({code}) - listening again, no automatic retry" in log
+    assert counters.client_events["response.create"] == 3                  # no blind retry
+    assert record.failures == ["step 3: the AI did not answer within 3000ms"]
+    assert record.response_latencies_ms()[1] is not None                    # the next turn got its answer
+    assert record.hung_up_by == "caller" and health["green_threads"] == 0 and "Traceback" not in log
+
+
+def _rss_kib(pid: int) -> int:
+    from pathlib import Path
+    return next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS:"))
+
+
+def test_a_caller_who_stops_reading_neither_grows_memory_nor_stalls_another_call(tmp_path):
+    sc = scenario_mod.load("two_turns")
+    loop = LoopbackCall(sc, tmp_path / "server.log")
+    with loop:
+        pid = loop.server_pid()
+        rss_before = _rss_kib(pid)
+        stalled = TwilioCaller(loop.base_url, sc, AUTH_TOKEN, recv_buffer_bytes=4096)
+        stalled.open_stream()                                  # ... and never reads a byte of what it is sent
+        out = {}
+        healthy = threading.Thread(target=lambda: out.setdefault("record", loop.call(max_duration_s=60)))
+        healthy.start()
+        speech = sim_audio.frames(sim_audio.clip("caller_service").audio)
+        rss_peak, seq = rss_before, 2
+        for second in range(14):                               # the stalled caller keeps talking for 14 s
+            for i in range(50):
+                frame = speech[(second * 50 + i) % len(speech)] if second % 4 == 1 else b"\xff" * 160
+                stalled.send_raw(tw.build_inbound_media(seq, stalled.record.stream_sid, seq, 20 * seq, frame))
+                seq += 1
+                time.sleep(0.02)
+            rss_peak = max(rss_peak, _rss_kib(pid))
+        healthy.join(timeout=60)
+        stalled.socket.close()
+        health = loop.wait_idle(timeout_s=5)
+        log = loop.log_text()
+    record = out["record"]
+    assert record.failures == [] and all(v is not None and v < 1000 for v in record.response_latencies_ms())
+    assert rss_peak - rss_before < 20 * 1024                   # bounded queues: no growth with the stall
+    assert health["active_calls"] == 0 and health["green_threads"] == 0
+    assert "Traceback" not in log

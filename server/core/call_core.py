@@ -384,6 +384,13 @@ class CallCore:
         self.guard.on_done(e.response_id)
         level = "INFO" if e.status in ("completed", "cancelled") else "WARNING"
         out.append(Note(level, f"[REALTIME] response.done: id={e.response_id} status={e.status} reason={e.reason}"))
+        if e.status == "failed":
+            # Rate limits, server errors, quota: counted and logged, never retried blindly; the
+            # pipeline listens again and the caller's next turn (or the silence prompt) goes on.
+            code = e.error_code or "unknown"
+            self.stats.errors[f"response_failed:{code}"] += 1
+            out.append(Note("WARNING", f"[REALTIME] response {e.response_id} failed ({code}) - listening again, "
+                                       "no automatic retry"))
         self._end_audio(e.response_id, ev, out)
         track = self._responses.get(e.response_id)
         if (track is None or not track.audio_started) and self.state is Pipeline.PROCESSING:

@@ -79,6 +79,8 @@ class ResponseDone:
     response_id: str
     status: str
     reason: str | None
+    error_code: str | None = None
+    """For ``failed`` responses: ``rate_limit_exceeded``, ``server_error``, ``insufficient_quota``..."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,9 @@ def _item(msg: dict) -> ItemAdded:
 def _response_done(msg: dict) -> ResponseDone:
     resp = msg["response"]
     details = resp.get("status_details") or {}
-    return ResponseDone(str(resp["id"]), str(resp.get("status", "")), details.get("reason"))
+    error = details.get("error") or {}
+    return ResponseDone(str(resp["id"]), str(resp.get("status", "")), details.get("reason"),
+                        error.get("code") if isinstance(error, dict) else None)
 
 
 def _error(msg: dict) -> RealtimeError:
