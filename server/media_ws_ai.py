@@ -266,9 +266,12 @@ class MediaCall:
         try:
             self.realtime.send(text)
         except RealtimeClosed as exc:
-            # The reader notices the dead socket too and reconnects; until then nothing is sent.
-            self.log.warning("[REALTIME] send failed: %s", exc)
+            # The reader notices the dead socket too and reconnects; until then nothing is sent
+            # (and this is logged once, not for every 20 ms frame).
+            self.log.warning("[REALTIME] send failed: %s - holding sends until the link is back", exc)
+            self.link_down = True
             self.dropped_while_down += 1
+            self.realtime.close()                  # make sure the reader sees it and reconnects
 
     def _twilio_send(self, text: str) -> bool:
         with self.twilio_lock:
