@@ -158,7 +158,8 @@ class MediaCall:
             green.sleep(0.02)
         for t in self._threads:
             if not green.is_dead(t):
-                green.kill(t)
+                green.kill(t)          # e.g. a reader whose stalled peer never answered the close
+        self.realtime.abort()
         s = self.core.stats
         self.log.info("[CALL SUMMARY] turns=%d responses=%d barge_ins=%d errors=%s frames_sent=%d "
                       "frames_blocked=%d dropped_in=%d malformed_in=%d dropped_deltas=%d reconnects=%d "
@@ -366,7 +367,7 @@ class MediaCall:
         lost_ms = green.monotonic_ms()
         self.link_down = True
         self._apply(self.core.handle(RealtimeLinkLost(lost_ms, reason)))
-        self.realtime.close()
+        self.realtime.abort()
         for attempt, backoff_ms in enumerate(RECONNECT_BACKOFF_MS, 1):
             green.sleep(backoff_ms / 1000.0)
             if self.stopping.is_set():

@@ -4,6 +4,8 @@ Sockets only: what to send and how to read it lives in ``server.core.realtime_pr
 """
 from __future__ import annotations
 
+import socket
+
 import websocket
 
 from server.settings import Settings
@@ -48,9 +50,30 @@ class RealtimeConnection:
         return data
 
     def close(self) -> None:
+        """Send a close frame, never wait: a live peer's reply then ends our reader's ``recv``.
+
+        ``websocket-client``'s own ``close()`` waits for that reply under the read lock, which our
+        reader holds while blocked in ``recv``: with a stalled peer teardown would wait forever.
+        A send blocked on a stalled peer holds the send lock, so the frame is skipped then.
+        The socket itself is released by ``abort``."""
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            if ws.lock.acquire(blocking=False):
+                ws.lock.release()
+                ws.send_close()
+        except Exception:   # noqa: BLE001 - a broken socket must not fail the call teardown
+            pass
+
+    def abort(self) -> None:
+        """Drop the connection without any handshake (after ``close`` had its chance)."""
         ws, self._ws = self._ws, None
-        if ws is not None:
-            try:
-                ws.close(timeout=1)
-            except Exception:   # noqa: BLE001 - closing a broken socket must not fail the call teardown
-                pass
+        if ws is None:
+            return
+        try:
+            if ws.sock is not None:
+                ws.sock.shutdown(socket.SHUT_RDWR)
+            ws.shutdown()
+        except Exception:   # noqa: BLE001
+            pass

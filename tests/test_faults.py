@@ -297,3 +297,49 @@ def test_a_caller_who_stops_reading_neither_grows_memory_nor_stalls_another_call
     assert rss_peak - rss_before < 20 * 1024                   # bounded queues: no growth with the stall
     assert health["active_calls"] == 0 and health["green_threads"] == 0
     assert "Traceback" not in log
+
+
+def _unread_bytes(port: int) -> int:
+    """Bytes waiting unread in the receive queue of the local socket on ``port`` (Linux /proc)."""
+    from pathlib import Path
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
+            return int(fields[4].split(":")[1], 16)
+    return 0
+
+
+def test_a_stalled_openai_socket_neither_wedges_the_call_nor_grows_memory(tmp_path):
+    """Within 30 s the kernel's buffers absorb what the server sends to a model that stopped
+    reading, so the in-app drop policy is not reached here (tests/test_media_call_queues.py covers
+    it); what this proves end to end is that the stall is real and harmless."""
+    from sim.stalled_realtime import StalledRealtime
+    stalled = StalledRealtime()
+    sc = scenario_mod.load("two_turns")
+    loop = LoopbackCall(sc, tmp_path / "server.log", env={"OPENAI_REALTIME_URL": stalled.url})
+    try:
+        with loop:
+            pid = loop.server_pid()
+            caller = TwilioCaller(loop.base_url, sc, AUTH_TOKEN)
+            caller.open_stream()
+            assert stalled.stalled.wait(10)
+            rss_before, rss_peak = _rss_kib(pid), 0
+            speech = sim_audio.frames(sim_audio.clip("caller_service").audio)
+            for seq in range(2, 2 + 50 * 30):                  # 30 s of caller audio into a model that never reads
+                caller.send_raw(tw.build_inbound_media(seq, caller.record.stream_sid, seq, 20 * seq,
+                                                       speech[seq % len(speech)]))
+                time.sleep(0.02)
+                if seq % 250 == 0:
+                    rss_peak = max(rss_peak, _rss_kib(pid))
+            alive = loop.health()["active_calls"] == 1
+            unread = _unread_bytes(int(stalled.url.split(":")[2].split("/")[0]))
+            caller.socket.close()
+            health = loop.wait_idle(timeout_s=5)
+            log = loop.log_text()
+    finally:
+        stalled.stop()
+    assert alive                                              # the stall did not kill or wedge the call
+    assert unread > 2000                                      # the model really stopped reading
+    assert any("[CALL SUMMARY]" in line for line in log.splitlines())   # teardown did not hang on the stall
+    assert rss_peak - rss_before < 20 * 1024
+    assert health["active_calls"] == 0 and health["green_threads"] == 0 and "Traceback" not in log
