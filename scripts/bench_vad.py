@@ -127,8 +127,12 @@ ROWS = [
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("ours", "webrtcvad", "silero"), action="append")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "vad_benchmark"))
+    parser.add_argument("--out", default=None,
+                        help="file stem for .md/.json (default bench/results/vad_benchmark; with --only, "
+                             "nothing is written unless --out is given, so a partial run never replaces the table)")
     args = parser.parse_args()
+    if args.out is None and not args.only:
+        args.out = str(ROOT / "bench" / "results" / "vad_benchmark")
     names = args.only or ["ours", "webrtcvad", "silero"]
     t0 = time.perf_counter()
     cases = build()
@@ -162,10 +166,12 @@ def main() -> int:
           f"model) and its own energy VAD; webrtcvad (mode 3) and Silero (ONNX, threshold 0.5) replace the voiced "
           f"decision and count every voiced frame over the AI as the caller.\n\n{table}\n\n"
           "Per condition (ours, then the others in the JSON file): see `vad_benchmark.json`.\n")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".md").write_text(md, encoding="utf-8")
-    Path(args.out + ".json").write_text(json.dumps(scores, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print("\n" + table + f"\n\nwritten to {args.out}.md and .json")
+    print("\n" + table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out + ".md").write_text(md, encoding="utf-8")
+        Path(args.out + ".json").write_text(json.dumps(scores, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"\nwritten to {args.out}.md and .json")
     return 0
 
 
