@@ -13,6 +13,7 @@ from flask import Request
 from twilio.request_validator import RequestValidator
 
 from server.settings import Settings
+from server.twiml import ws_base
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,6 @@ def public_base_url(settings: Settings, request: Request) -> str:
     proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
     host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
     return f"{proto}://{host}"
-
-
-def _ws_base(http_base: str) -> str:
-    if http_base.startswith("https://"):
-        return "wss://" + http_base[len("https://"):]
-    if http_base.startswith("http://"):
-        return "ws://" + http_base[len("http://"):]
-    return http_base
 
 
 class SignatureCheck:
@@ -59,5 +52,8 @@ class SignatureCheck:
         return self._ok(url, request.form, request, "webhook")
 
     def websocket_ok(self, request: Request) -> bool:
-        url = _ws_base(public_base_url(self.settings, request)) + request.path
+        try:
+            url = ws_base(public_base_url(self.settings, request)) + request.path
+        except ValueError:            # a forwarded scheme that is neither http nor https
+            url = public_base_url(self.settings, request) + request.path
         return self._ok(url, {}, request, "media WebSocket upgrade")

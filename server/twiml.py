@@ -7,15 +7,16 @@ MEDIA_WS_PATH = "/ws/twilio-media"
 STREAM_ENDED_PATH = "/webhook/stream_ended"
 
 
+def ws_base(public_base_url: str) -> str:
+    """``https://host`` -> ``wss://host``, ``http://`` -> ``ws://`` (Twilio accepts only wss in production)."""
+    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
+        if public_base_url.startswith(http):
+            return (ws + public_base_url[len(http):]).rstrip("/")
+    raise ValueError(f"public base URL must be http(s): {public_base_url!r}")
+
+
 def stream_url(public_base_url: str) -> str:
-    """``https://host`` -> ``wss://host/ws/twilio-media`` (Twilio accepts only wss in production)."""
-    if public_base_url.startswith("https://"):
-        base = "wss://" + public_base_url[len("https://"):]
-    elif public_base_url.startswith("http://"):
-        base = "ws://" + public_base_url[len("http://"):]
-    else:
-        raise ValueError(f"public base URL must be http(s): {public_base_url!r}")
-    return base.rstrip("/") + MEDIA_WS_PATH
+    return ws_base(public_base_url) + MEDIA_WS_PATH
 
 
 def connect_stream(public_base_url: str, parameters: dict[str, str]) -> str:

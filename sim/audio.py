@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from server.core import ulaw
+from server.core.playout import Framer
 from server.core.ulaw import FRAME_BYTES
 
 CLIPS_DIR = Path(__file__).resolve().parent / "clips"
@@ -53,10 +54,9 @@ def clip(name: str) -> Clip:
 
 
 def frames(audio: bytes) -> list[bytes]:
-    """Split into 160-byte frames, padding the last with µ-law silence."""
-    pad = (-len(audio)) % FRAME_BYTES
-    audio = audio + ulaw.silence(0) + bytes([ulaw.SILENCE_BYTE]) * pad
-    return [audio[i:i + FRAME_BYTES] for i in range(0, len(audio), FRAME_BYTES)]
+    """Split into 160-byte frames, padding the last with µ-law silence (the server's own framer)."""
+    framer = Framer()
+    return framer.push(audio) + framer.flush()
 
 
 def envelope(audio: bytes) -> np.ndarray:

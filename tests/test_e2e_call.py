@@ -5,26 +5,9 @@ import re
 
 import pytest
 
-from server.log_check import check
-
-from sim import scenario as scenario_mod
-from sim.loopback import AUTH_TOKEN, SIM_API_KEY, LoopbackCall
-
-
-class Finished:
-    def __init__(self, loop: LoopbackCall, record, health) -> None:
-        self.record, self.health = record, health
-        self.counters = loop.realtime.counters
-        self.log = loop.log_text()
-
-
-def run_call(tmp_path_factory, name: str) -> Finished:
-    sc = scenario_mod.load(name)
-    loop = LoopbackCall(sc, tmp_path_factory.mktemp(name) / "server.log")
-    with loop:
-        record = loop.call(max_duration_s=90)
-        health = loop.wait_idle(timeout_s=5)
-    return Finished(loop, record, health)
+from sim.loopback import AUTH_TOKEN, SIM_API_KEY
+from tests.loopback_helpers import Finished
+from tests.loopback_helpers import run_scenario as run_call
 
 
 @pytest.fixture(scope="module")
@@ -115,4 +98,4 @@ def test_echo_on_the_line_never_triggers_and_real_turns_still_do(echo_call):
 @pytest.mark.parametrize("expect", ["normal", "single_pipeline"])
 def test_acceptance_2_and_5_from_the_log_alone(normal, echo_call, expect):
     for call in (normal, echo_call):
-        assert [f"{r.name}: {r.detail}" for r in check(call.log, expect) if not r.passed] == []
+        assert call.log_failures(expect) == []

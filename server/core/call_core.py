@@ -92,8 +92,6 @@ class CallStats:
     skipped_utterances: int = 0
     echo_blocked_utterances: int = 0
     vetoed_utterances: int = 0
-    user_transcripts: list[str] = field(default_factory=list)
-    ai_transcripts: list[str] = field(default_factory=list)
 
 
 class CallCore:
@@ -337,12 +335,10 @@ class CallCore:
         elif isinstance(e, rt.ResponseDone):
             self._on_response_done(e, ev, out)
         elif isinstance(e, rt.TranscriptDone):
-            self.stats.ai_transcripts.append(e.transcript)
             if e.transcript:
                 self.conversation.append(("assistant", e.transcript))
             out.append(Note("INFO", f"🤖 [REALTIME] AI said: {e.transcript}"))
         elif isinstance(e, rt.InputTranscription):
-            self.stats.user_transcripts.append(e.transcript)
             if e.transcript:
                 self.conversation.append(("user", e.transcript))
             out.append(Note("INFO", f"ASR_TEXT: {e.transcript} | dur_ms={self._last_utterance_ms}"))

@@ -48,7 +48,6 @@ class PlayoutLedger:
     last_ai_frame_played_at_ms: int | None = None
     marks_pending: list[str] = field(default_factory=list)
     marks_cleared: list[str] = field(default_factory=list)
-    frames_played: int = 0
 
     def on_received(self, response_id: str, item_id: str, nbytes: int) -> ItemPlayout:
         item = self.items.setdefault(item_id, ItemPlayout(response_id))
@@ -60,7 +59,6 @@ class PlayoutLedger:
         if item is not None:
             item.played_ms = min(item.played_ms + FRAME_MS, item.received_ms)
         self.last_ai_frame_played_at_ms = now_ms
-        self.frames_played += 1
 
     def audible_or_echoing(self, now_ms: int, echo_window_ms: int) -> bool:
         last = self.last_ai_frame_played_at_ms
