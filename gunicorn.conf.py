@@ -7,12 +7,18 @@ graceful_timeout = 25
 
 
 def post_worker_init(worker):
+    outbox = worker.wsgi.config.get("OUTBOX_WORKER")
+    if outbox is not None:
+        from server import green
+        green.spawn_service(outbox.run_forever)     # lead deliveries, for the life of the worker
     registry = worker.wsgi.config.get("CALL_REGISTRY")
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame):
         if registry is not None:
             registry.draining = True          # calls see it on their next tick
+        if outbox is not None:
+            outbox.stop()                     # undelivered leads stay in the outbox for the next start
         if callable(previous):
             previous(signum, frame)           # gunicorn: stop accepting, wait for active calls
 

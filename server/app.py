@@ -1,4 +1,7 @@
-"""Flask app factory: the webhook, the media WebSocket and the health check.
+"""Flask app factory: the webhook, the media WebSocket, the health check and the read-only listings.
+
+On start it opens the database (``DATABASE_URL``), creates the schema, loads the business profiles
+into it and prepares the lead delivery worker (started by ``gunicorn.conf.py`` in the worker).
 
 Served by ``gunicorn -k eventlet -w 1 -b 0.0.0.0:$PORT server.app:app`` (Procfile). ``app`` is
 created on first access so importing this module never needs the environment.
@@ -13,11 +16,17 @@ from flask import Flask, Response, jsonify, request
 from flask_sock import Sock
 
 from server import __version__, green
+from server.admin import register_admin
+from server.business.directory import BusinessDirectory
+from server.business.profiles import DEFAULT_FILE, load_profiles
+from server.call_records import CallRecords
 from server.call_logging import configure, mask_phone
 from server.call_registry import CallRegistry
+from server.delivery.outbox import OutboxWorker
 from server.media_ws_ai import MediaCall
 from server.settings import Settings
-from server.twiml import MEDIA_WS_PATH, STREAM_ENDED_PATH, after_stream, connect_stream
+from server.storage.db import DEFAULT_URL, Store
+from server.twiml import MEDIA_WS_PATH, STREAM_ENDED_PATH, after_stream, connect_stream, refuse
 from server.twilio_auth import SignatureCheck, public_base_url
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     registry = CallRegistry()
     app.config["CALL_REGISTRY"] = registry          # gunicorn.conf.py flips registry.draining on SIGTERM
     signatures = SignatureCheck(settings)
+    profiles = load_profiles(settings.businesses_file or DEFAULT_FILE)
+    store = Store(settings.database_url or DEFAULT_URL)
+    store.create_schema()
+    store.sync_businesses(profiles)
+    directory = BusinessDirectory(store, profiles, settings.unknown_number_policy)
+    outbox = OutboxWorker(store) if settings.outbox_worker else None
+    app.config["OUTBOX_WORKER"] = outbox           # gunicorn.conf.py starts it in the worker
+    records = CallRecords(store, directory, outbox)
+    register_admin(app, store, settings.admin_token)
 
     @app.before_request
     def refuse_unsigned_media_upgrade():
@@ -49,6 +67,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         form = request.form
         log.info("[WEBHOOK] incoming call %s from %s to %s", form.get("CallSid", "?"),
                  mask_phone(form.get("From", "?")), form.get("To", "?"))
+        if records.answering(form.get("To", "")) is None:
+            log.info("[WEBHOOK] %s is not a number of any business - refusing (UNKNOWN_NUMBER_POLICY=refuse)",
+                     form.get("To", "?"))
+            return Response(refuse(settings.refusal_message), mimetype="text/xml")
         registry.record_answered(form.get("CallSid", ""))
         twiml = connect_stream(public_base_url(settings, request),
                                {"CallSid": form.get("CallSid", ""), "From": form.get("From", ""),
@@ -67,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @sock.route(MEDIA_WS_PATH)
     def twilio_media(ws) -> None:
-        MediaCall(ws, settings, registry).run()
+        MediaCall(ws, settings, registry, records).run()
 
     @app.get("/healthz")
     def healthz():
@@ -75,8 +97,9 @@ def create_app(settings: Settings | None = None) -> Flask:
                        active_calls=registry.active,
                        calls_total=registry.total, green_threads=green.live_count())
 
-    log.info("ProSaaS voice agent %s ready: realtime=%s model=%s", __version__,
-             settings.openai_realtime_url, settings.openai_realtime_model)
+    log.info("ProSaaS voice agent %s ready: realtime=%s model=%s database=%s businesses=%d (%s)", __version__,
+             settings.openai_realtime_url, settings.openai_realtime_model,
+             store.engine.url.render_as_string(hide_password=True), len(profiles.businesses), profiles.source)
     return app
 
 

@@ -5,7 +5,7 @@ runs eventlet (gunicorn ``-k eventlet``); gevent is the way out now that eventle
 maintenance mode and gunicorn 26 dropped its worker. Both live below, chosen by
 ``GREEN_BACKEND`` (``eventlet`` by default, ``gevent`` with ``gunicorn -k gevent``), so the switch
 is this file and one setting; ``tests/test_gevent_switch.py`` runs a whole call on gevent.
-Every thread spawned here is tracked so ``/healthz`` and the tests can prove that a finished
+Every call thread spawned here is tracked so ``/healthz`` and the tests can prove that a finished
 call leaves none behind.
 """
 from __future__ import annotations
@@ -50,6 +50,11 @@ def spawn(fn, *args, **kwargs):
     thread = _spawn(fn, *args, **kwargs)
     _live.add(thread)
     return thread
+
+
+def spawn_service(fn, *args, **kwargs):
+    """A process-long background thread (the outbox worker): not counted among call threads."""
+    return _spawn(fn, *args, **kwargs)
 
 
 def kill(thread) -> None:

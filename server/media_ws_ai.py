@@ -14,6 +14,10 @@ Green threads of one call (all spawned through ``server.green`` and all ended wi
 * ticker: every ``drain_poll_ms`` -> core ``Tick`` (drain checks, watchdogs, silence, status
   line); it also starts the session renewal and the goodbye of a draining server.
 
+The call's business (by the called number) gives the session its instructions, greeting, voice
+and silence settings, and the ``save_lead`` tool; ``CallRecords`` writes the call, its lead (complete
+as soon as the model saves it, partial when the caller leaves first) and queues the lead's delivery.
+
 A lost model link is replaced by the reader: bounded reconnects, the same session configuration,
 the conversation so far replayed as text (``RealtimeLinkLost`` / ``RealtimeLinkRestored`` tell the
 core); caller audio is dropped, counted, while the link is down. The handler decides nothing: it
@@ -24,23 +28,28 @@ from __future__ import annotations
 import logging
 import socket
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simple_websocket import ConnectionClosed
 
 from server import green
-from server.call_logging import call_logger
+from server.business.directory import Answering
+from server.business.profiles import session_instructions
+from server.call_logging import call_logger, mask_phone
+from server.call_records import CallRecords
 from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
 from server.core.call_core import CallCore
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame,
                                 CancelResponse, ClearPlayback, CommitAndTrigger, EndAssistantAudio,
-                                ForwardAudio, HangUp, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
-                                RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, SendMark,
-                                SendResponseCreate, SessionReady, ShutdownRequested, Tick, TruncateAssistant)
+                                ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, QueueAssistantAudio,
+                                QueueTrigger, RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, SendMark,
+                                SendResponseCreate, SendToolOutput, SessionReady, ShutdownRequested, Tick,
+                                TruncateAssistant)
 from server.call_registry import FAILURE_REASONS, CallRegistry
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
+from server.leads.capture import SAVE_LEAD_TOOL, LeadCapture
 from server.realtime_client import RealtimeClosed, RealtimeConnection
 from server.settings import Settings
 
@@ -74,10 +83,18 @@ _STOP = object()
 
 
 class MediaCall:
-    def __init__(self, ws, settings: Settings, registry: CallRegistry) -> None:
+    def __init__(self, ws, settings: Settings, registry: CallRegistry, records: CallRecords | None = None) -> None:
         self.ws = ws
         self.settings = settings
         self.registry = registry
+        self.records = records
+        self.answering: Answering | None = None
+        self.instructions = settings.instructions
+        self.voice = settings.openai_voice
+        self.tools: list[dict] = []
+        self.language: str | None = None
+        self.recorded = False
+        self.lead_saved_complete = False
         self.log = logging.LoggerAdapter(log, {})
         self.core = CallCore(settings.turn, settings.prompts)
         self.realtime = RealtimeConnection(settings)
@@ -120,6 +137,7 @@ class MediaCall:
             self._rx_loop()
         finally:
             self._teardown()
+            self._record_end()
             self.registry.record_end(self.call_sid, self.hangup_reason or "caller_hung_up",
                                      failed=self.hangup_reason in FAILURE_REASONS)
             self._close_twilio()
@@ -138,12 +156,68 @@ class MediaCall:
             if isinstance(event, tw.Start):
                 self.stream_sid, self.call_sid = event.stream_sid, event.call_sid
                 self.log = call_logger(__name__, event.call_sid, event.stream_sid)
-                self.log.info("[TWILIO] stream started, parameters=%s", event.custom_parameters)
+                params = dict(event.custom_parameters)
+                if "From" in params:
+                    params["From"] = mask_phone(params["From"])
+                self.log.info("[TWILIO] stream started, parameters=%s", params)
+                self._set_up_business(event.custom_parameters)
                 return event
             if not isinstance(event, tw.Connected):
                 self._ignored_input(f"{type(event).__name__} before start")
         log.warning("[TWILIO] no start message within %dms - closing", self.settings.twilio_start_timeout_ms)
         return None
+
+    def _set_up_business(self, params: dict) -> None:
+        """The business of the called number shapes this call: its prompts, voice, silence settings
+        and the lead it captures. Without records (unit tests) the server-wide settings apply."""
+        if self.records is None:
+            return
+        to_number, caller = str(params.get("To", "")), str(params.get("From", ""))
+        self.answering = self.records.answering(to_number)
+        if self.answering is None:         # refused at the webhook; a stream that comes anyway gets the default
+            self.answering = Answering(None, self.records.directory.profiles.default)
+        profile = self.answering.profile
+        self.instructions = session_instructions(profile)
+        self.voice = profile.voice or self.settings.openai_voice
+        self.language = profile.language
+        self.tools = [SAVE_LEAD_TOOL]
+        turn = self.settings.turn
+        if profile.silence_timeout_ms is not None:
+            turn = replace(turn, silence_timeout_ms=profile.silence_timeout_ms)
+        if profile.max_silence_warnings is not None:
+            turn = replace(turn, max_silence_warnings=profile.max_silence_warnings)
+        prompts = dict(self.settings.prompts)
+        if profile.greeting:
+            prompts["greeting"] = profile.greeting
+        lead = LeadCapture(profile.services, profile.cities, profile.required_fields, caller_phone=caller or None)
+        self.core = CallCore(turn, prompts, lead=lead)
+        self.log.info("[BUSINESS] %s answers %s (%s)", profile.name, to_number or "?",
+                      "default profile" if profile.is_default else f"business {self.answering.business_id}")
+        self.recorded = self.records.call_started(self.call_sid, self.stream_sid, self.answering, to_number,
+                                                  mask_phone(caller) if caller else "")
+
+    def _record_end(self) -> None:
+        """The call's record, and a partial lead if the caller left before the lead was complete."""
+        if self.records is None or not self.recorded or self.answering is None:
+            return
+        lead = self.core.lead
+        outcome = "no_lead"
+        if lead is not None and lead.complete:
+            outcome = "lead_captured"
+            if not self.lead_saved_complete:       # the in-call write failed: try once more
+                self.lead_saved_complete = self.records.save_lead(self.call_sid, lead.snapshot(), True, self.answering)
+        elif lead is not None and lead.has_content:
+            outcome = "partial_lead"
+            snapshot = lead.snapshot()
+            self.log.info("[LEAD] call ended before the lead was complete - partial lead (missing %s)",
+                          list(snapshot.missing))
+            self.records.save_lead(self.call_sid, snapshot, True, self.answering)
+        if self.hangup_reason in FAILURE_REASONS:
+            outcome = "failed" if outcome == "no_lead" else outcome
+        s = self.core.stats
+        self.records.call_ended(self.call_sid, outcome=outcome, hangup_reason=self.hangup_reason or "caller_hung_up",
+                                turns=s.turns, responses=s.responses_created, barge_ins=s.barge_ins,
+                                latencies_ms=list(s.latencies_ms), transcript=list(self.core.conversation))
 
     def _teardown(self) -> None:
         self.stopping.set()
@@ -225,6 +299,12 @@ class MediaCall:
                 self._clear_playback()
             elif isinstance(a, TruncateAssistant):
                 self._realtime_send(rt.item_truncate(a.item_id, a.audio_end_ms))
+            elif isinstance(a, SendToolOutput):
+                self._realtime_send(rt.function_call_output(a.call_id, a.output))
+            elif isinstance(a, LeadChanged):
+                if self.records is not None and self.recorded and self.answering is not None:
+                    saved = self.records.save_lead(self.call_sid, a.lead, a.deliver, self.answering)
+                    self.lead_saved_complete = saved and a.lead.status == "complete"
             elif isinstance(a, HangUp):
                 self._stop(a.reason)
 
@@ -347,8 +427,9 @@ class MediaCall:
         while not self.stopping.is_set():
             event = rt.parse_server_event(self.realtime.recv())
             if isinstance(event, rt.SessionCreated):
-                self.realtime.send(rt.session_update(self.settings.instructions, self.settings.openai_voice,
-                                                     self.settings.openai_transcription_model))
+                self.realtime.send(rt.session_update(self.instructions, self.voice,
+                                                     self.settings.openai_transcription_model, self.tools,
+                                                     self.language))
             elif isinstance(event, rt.SessionUpdated):
                 if not self.session_ready.is_set():
                     self.session_ready.set()

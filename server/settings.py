@@ -25,6 +25,8 @@ DEFAULT_SILENCE_PROMPT = (
     "The caller has been silent. Ask once, briefly and kindly in Hebrew, whether they are still on the line."
 )
 DEFAULT_FALLBACK_MESSAGE = "מצטערים, יש לנו תקלה זמנית. אנא נסו להתקשר שוב בעוד כמה דקות. תודה."
+DEFAULT_REFUSAL_MESSAGE = "מצטערים, המספר שחייגתם אינו פעיל כרגע. תודה ולהתראות."
+UNKNOWN_NUMBER_POLICIES = ("default", "refuse")
 DEFAULT_GOODBYE = "Say a short, polite goodbye in Hebrew and thank the caller. Do not ask anything."
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -76,6 +78,16 @@ class Settings:
     goodbye_instructions: str
     fallback_message: str
     turn: TurnConfig
+    database_url: str = ""
+    """SQLAlchemy URL; empty: the SQLite file ``data/prosaas.sqlite3``."""
+    businesses_file: str = ""
+    """Business profiles (TOML); empty: ``config/businesses.toml``."""
+    unknown_number_policy: str = "default"
+    """``default``: numbers not listed get the default profile; ``refuse``: a polite message, then hangup."""
+    refusal_message: str = DEFAULT_REFUSAL_MESSAGE
+    admin_token: Secret = Secret("")
+    """Bearer token of the read-only /admin listings; empty disables them."""
+    outbox_worker: bool = True
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -154,6 +166,20 @@ class Settings:
             silence_prompt_instructions=get("AGENT_SILENCE_PROMPT") or DEFAULT_SILENCE_PROMPT,
             goodbye_instructions=get("AGENT_GOODBYE") or DEFAULT_GOODBYE,
             fallback_message=get("AGENT_FALLBACK_MESSAGE") or DEFAULT_FALLBACK_MESSAGE, turn=turn)
+        database_url = get("DATABASE_URL")
+        if database_url and "://" not in database_url:
+            problems.append(f"DATABASE_URL={database_url!r} is not a database URL (e.g. sqlite:///data/prosaas.sqlite3 "
+                            "or postgresql+psycopg://user:pass@host/db)")
+        policy = get("UNKNOWN_NUMBER_POLICY", "default").lower()
+        if policy not in UNKNOWN_NUMBER_POLICIES:
+            problems.append(f"UNKNOWN_NUMBER_POLICY={policy!r} must be one of {', '.join(UNKNOWN_NUMBER_POLICIES)}")
+        outbox = get("OUTBOX_WORKER", "on").lower()
+        if outbox not in ("on", "off"):
+            problems.append(f"OUTBOX_WORKER={outbox!r} must be 'on' or 'off'")
+        settings = replace(settings, database_url=database_url, businesses_file=get("BUSINESSES_FILE"),
+                           unknown_number_policy=policy,
+                           refusal_message=get("UNKNOWN_NUMBER_MESSAGE") or DEFAULT_REFUSAL_MESSAGE,
+                           admin_token=Secret(get("ADMIN_TOKEN")), outbox_worker=outbox != "off")
         if problems:
             raise SettingsError(problems)
         return settings

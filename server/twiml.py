@@ -40,3 +40,8 @@ def after_stream(apology: str | None, language: str = "he-IL") -> str:
         response.say(apology, language=language)
     response.hangup()
     return str(response)
+
+
+def refuse(message: str, language: str = "he-IL") -> str:
+    """A number no business answers (``UNKNOWN_NUMBER_POLICY=refuse``): a short message, then hang up."""
+    return after_stream(message, language)

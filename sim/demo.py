@@ -1,7 +1,7 @@
 """The main job: one complete simulated phone call on loopback, with a live transcript and a verdict.
 
-    ./scripts/demo                      # scenario two_turns
-    ./scripts/demo --scenario lead_hebrew
+    ./scripts/demo                      # scenario lead_hebrew: a lead captured, stored, delivered
+    ./scripts/demo --scenario two_turns
     ./scripts/demo --list
 
 Without ``OPENAI_API_KEY`` the embedded OpenAI Realtime simulator answers. With a key set (in the
@@ -50,7 +50,7 @@ def _tail(path: Path, stop: threading.Event, t0: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", default="two_turns", help="scenario name in sim/scenarios or a .toml path")
+    parser.add_argument("--scenario", default="lead_hebrew", help="scenario name in sim/scenarios or a .toml path")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--out", default=str(ROOT / "runs"), help="folder for the server log and the summary")
     args = parser.parse_args(argv)
@@ -87,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             health = call.wait_idle()
             time.sleep(0.3)
             counters = call.realtime.counters if call.realtime else None
+            records = call.records()
     except (RuntimeError, OSError) as exc:
         stop.set()
         print(f"\n❌ the call could not run: {exc}", file=sys.stderr)
         return 1
     stop.set()
     log_text = log_path.read_text(encoding="utf-8", errors="replace")
-    verdict = judge(record, health, log_text, counters, utterances)
+    verdict = judge(record, health, log_text, counters, utterances, sc.expect, records)
     numbers = summary_numbers(record)
     print("\nVerdict")
     for c in verdict:
@@ -103,8 +104,15 @@ def main(argv: list[str] | None = None) -> int:
           f"call={numbers['call_duration_ms'] / 1000:.1f}s  hung up by {numbers['hung_up_by']}")
     print(f"  end of caller speech → first AI audio frame: {', '.join(f'{v}ms' for v in lat) or 'n/a'}"
           f" (model first-audio delay {sc.first_audio_delay_ms}ms)")
+    for lead in records["leads"]:
+        deliveries = ", ".join(f"{d['status']} after {d['attempts']} attempt(s)" for d in lead["deliveries"]) or "none"
+        print(f"  lead ({lead['status']}): service={lead['service']!r} city={lead['city']!r} "
+              f"phone={'…' + lead['phone'][-4:] if lead['phone'] else None} missing={lead['missing']} "
+              f"→ CRM: {deliveries}")
+    if not records["leads"]:
+        print("  no lead stored")
     (run_dir / "summary.json").write_text(json.dumps(
-        {"scenario": sc.name, **numbers, "verdict": [c.__dict__ for c in verdict]}, ensure_ascii=False, indent=1))
+        {"scenario": sc.name, **numbers, "leads": records["leads"], "verdict": [c.__dict__ for c in verdict]}, ensure_ascii=False, indent=1))
     ok = all(c.passed for c in verdict)
     print(f"\n{'✅ call behaved' if ok else '❌ call misbehaved'}  (summary: {run_dir / 'summary.json'})")
     return 0 if ok else 1

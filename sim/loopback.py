@@ -1,7 +1,7 @@
 """Run the real server process against the simulators on loopback.
 
-``LoopbackCall`` starts the OpenAI Realtime simulator (in this process, OS threads), the real
-server as a subprocess exactly as deployed (``gunicorn -k eventlet -w 1 server.app:app``, or
+``LoopbackCall`` starts the OpenAI Realtime simulator (in this process, OS threads), a CRM
+receiver for the leads, the real server as a subprocess (with its own SQLite file next to the log) exactly as deployed (``gunicorn -k eventlet -w 1 server.app:app``, or
 another worker class for the gevent proof), and places calls with ``TwilioCaller``. The demo, the
 end-to-end tests and the benchmark all use it.
 """
@@ -17,6 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from server.storage.db import Store
+from sim.crm_receiver import CrmReceiver
 from sim.realtime_server import RealtimeSimulator
 from sim.realtime_session import ReplyScript
 from sim.scenario import Scenario
@@ -25,6 +27,9 @@ from sim.twilio_caller import CallRecord, TwilioCaller
 ROOT = Path(__file__).resolve().parent.parent
 AUTH_TOKEN = "sim-twilio-auth-token"
 SIM_API_KEY = "sk-simulated-key-0000"
+CRM_SECRET = "sim-crm-signing-secret"
+ADMIN_TOKEN = "sim-admin-token"
+BUSINESSES_FILE = ROOT / "config" / "businesses.toml"
 
 
 def free_port() -> int:
@@ -36,8 +41,9 @@ def free_port() -> int:
 class LoopbackCall:
     def __init__(self, scenario: Scenario, log_path: Path, env: dict[str, str] | None = None,
                  use_simulator: bool = True, worker_class: str = "eventlet", realtime_faults: dict | None = None,
-                 graceful_timeout_s: int = 5) -> None:
-        """``realtime_faults``: keyword switches of ``RealtimeSimulator`` (reject_status, handshake_delay_ms)."""
+                 graceful_timeout_s: int = 5, crm: CrmReceiver | None = None) -> None:
+        """``realtime_faults``: keyword switches of ``RealtimeSimulator`` (reject_status, handshake_delay_ms).
+        ``crm``: a receiver to deliver leads to (one is started when not given)."""
         self.realtime_faults = realtime_faults or {}
         self.graceful_timeout_s = graceful_timeout_s
         self.scenario = scenario
@@ -48,6 +54,9 @@ class LoopbackCall:
         self.realtime: RealtimeSimulator | None = None
         self.server: subprocess.Popen | None = None
         self.port = 0
+        self.crm = crm
+        self._own_crm = crm is None
+        self.db_path = log_path.parent / f"{log_path.stem}.sqlite3"
 
     @property
     def base_url(self) -> str:
@@ -63,18 +72,28 @@ class LoopbackCall:
     def start(self, boot_timeout_s: float = 30.0) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TURN_")}
         if self.use_simulator:
-            self.realtime = RealtimeSimulator(ReplyScript.from_clips(self.scenario.replies),
+            self.realtime = RealtimeSimulator(ReplyScript.from_scenario_replies(self.scenario.replies),
                                               self.scenario.first_audio_delay_ms, speedup=self.scenario.speedup,
                                               **self.realtime_faults)
             self.realtime.start()
             env.update(OPENAI_API_KEY=SIM_API_KEY, OPENAI_REALTIME_URL=self.realtime.url)
+        if self.crm is None:
+            self.crm = CrmReceiver(CRM_SECRET).start()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.log_path.parent.glob(self.db_path.name + "*"):
+            stale.unlink()
+        businesses = self.log_path.parent / f"{self.log_path.stem}.businesses.toml"
+        businesses.write_text("\n".join(
+            f'crm_webhook_url = "{self.crm.url}"' if line.startswith("crm_webhook_url") else line
+            for line in BUSINESSES_FILE.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+        env.update(DATABASE_URL=f"sqlite:///{self.db_path}", BUSINESSES_FILE=str(businesses),
+                   CRM_SECRET_LOCKSMITH=CRM_SECRET, ADMIN_TOKEN=ADMIN_TOKEN)
         self.port = free_port()
         env.update(PUBLIC_BASE_URL=self.base_url, TWILIO_AUTH_TOKEN=AUTH_TOKEN, PORT=str(self.port),
                    LOG_LEVEL=env.get("LOG_LEVEL", "INFO"), PYTHONUNBUFFERED="1",
                    PYTHONWARNINGS="ignore::DeprecationWarning")
         env.update(self.scenario.env)
         env.update(self.extra_env)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "w", encoding="utf-8")
         self.server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-k", self.worker_class, "-w", "1", "-b", f"127.0.0.1:{self.port}",
@@ -129,6 +148,30 @@ class LoopbackCall:
                 self.server.wait()
         if self.realtime is not None:
             self.realtime.stop()
+        if self.crm is not None and self._own_crm:
+            self.crm.stop()
+
+    def store(self) -> Store:
+        """The server's database, opened read-write from this process (SQLite in WAL mode)."""
+        return Store(f"sqlite:///{self.db_path}")
+
+    def records(self, settle_s: float = 5.0) -> dict:
+        """What the call left behind: the server's leads, calls and outbox counts (read through the
+        admin listing once nothing is pending, or after ``settle_s``) and the CRM's receipts."""
+        deadline = time.monotonic() + settle_s
+        listing = self.admin("leads")
+        while listing["outbox"].get("pending") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            listing = self.admin("leads")
+        return {"leads": listing["leads"], "outbox": listing["outbox"], "calls": self.admin("calls")["calls"],
+                "crm_received": self.crm.received if self.crm else [],
+                "crm_attempts": self.crm.attempts if self.crm else 0}
+
+    def admin(self, what: str) -> dict:
+        request = urllib.request.Request(f"{self.base_url}/admin/{what}",
+                                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return json.loads(resp.read())
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

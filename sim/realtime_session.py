@@ -8,6 +8,14 @@ with the real defaults (server VAD on, pcm 24 kHz), strict GA validation of ``se
 deltas faster than real time after ``first_audio_delay_ms``, ``response.cancel`` (or
 ``response_cancel_not_active``), truncation checked against the audio actually sent
 (``invalid_value``), and input transcription of committed audio.
+
+Scripted function calls follow 1.6(d): ``response.output_item.added`` (a ``function_call`` item),
+``conversation.item.added``, one or more ``response.function_call_arguments.delta``, its
+``.done``, ``response.output_item.done``, ``conversation.item.done``, ``response.done``. A
+``function_call_output`` must name the ``call_id`` of a ``function_call`` item in the conversation
+(the SDK docstring says the server checks this). Without ``call_id`` the error is
+``missing_required_parameter`` (observed, beta era); for an unknown one the code ``invalid_value``
+is UNVERIFIED, and the message is the one observed for the same check on ``response.create`` input.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ from typing import Callable
 
 from sim import audio as sim_audio
 from sim.ga_validation import CLIENT_EVENT_TYPES, validate_client_event
+from sim.scenario import ToolReply
 
 _BYTES_PER_MS = {"audio/pcmu": 8, "audio/pcma": 8, "audio/pcm": 48}
 
@@ -34,8 +43,16 @@ def _new_id(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Reply:
-    clip: str
+    """One response: a spoken clip, or (with ``tool``, and no clip) a function call."""
+    clip: str | None
     transcript: str
+    tool: ToolReply | None = None
+
+
+def _reply(item: str | ToolReply) -> Reply:
+    if isinstance(item, ToolReply):
+        return Reply(None, "", tool=item)
+    return Reply(item, sim_audio.clip(item).text)
 
 
 @dataclass
@@ -46,10 +63,14 @@ class ReplyScript:
     _next: int = 0
 
     @classmethod
+    def from_scenario_replies(cls, items: list[str | ToolReply],
+                              fallback: str | None = "ai_fallback") -> "ReplyScript":
+        """``Scenario.replies``: clip names and ``ToolReply`` function calls."""
+        return cls([_reply(i) for i in items], _reply(fallback) if fallback else None)
+
+    @classmethod
     def from_clips(cls, names: list[str], fallback: str | None = "ai_fallback") -> "ReplyScript":
-        def reply(name: str) -> Reply:
-            return Reply(name, sim_audio.clip(name).text)
-        return cls([reply(n) for n in names], reply(fallback) if fallback else None)
+        return cls.from_scenario_replies(names, fallback)
 
     def next_reply(self) -> Reply | None:
         if self._next < len(self.replies):
@@ -72,7 +93,9 @@ class SimCounters:
     appended_ms: int = 0
     transcripts: list = field(default_factory=list)
     committed_audio: list = field(default_factory=list)   # µ-law bytes of every commit
-    replies: list = field(default_factory=list)
+    replies: list = field(default_factory=list)   # (clip or None, transcript, status) per response
+    tool_calls: list = field(default_factory=list)      # (name, call_id, arguments_json) of each finished call
+    tool_outputs: list = field(default_factory=list)    # (call_id, output) of each accepted function_call_output
     log: list = field(default_factory=list)       # (monotonic_s, direction, type) of every event
 
 
@@ -113,7 +136,7 @@ class RealtimeSession:
         self.speedup = speedup
         self.session = default_session(_new_id("sess"))
         self.buffer = bytearray()
-        self.items: dict[str, dict] = {}          # item_id -> {"role", "audio_ms"}
+        self.items: dict[str, dict] = {}          # item_id -> {"role", "audio_ms"}, plus "call_id" for function calls
         self.last_item_id: str | None = None
         self.active: dict | None = None           # {"id", "cancel": Event}
         self.closed = threading.Event()
@@ -233,14 +256,31 @@ class RealtimeSession:
                    "content_index": 0, "transcript": transcript,
                    "usage": {"type": "duration", "seconds": round(len(audio) / 8000, 2)}})
 
+    def _has_function_call(self, call_id: str) -> bool:
+        with self._lock:
+            return any(i["role"] == "function_call" and i.get("call_id") == call_id for i in self.items.values())
+
     def _on_conversation_item_create(self, event: dict) -> None:
         item = dict(event.get("item") or {})
+        if item.get("type") == "function_call_output":
+            call_id = item.get("call_id")
+            if not call_id:
+                self.error("missing_required_parameter", "Missing required parameter: 'item.call_id'.",
+                           "item.call_id", event.get("event_id"))
+                return
+            if not self._has_function_call(call_id):   # code and message UNVERIFIED, see the module docstring
+                self.error("invalid_value", f"Tool call ID '{call_id}' not found in conversation.",
+                           "item.call_id", event.get("event_id"))
+                return
+            with self._lock:
+                self.counters.tool_outputs.append((call_id, str(item.get("output", ""))))
         item.setdefault("id", _new_id("item"))
         item.setdefault("object", "realtime.item")
         item.setdefault("status", "completed")
         previous = self.last_item_id
         with self._lock:
-            self.items[item["id"]] = {"role": item.get("role", item.get("type")), "audio_ms": 0}
+            self.items[item["id"]] = {"role": item.get("role", item.get("type")), "audio_ms": 0,
+                                      "call_id": item.get("call_id")}
             self.last_item_id = item["id"]
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
@@ -333,9 +373,59 @@ class RealtimeSession:
         if self._responses_started in self.fail_codes:
             self._fail_response(resp_id, self.fail_codes[self._responses_started])
             return
-        item_id = _new_id("item")
         reply = self.script.next_reply()
-        cancel.wait(self.first_audio_delay_ms / 1000.0)
+        cancel.wait(self.first_audio_delay_ms / 1000.0)   # think time before the first output
+        if reply is not None and reply.tool is not None:
+            self._run_tool_call(resp_id, cancel, reply.tool)
+        else:
+            self._run_audio(resp_id, cancel, reply)
+
+    def _finish(self, resp_id: str, cancelled: bool, output: list, record: tuple) -> None:
+        with self._lock:
+            if cancelled:
+                self.counters.responses_cancelled += 1
+            else:
+                self.counters.responses_completed += 1
+            self.counters.replies.append(record)
+            self.active = None
+        self.send({"type": "response.done", "response": self._response_obj(
+            resp_id, "cancelled" if cancelled else "completed", output, "client_cancelled" if cancelled else None)})
+
+    def _run_tool_call(self, resp_id: str, cancel: threading.Event, tool: ToolReply) -> None:
+        """1.6(d). Cancelled during the think time: no output at all. Cancelled while the arguments
+        stream: the item ends ``incomplete`` with what was sent, and no ``function_call_arguments.done``."""
+        if cancel.is_set() or self.closed.is_set():
+            self._finish(resp_id, True, [], (None, "", "cancelled"))
+            return
+        item_id, call_id = _new_id("item"), f"call_{uuid.uuid4().hex[:16]}"
+        item = {"id": item_id, "type": "function_call", "object": "realtime.item", "status": "in_progress",
+                "call_id": call_id, "name": tool.name, "arguments": ""}
+        with self._lock:
+            previous, self.last_item_id = self.last_item_id, item_id
+            self.items[item_id] = {"role": "function_call", "audio_ms": 0, "call_id": call_id}
+        base = {"response_id": resp_id, "item_id": item_id, "output_index": 0, "call_id": call_id}
+        self.send({"type": "response.output_item.added", "response_id": resp_id, "output_index": 0, "item": item})
+        self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        args, sent = tool.arguments_json, 0
+        chunk_chars = 12          # a few tokens' worth; the live split varies, clients must concatenate
+        while sent < len(args) and not (cancel.is_set() or self.closed.is_set()):
+            self.send({"type": "response.function_call_arguments.delta", **base,
+                       "delta": args[sent:sent + chunk_chars]})
+            sent += chunk_chars
+            # Text streams faster than audio plays: a quarter of one audio delta's pacing (6 ms by default).
+            cancel.wait(self.delta_ms / 1000.0 / self.speedup / 4)
+        cancelled = sent < len(args) or cancel.is_set()
+        done_item = {**item, "status": "incomplete" if cancelled else "completed", "arguments": args[:sent]}
+        if not cancelled:
+            with self._lock:
+                self.counters.tool_calls.append((tool.name, call_id, args))
+            self.send({"type": "response.function_call_arguments.done", **base, "name": tool.name, "arguments": args})
+        self.send({"type": "response.output_item.done", "response_id": resp_id, "output_index": 0, "item": done_item})
+        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": done_item})
+        self._finish(resp_id, cancelled, [done_item], (None, "", "cancelled" if cancelled else "completed"))
+
+    def _run_audio(self, resp_id: str, cancel: threading.Event, reply: Reply | None) -> None:
+        item_id = _new_id("item")
         item = {"id": item_id, "type": "message", "object": "realtime.item", "status": "in_progress",
                 "role": "assistant", "content": []}
         with self._lock:
@@ -345,7 +435,7 @@ class RealtimeSession:
         self.send({"type": "response.output_item.added", "response_id": resp_id, "output_index": 0, "item": item})
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         self.send({"type": "response.content_part.added", **base, "part": {"type": "audio", "transcript": ""}})
-        audio = sim_audio.clip(reply.clip).audio if reply else b""
+        audio = sim_audio.clip(reply.clip).audio if reply and reply.clip else b""
         transcript = reply.transcript if reply else ""
         words = transcript.split(" ")
         chunk_bytes = self.delta_ms * 8
@@ -373,12 +463,4 @@ class RealtimeSession:
         self.send({"type": "response.content_part.done", **base, "part": {"type": "audio", "transcript": said}})
         self.send({"type": "response.output_item.done", "response_id": resp_id, "output_index": 0, "item": done_item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": done_item})
-        with self._lock:
-            if cancelled:
-                self.counters.responses_cancelled += 1
-            else:
-                self.counters.responses_completed += 1
-            self.counters.replies.append((reply.clip if reply else None, said, status))
-            self.active = None
-        self.send({"type": "response.done", "response": self._response_obj(
-            resp_id, status, [done_item], "client_cancelled" if cancelled else None)})
+        self._finish(resp_id, cancelled, [done_item], (reply.clip if reply else None, said, status))

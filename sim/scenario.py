@@ -5,7 +5,12 @@ name = "two_turns"
 description = "greeting, two caller utterances, two answers"
 
 [realtime]
-replies = ["ai_greeting", "ai_ask_city", "ai_confirm"]   # clips, in order
+replies = [                      # what the model does, response by response, in order
+  "ai_greeting",                 # a clip from sim/clips, spoken
+  "ai_ask_city",
+  { tool = "save_lead", arguments = { service = "מנעול חכם", city = "בתל אביב" } },   # a function call
+  "ai_confirm",
+]
 first_audio_delay_ms = 0
 
 [caller]
@@ -21,6 +26,14 @@ steps = [
   { hangup = true },
 ]
 ```
+A reply is a clip name or a function call: exactly ``tool`` (the function's name) and ``arguments``
+(a table, sent as its JSON text). A function call has no audio; the next reply answers the
+``response.create`` that follows the caller's ``function_call_output``.
+
+An optional ``[expect]`` table says what the call must leave behind, judged by the verdict:
+``lead = "complete" | "partial" | "none"``, ``service`` and ``city`` (the normalised values), and
+``delivered = true`` (the lead reached the simulated CRM exactly once).
+
 Step kinds: ``say`` (clip), ``silence_ms``, ``noise_ms`` (+ ``noise_dbfs``), ``wait_ai`` (until the
 AI spoke and went quiet; optional ``quiet_ms``, default 600, and ``timeout_ms``, default 20000),
 ``wait_ai_audio`` (until AI audio is playing; ``timeout_ms``), ``hangup``. The caller hangs up after
@@ -29,6 +42,7 @@ is how much faster than real time the model simulator sends its audio.
 """
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,15 +74,24 @@ class Echo:
 
 
 @dataclass(frozen=True)
+class ToolReply:
+    """A scripted function call: the model calls ``name`` with ``arguments_json`` (a JSON object)."""
+    name: str
+    arguments_json: str
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
-    replies: list[str]
+    replies: list[str | ToolReply]
     first_audio_delay_ms: int
     steps: list[Step]
     noise_dbfs: float | None = None
     echo: Echo | None = None
     speedup: float = 8.0
+    expect: dict = field(default_factory=dict, compare=False)
+    """What the call must leave behind: lead status, service, city, delivered."""
     env: dict = field(default_factory=dict, compare=False)
     """Server settings this scenario needs (e.g. a shorter TURN_SILENCE_TIMEOUT_MS)."""
     source: str = field(default="", compare=False)
@@ -95,6 +118,27 @@ def _step(raw: dict, where: str) -> Step:
     return Step("hangup")
 
 
+def _reply(raw: object, where: str) -> str | ToolReply:
+    if isinstance(raw, str):
+        try:
+            sim_audio.clip(raw)
+        except KeyError as exc:
+            raise ScenarioError(f"{where}: {exc.args[0]}") from None
+        return raw
+    if not isinstance(raw, dict) or set(raw) != {"tool", "arguments"}:
+        got = sorted(raw) if isinstance(raw, dict) else repr(raw)
+        raise ScenarioError(f"{where}: a reply is a clip name or a table of exactly 'tool' and 'arguments', got {got}")
+    if not isinstance(raw["tool"], str) or not raw["tool"]:
+        raise ScenarioError(f"{where}: 'tool' must be a non-empty string, got {raw['tool']!r}")
+    if not isinstance(raw["arguments"], dict):
+        raise ScenarioError(f"{where}: 'arguments' must be a table, got {raw['arguments']!r}")
+    try:   # TOML dates and times have no JSON form
+        arguments_json = json.dumps(raw["arguments"], ensure_ascii=False)
+    except TypeError as exc:
+        raise ScenarioError(f"{where}: 'arguments' must be JSON-serialisable: {exc}") from None
+    return ToolReply(raw["tool"], arguments_json)
+
+
 def parse(text: str, source: str = "<string>") -> Scenario:
     try:
         raw = tomllib.loads(text)
@@ -105,19 +149,23 @@ def parse(text: str, source: str = "<string>") -> Scenario:
     if not isinstance(steps, list) or not steps:
         raise ScenarioError(f"{source}: [caller] needs a non-empty 'steps' list")
     replies = realtime.get("replies", ["ai_greeting", "ai_ask_city", "ai_confirm", "ai_goodbye"])
-    for name in replies:
-        try:
-            sim_audio.clip(name)
-        except KeyError as exc:
-            raise ScenarioError(f"{source}: [realtime] replies: {exc.args[0]}") from None
+    if not isinstance(replies, list):
+        raise ScenarioError(f"{source}: [realtime] replies must be a list")
     echo = caller.get("echo")
+    expect = raw.get("expect", {})
+    unknown = sorted(set(expect) - {"lead", "service", "city", "delivered"}) if isinstance(expect, dict) else ["?"]
+    if unknown:
+        raise ScenarioError(f"{source}: [expect] knows lead, service, city and delivered, not {unknown}")
+    if expect.get("lead", "complete") not in ("complete", "partial", "none"):
+        raise ScenarioError(f"{source}: [expect] lead must be complete, partial or none")
     return Scenario(
         name=str(raw.get("name", Path(source).stem)), description=str(raw.get("description", "")),
-        replies=list(replies), first_audio_delay_ms=int(realtime.get("first_audio_delay_ms", 0)),
+        replies=[_reply(r, f"{source}: [realtime] reply {i + 1}") for i, r in enumerate(replies)],
+        first_audio_delay_ms=int(realtime.get("first_audio_delay_ms", 0)),
         steps=[_step(s, f"{source}: step {i + 1}") for i, s in enumerate(steps)],
         noise_dbfs=caller.get("noise_dbfs"),
         echo=Echo(int(echo["delay_ms"]), float(echo["gain_db"])) if echo else None,
-        speedup=float(realtime.get("speedup", 8.0)),
+        speedup=float(realtime.get("speedup", 8.0)), expect=dict(expect),
         env={str(k): str(v) for k, v in raw.get("server_env", {}).items()}, source=source)
 
 

@@ -17,7 +17,9 @@ class Criterion:
 
 
 def judge(record: CallRecord, health_after: dict, log_text: str, counters: SimCounters | None,
-          expected_utterances: int) -> list[Criterion]:
+          expected_utterances: int, expect: dict | None = None, records: dict | None = None) -> list[Criterion]:
+    """``expect`` is the scenario's ``[expect]`` table and ``records`` what ``LoopbackCall.records``
+    found (leads, CRM receipts); the lead criteria are judged when both are given."""
     out: list[Criterion] = []
     said = len(record.speech_ends_ms)
     out.append(Criterion("caller spoke every scripted utterance", said == expected_utterances,
@@ -39,14 +41,41 @@ def judge(record: CallRecord, health_after: dict, log_text: str, counters: SimCo
     out.append(Criterion("no exception in the server log", tracebacks == 0, f"{tracebacks} tracebacks"))
     if counters is not None:
         creates = counters.client_events.get("response.create", 0)
-        out.append(Criterion("one response.create per utterance (+ greeting)", creates == expected_utterances + 1,
-                             f"{creates} response.create for {expected_utterances} utterances"))
+        tools = len(counters.tool_outputs)
+        out.append(Criterion("one response.create per utterance (+ greeting, + one per tool answer)",
+                             creates == expected_utterances + 1 + tools,
+                             f"{creates} response.create for {expected_utterances} utterances and {tools} tool answers"))
         dup = counters.errors.get("conversation_already_has_active_response", 0)
         out.append(Criterion("no conversation_already_has_active_response", dup == 0, f"{dup}"))
         out.append(Criterion("no error events from the model", not counters.errors, str(dict(counters.errors)) or "{}"))
         out.append(Criterion("every client event valid GA", not counters.invalid_client_events,
                              f"{len(counters.invalid_client_events)} invalid"
                              + (f": {counters.invalid_client_events[:2]}" if counters.invalid_client_events else "")))
+    if expect and records is not None:
+        out += _judge_lead(expect, records, log_text)
+    return out
+
+
+def _judge_lead(expect: dict, records: dict, log_text: str) -> list[Criterion]:
+    out: list[Criterion] = []
+    leads = records["leads"]
+    want = expect.get("lead", "complete")
+    lead = leads[0] if leads else None
+    got = lead["status"] if lead else "none"
+    out.append(Criterion(f"lead stored ({want})", got == want and len(leads) <= 1,
+                         f"{len(leads)} lead(s), status {got}"))
+    if lead is not None:
+        for key in ("service", "city"):
+            if key in expect:
+                out.append(Criterion(f"lead {key} normalised", lead[key] == expect[key], f"{lead[key]!r}"))
+    if want == "complete":
+        out.append(Criterion("smart hangup with the lead", "Lead captured: True" in log_text,
+                             "Lead captured: True" if "Lead captured: True" in log_text else "not logged"))
+    if expect.get("delivered"):
+        ids = [r["delivery_id"] for r in records["crm_received"]]
+        mine = [r for r in records["crm_received"] if lead and r["payload"]["lead"]["id"] == lead["id"]]
+        out.append(Criterion("lead delivered to the CRM exactly once", len(mine) == 1 and len(ids) == len(set(ids)),
+                             f"{len(mine)} accepted, {records['crm_attempts']} POSTs, outbox {records['outbox']}"))
     return out
 
 

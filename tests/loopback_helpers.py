@@ -9,15 +9,28 @@ class Finished:
         self.record, self.health = record, health
         self.counters = loop.realtime.counters
         self.log = loop.log_text()
+        self.leads: list[dict] = []
+        self.calls: list[dict] = []
+        self.outbox: dict = {}
+        self.crm_received: list[dict] = []
+        self.crm_attempts = 0
+
+    def read_records(self, loop: LoopbackCall) -> None:
+        found = loop.records()
+        self.leads, self.outbox, self.calls = found["leads"], found["outbox"], found["calls"]
+        self.crm_received, self.crm_attempts = found["crm_received"], found["crm_attempts"]
 
     def log_failures(self, expect: str) -> list[str]:
         """The operators' log check for one acceptance call, as readable failures."""
         return [f"{r.name}: {r.detail}" for r in check(self.log, expect) if not r.passed]
 
 
-def run_scenario(tmp_path_factory, name: str) -> Finished:
-    loop = LoopbackCall(scenario_mod.load(name), tmp_path_factory.mktemp(name) / "server.log")
+def run_scenario(tmp_path_factory, name: str, env: dict | None = None) -> Finished:
+    loop = LoopbackCall(scenario_mod.load(name), tmp_path_factory.mktemp(name) / "server.log", env=env)
     with loop:
         record = loop.call(max_duration_s=90)
         health = loop.wait_idle(timeout_s=5)
-    return Finished(loop, record, health)
+        finished = Finished(loop, record, health)
+        finished.read_records(loop)
+    finished.log = loop.log_text()
+    return finished

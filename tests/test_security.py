@@ -14,7 +14,7 @@ FORM = {"CallSid": "CA" + "1" * 32, "From": "+972501234567", "To": "+97235550100
 
 @pytest.fixture()
 def client():
-    settings = Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "TWILIO_AUTH_TOKEN": TOKEN,
+    settings = Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "DATABASE_URL": "sqlite://", "TWILIO_AUTH_TOKEN": TOKEN,
                                   "PUBLIC_BASE_URL": PUBLIC})
     return create_app(settings).test_client()
 
@@ -53,7 +53,7 @@ def test_media_upgrade_without_a_valid_signature_is_refused_before_accepting(cli
 
 def test_validation_off_is_explicit_and_loud(caplog):
     caplog.set_level(logging.WARNING)
-    settings = Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "TWILIO_SIGNATURE_VALIDATION": "off"})
+    settings = Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "DATABASE_URL": "sqlite://", "TWILIO_SIGNATURE_VALIDATION": "off"})
     client = create_app(settings).test_client()
     assert "TWILIO_SIGNATURE_VALIDATION=off" in caplog.text and "never in production" in caplog.text
     assert client.post("/webhook/incoming_call", data=FORM).status_code == 200

@@ -1,14 +1,18 @@
 """The OpenAI Realtime simulator behaves like the real service (protocols.md), over a real socket."""
 import base64
 import json
+import re
+import threading
 
 import pytest
 import websocket
 
 from server.core import realtime_protocol as rt
+from sim import scenario as scenario_mod
 from sim.ga_validation import validate_server_event
 from sim.realtime_server import RealtimeSimulator
-from sim.realtime_session import ReplyScript
+from sim.realtime_session import RealtimeSession, ReplyScript, SimCounters
+from sim.scenario import ScenarioError, ToolReply
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +164,168 @@ def test_counters_record_invalid_client_events(sim):
     c.send(rt.input_audio_clear())
     assert c.recv()["type"] == "input_audio_buffer.cleared"
     assert len(sim.counters.invalid_client_events) == before + 1
+
+
+# --- scripted function calls, driving a RealtimeSession directly (no socket) -----------------------
+
+SAVE_LEAD = ToolReply("save_lead", json.dumps({"service": "מנעול חכם", "city": "בתל אביב"}, ensure_ascii=False))
+
+
+class Direct:
+    """A RealtimeSession with its server events collected; ``until`` waits for the response thread."""
+
+    def __init__(self, replies, **kwargs) -> None:
+        self.events: list[dict] = []
+        self.on_event = None            # called with each event, on the sending thread
+        self._cond = threading.Condition()
+        self.counters = SimCounters()
+        self.session = RealtimeSession(self._collect, ReplyScript.from_scenario_replies(replies, fallback=None),
+                                       self.counters, **{"speedup": 50.0, **kwargs})
+        self.session.start()
+
+    def _collect(self, event: dict) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+        if self.on_event:
+            self.on_event(event)
+
+    def send(self, obj) -> None:
+        self.session.on_client_text(obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False))
+
+    def until(self, event_type: str, count: int = 1) -> list[dict]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: sum(e["type"] == event_type for e in self.events) >= count, 10)
+            return list(self.events)
+
+
+def test_tool_reply_is_the_ga_function_call_sequence():
+    d = Direct([SAVE_LEAD])
+    d.send(rt.response_create())
+    events = d.until("response.done")[1:]          # after session.created
+    types = [e["type"] for e in events]
+    deltas = [e for e in events if e["type"] == "response.function_call_arguments.delta"]
+    assert len(deltas) >= 1
+    assert types == ["response.created", "response.output_item.added", "conversation.item.added",
+                     *["response.function_call_arguments.delta"] * len(deltas),
+                     "response.function_call_arguments.done", "response.output_item.done",
+                     "conversation.item.done", "response.done"]
+    resp_id = events[0]["response"]["id"]
+    added = events[1]["item"]
+    call_id, item_id = added["call_id"], added["id"]
+    assert re.fullmatch(r"call_[0-9a-f]{16}", call_id)
+    assert added == {"id": item_id, "type": "function_call", "object": "realtime.item", "status": "in_progress",
+                     "call_id": call_id, "name": "save_lead", "arguments": ""}
+    assert events[2]["item"] == added
+    where = {"response_id": resp_id, "item_id": item_id, "output_index": 0, "call_id": call_id}
+    assert all({k: e[k] for k in where} == where and set(e) == {"type", "event_id", *where, "delta"}
+               for e in deltas)
+    assert "".join(e["delta"] for e in deltas) == SAVE_LEAD.arguments_json
+    args_done = events[-4]
+    assert args_done == {"type": "response.function_call_arguments.done", "event_id": args_done["event_id"],
+                         **where, "name": "save_lead", "arguments": SAVE_LEAD.arguments_json}
+    finished = {**added, "status": "completed", "arguments": SAVE_LEAD.arguments_json}
+    assert events[-3]["item"] == finished and events[-2]["item"] == finished
+    done = events[-1]["response"]
+    assert (done["id"], done["status"], done["output"]) == (resp_id, "completed", [finished])
+    assert d.counters.tool_calls == [("save_lead", call_id, SAVE_LEAD.arguments_json)]
+    assert d.counters.replies == [(None, "", "completed")]
+
+
+def test_tool_call_round_trip_every_event_is_valid_ga():
+    d = Direct([SAVE_LEAD, "ai_ask_city"], first_audio_delay_ms=20)
+    d.send(rt.response_create())
+    call_id = d.until("response.done")[-1]["response"]["output"][0]["call_id"]
+    d.send({"type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": call_id, "output": '{"ok": true}'}})
+    d.send(rt.response_create())
+    events = d.until("response.done", count=2)
+    assert {e["type"]: validate_server_event(e) for e in events if validate_server_event(e)} == {}
+    assert d.counters.tool_outputs == [(call_id, '{"ok": true}')]
+    output_item = next(e["item"] for e in events if e["type"] == "conversation.item.added"
+                       and e["item"]["type"] == "function_call_output")
+    assert (output_item["call_id"], output_item["output"]) == (call_id, '{"ok": true}')
+    second = events[[i for i, e in enumerate(events) if e["type"] == "response.created"][1]:]
+    assert "response.output_audio.delta" in [e["type"] for e in second]
+    assert second[-1]["response"]["output"][0]["content"][0]["transcript"] == "בשמחה. באיזו עיר אתם נמצאים?"
+    assert [clip for clip, _, _ in d.counters.replies] == [None, "ai_ask_city"]
+    assert d.counters.invalid_client_events == []
+
+
+def test_function_call_output_needs_a_known_call_id():
+    d = Direct([SAVE_LEAD])
+    d.send({"type": "conversation.item.create", "event_id": "evt_1",
+            "item": {"type": "function_call_output", "call_id": "call_0123456789abcdef", "output": "{}"}})
+    d.send({"type": "conversation.item.create", "item": {"type": "function_call_output", "output": "{}"}})
+    errors = [e["error"] for e in d.until("error", count=2) if e["type"] == "error"]
+    assert errors == [
+        {"type": "invalid_request_error", "code": "invalid_value", "param": "item.call_id", "event_id": "evt_1",
+         "message": "Tool call ID 'call_0123456789abcdef' not found in conversation."},
+        {"type": "invalid_request_error", "code": "missing_required_parameter", "param": "item.call_id",
+         "event_id": None, "message": "Missing required parameter: 'item.call_id'."}]
+    assert d.counters.tool_outputs == []
+    assert [e["type"] for e in d.events] == ["session.created", "error", "error"]   # no item was added
+
+
+def test_cancelled_tool_call_has_no_arguments_done():
+    d = Direct([SAVE_LEAD], delta_ms=2000, speedup=1.0)     # 0.5 s between deltas: the cancel lands first
+    d.on_event = lambda e: e["type"] == "response.function_call_arguments.delta" and d.send(rt.response_cancel())
+    d.send(rt.response_create())
+    events = d.until("response.done")
+    types = [e["type"] for e in events]
+    assert "response.function_call_arguments.done" not in types
+    assert types[-4:] == ["response.function_call_arguments.delta", "response.output_item.done",
+                          "conversation.item.done", "response.done"]
+    done = events[-1]["response"]
+    assert (done["status"], done["status_details"]["reason"]) == ("cancelled", "client_cancelled")
+    item = done["output"][0]
+    assert item["status"] == "incomplete" and SAVE_LEAD.arguments_json.startswith(item["arguments"])
+    assert d.counters.tool_calls == [] and d.counters.responses_cancelled == 1
+    assert {e["type"]: validate_server_event(e) for e in events if validate_server_event(e)} == {}
+
+
+def test_tool_call_cancelled_while_thinking_has_no_output():
+    d = Direct([SAVE_LEAD], first_audio_delay_ms=5000)
+    d.send(rt.response_create())
+    d.send(rt.response_cancel())
+    events = d.until("response.done")
+    assert [e["type"] for e in events] == ["session.created", "response.created", "response.done"]
+    assert (events[-1]["response"]["status"], events[-1]["response"]["output"]) == ("cancelled", [])
+
+
+# --- scenario replies ------------------------------------------------------------------------------
+
+STEPS = '[caller]\nsteps = [{ hangup = true }]\n'
+
+
+def test_scenario_replies_take_tool_tables():
+    text = ('[realtime]\nreplies = ["ai_greeting", { tool = "save_lead", arguments = '
+            '{ service = "מנעול חכם", city = "בתל אביב" } }]\n' + STEPS)
+    sc = scenario_mod.parse(text, "t.toml")
+    assert sc.replies == ["ai_greeting", SAVE_LEAD]
+    assert json.loads(sc.replies[1].arguments_json) == {"service": "מנעול חכם", "city": "בתל אביב"}
+    script = ReplyScript.from_scenario_replies(sc.replies)
+    assert [(r.clip, r.tool) for r in script.replies] == [("ai_greeting", None), (None, SAVE_LEAD)]
+    assert script.fallback.clip == "ai_fallback"
+    assert sc == scenario_mod.parse(text, "t.toml")           # still compares by value
+
+
+def test_scenario_docstring_example_parses():
+    example = re.search(r"```toml\n(.*?)```", scenario_mod.__doc__, re.S).group(1)
+    assert any(isinstance(r, ToolReply) for r in scenario_mod.parse(example).replies)
+
+
+@pytest.mark.parametrize("reply, complaint", [
+    ('{ tool = "save_lead" }', "exactly 'tool' and 'arguments', got ['tool']"),
+    ('{ tool = "save_lead", arguments = {}, extra = 1 }', "got ['arguments', 'extra', 'tool']"),
+    ('{ tool = 3, arguments = {} }', "'tool' must be a non-empty string, got 3"),
+    ('{ tool = "save_lead", arguments = "x" }', "'arguments' must be a table, got 'x'"),
+    ('{ tool = "save_lead", arguments = { when = 2024-01-01 } }', "'arguments' must be JSON-serialisable"),
+    ('"no_such_clip"', "no_such_clip"),
+    ('7', "a reply is a clip name or a table"),
+])
+def test_scenario_reply_errors_name_the_file_and_reply(reply, complaint):
+    with pytest.raises(ScenarioError) as exc:
+        scenario_mod.parse(f'[realtime]\nreplies = ["ai_greeting", {reply}]\n' + STEPS, "bad.toml")
+    assert str(exc.value).startswith("bad.toml: [realtime] reply 2: ")
+    assert complaint in str(exc.value)

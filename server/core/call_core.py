@@ -21,6 +21,11 @@ Theory of operation. The shell feeds facts (``server.core.events``) stamped with
   the pipeline to ``LISTENING``.
 * Silence: ``SilencePolicy`` asks for labelled prompts, then a goodbye; the smart hangup follows
   the goodbye's playout.
+* Lead capture: a ``save_lead`` tool call (``response.function_call_arguments.done``) is answered
+  by ``LeadCapture``; the answer goes back as ``SendToolOutput`` once that response is done, and
+  the follow-up response is one more ``QueueTrigger`` through the same guard (never a second
+  response in flight). A lead that becomes complete makes the follow-up the goodbye, and the
+  smart hangup follows its playout (``Lead captured: True``).
 * Stale events expected from the race between two peers (a delta of a cancelled response, the
   echo of a cleared mark) are dropped quietly and counted.
 
@@ -43,18 +48,22 @@ from server.core.drain import DrainCheck, Drained, DrainSuperseded, DrainTimedOu
 from server.core.energy_vad import EnergyVad, SpeechStarted, UtteranceEnded, VadState
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
                                 ClearPlayback, CommitAndTrigger, CoreAction, CoreEvent, EndAssistantAudio,
-                                ForwardAudio, HangUp, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
-                                RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, SendMark,
-                                SendResponseCreate, SessionReady, ShutdownRequested, Tick, TruncateAssistant)
+                                ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, QueueAssistantAudio,
+                                QueueTrigger, RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, SendMark,
+                                SendResponseCreate, SendToolOutput, SessionReady, ShutdownRequested, Tick,
+                                TruncateAssistant)
 from server.core.playout import PlayoutLedger
 from server.core.response_guard import ResponseGuard, SendCreate
 from server.core.silence_policy import SilencePolicy, SilenceStep
 from server.core.speech_likeness import SpeechLikeness
 from server.core.turn_config import TurnConfig
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, rms
+from server.leads.capture import LeadCapture
 
 TTS_END_MARK = "assistant_tts_end"
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS      # OpenAI refuses commits under 100 ms
+TOOL_RESULT = "tool_result"                # trigger reason of the response that follows a tool answer
+MAX_TOOL_CHAIN = 3                         # tool answers in a row without the caller speaking
 
 
 class Pipeline(Enum):
@@ -92,11 +101,15 @@ class CallStats:
     skipped_utterances: int = 0
     echo_blocked_utterances: int = 0
     vetoed_utterances: int = 0
+    latencies_ms: list = field(default_factory=list)
+    """Caller's last voiced frame -> first AI audio received, per answered caller turn."""
+    tool_calls: int = 0
 
 
 class CallCore:
     def __init__(self, config: TurnConfig, prompts: Mapping[str, str] | None = None,
-                 voice_decider: Callable[[bytes], bool] | None = None, echo_detection: bool = True) -> None:
+                 voice_decider: Callable[[bytes], bool] | None = None, echo_detection: bool = True,
+                 lead: LeadCapture | None = None) -> None:
         """``voice_decider`` (frame -> voiced) replaces the energy decision of the VAD and
         ``echo_detection=False`` treats every voiced frame as the caller's: both exist so other
         detectors can be measured under exactly the same turn-taking rules (scripts/bench_vad.py)."""
@@ -104,6 +117,11 @@ class CallCore:
         self.prompts = dict(prompts or {})
         self.voice_decider = voice_decider
         self.echo_detection = echo_detection
+        self.lead = lead
+        self._tool_outputs: dict[str, list[tuple[str, str]]] = {}
+        self._follow_up_owed = False
+        self._tool_chain = 0
+        self._caller_speech_end_ms: int | None = None
         self.vad = EnergyVad(config)
         self.likeness = SpeechLikeness(config.speech_min_modulation_db)
         self._utt_rms: list[float] = []
@@ -156,6 +174,8 @@ class CallCore:
     def request_response(self, reason: str, now_ms: int) -> list[CoreAction]:
         """The one way to a ``response.create``: guarded against active or pending responses."""
         self._now_ms = now_ms
+        if reason == TOOL_RESULT:
+            self._follow_up_owed = False
         if self.hangup_reason is not None:
             return [Note("INFO", f"[RESPONSE GUARD] call is ending – skipping new response ({reason})")]
         if self.guard.active_response_id is not None and self.guard.active_response_id in self._cancelled:
@@ -307,6 +327,8 @@ class CallCore:
                                 f"(conversation #{self.conversation_index})"))
         self._set_state(Pipeline.PROCESSING, f"len={self._utt_bytes} | silence_ms={rec.silence_ms}", out)
         self._eou_at_ms = now_ms
+        self._caller_speech_end_ms = now_ms - rec.silence_ms
+        self._tool_chain = 0
         self._forwarded_since_commit_bytes = 0
         out.append(CommitAndTrigger("end_of_speech"))
         out.append(Note("INFO", "✅ [BUILD 196.3] response.create queued (end of speech)"))
@@ -338,9 +360,13 @@ class CallCore:
             if e.transcript:
                 self.conversation.append(("assistant", e.transcript))
             out.append(Note("INFO", f"🤖 [REALTIME] AI said: {e.transcript}"))
+        elif isinstance(e, rt.FunctionCallDone):
+            self._on_function_call(e, out)
         elif isinstance(e, rt.InputTranscription):
             if e.transcript:
                 self.conversation.append(("user", e.transcript))
+                if self.lead is not None:
+                    self.lead.on_caller_text(e.transcript)
             out.append(Note("INFO", f"ASR_TEXT: {e.transcript} | dur_ms={self._last_utterance_ms}"))
         elif isinstance(e, rt.RealtimeError):
             self._on_error(e, out)
@@ -362,6 +388,9 @@ class CallCore:
             self.is_ai_speaking = True
             self._playing_response = e.response_id
             self._eou_at_ms = None
+            if self._caller_speech_end_ms is not None:
+                self.stats.latencies_ms.append(self._now_ms - self._caller_speech_end_ms)
+                self._caller_speech_end_ms = None
             self._set_state(Pipeline.SPEAKING, f"first audio of {e.response_id}", out)
             out.append(Note("INFO", f"TTS_START | frames={len(audio) // 160}"))
         out.append(QueueAssistantAudio(e.response_id, e.item_id, audio))
@@ -388,6 +417,8 @@ class CallCore:
             out.append(Note("WARNING", f"[REALTIME] response {e.response_id} failed ({code}) - listening again, "
                                        "no automatic retry"))
         self._end_audio(e.response_id, ev, out)
+        if self._answer_tool_calls(e, out):
+            return
         track = self._responses.get(e.response_id)
         if (track is None or not track.audio_started) and self.state is Pipeline.PROCESSING:
             self._eou_at_ms = None
@@ -430,7 +461,7 @@ class CallCore:
             self._playing_response = None
             if self.state is Pipeline.SPEAKING:
                 self._set_state(Pipeline.LISTENING, "buffer_reset", out)
-            if self._hangup_after_playout is not None and not self.guard.busy:
+            if self._hangup_after_playout is not None and not self.guard.busy and not self._follow_up_owed:
                 self._hang_up(self._hangup_after_playout, out)
 
     def _hang_up(self, reason: str, out: list[CoreAction]) -> None:
@@ -438,8 +469,56 @@ class CallCore:
             return
         self.hangup_reason = reason
         out.append(Note("INFO", f"📞 [SMART HANGUP] Reason: {reason}"))
-        out.append(Note("INFO", "📞 [SMART HANGUP] Lead captured: False"))
+        out.append(Note("INFO", f"📞 [SMART HANGUP] Lead captured: {self.lead_captured}"))
         out.append(HangUp(reason))
+
+    @property
+    def lead_captured(self) -> bool:
+        return self.lead is not None and self.lead.complete
+
+    # --- tools ------------------------------------------------------------------------------
+
+    def _on_function_call(self, e: rt.FunctionCallDone, out: list[CoreAction]) -> None:
+        """Answer now, send after the response is done (its ``response.done`` ends the tool turn)."""
+        self.stats.tool_calls += 1
+        if self.lead is None:
+            answer_text = '{"status":"error","error":"no tools are available in this call"}'
+            self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, answer_text))
+            out.append(Note("WARNING", f"[TOOL] {e.name} called but this call has no lead capture"))
+            return
+        answer = self.lead.on_tool_call(e.name, e.arguments)
+        self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, answer.output))
+        lead = self.lead.snapshot()
+        out.append(Note("INFO", f"[LEAD] {e.name} -> {answer.status}: service={lead.service} city={lead.city} "
+                                f"served={lead.city_served} missing={list(answer.missing)}"))
+        if answer.changed:
+            out.append(LeadChanged(lead, deliver=self.lead.complete))
+        if answer.became_complete and self._hangup_after_playout is None:
+            out.append(Note("INFO", "[LEAD] complete - the goodbye follows, then the smart hangup"))
+            self._hangup_after_playout = "lead_captured"
+
+    def _answer_tool_calls(self, e: rt.ResponseDone, out: list[CoreAction]) -> bool:
+        """Send the answers of this response's tool calls and, unless it was cancelled, queue the
+        follow-up. True when a follow-up is owed (the pipeline stays PROCESSING for it)."""
+        answers = self._tool_outputs.pop(e.response_id, [])
+        if not answers:
+            return False
+        for call_id, output in answers:
+            out.append(SendToolOutput(call_id, output))
+            self.conversation.append(("system", f"save_lead answered: {output}"))
+        if e.status == "cancelled" or e.response_id in self._cancelled or self.hangup_reason is not None:
+            return False              # the caller is talking; their turn's response sees the answer
+        self._tool_chain += 1
+        if self._tool_chain > MAX_TOOL_CHAIN:
+            out.append(Note("WARNING", f"[TOOL] {self._tool_chain} tool answers without the caller speaking - "
+                                       "not asking for another response"))
+            return False
+        self._follow_up_owed = True
+        if not self.is_ai_speaking:
+            self._set_state(Pipeline.PROCESSING, f"tool answer for {e.response_id}", out)
+        self._eou_at_ms = self._now_ms
+        out.append(QueueTrigger(TOOL_RESULT))
+        return True
 
     def _on_link_lost(self, ev: RealtimeLinkLost, out: list[CoreAction]) -> None:
         self.link_up = False
@@ -449,6 +528,8 @@ class CallCore:
         if self.guard.busy or self.state is Pipeline.PROCESSING:
             self._resume_after_restore = True          # a turn was waiting for its answer
         self.guard.reset()
+        self._tool_outputs.clear()        # their calls died with the session; the lead itself is kept
+        self._follow_up_owed = False
         self._eou_at_ms = None
         out.append(Note("WARNING", f"[REALTIME] link lost ({ev.reason}); {len(self.conversation)} turns kept "
                                    f"for the new session{'; an answer is owed' if self._resume_after_restore else ''}"))
@@ -490,7 +571,7 @@ class CallCore:
             self._eou_at_ms = ev.now_ms
             out.append(QueueTrigger(SilenceStep.GOODBYE.value))
         if (self._hangup_after_playout is not None and self.state is Pipeline.LISTENING and not self.guard.busy
-                and not self.is_ai_speaking and not self.ledger.marks_pending):
+                and not self._follow_up_owed and not self.is_ai_speaking and not self.ledger.marks_pending):
             self._hang_up(self._hangup_after_playout, out)     # the goodbye failed or had no audio
         if self._last_status_ms is None:
             self._last_status_ms = ev.now_ms

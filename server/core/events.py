@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.core import realtime_protocol as rt
+from server.leads.capture import LeadSnapshot
 
 # --- inputs ---------------------------------------------------------------------------------
 
@@ -145,6 +146,21 @@ class HangUp:
 
 
 @dataclass(frozen=True)
+class SendToolOutput:
+    """``conversation.item.create`` of a ``function_call_output`` (its follow-up response is a
+    separate ``QueueTrigger``, through the guard)."""
+    call_id: str
+    output: str
+
+
+@dataclass(frozen=True)
+class LeadChanged:
+    """The lead changed: store it; ``deliver`` queues it for the business's CRM in the same write."""
+    lead: LeadSnapshot
+    deliver: bool
+
+
+@dataclass(frozen=True)
 class Note:
     """A log record; the shell logs it. ``level`` is a logging level name."""
     level: str
@@ -153,4 +169,4 @@ class Note:
 
 CoreAction = (ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
               | QueueAssistantAudio | EndAssistantAudio | SendMark | CancelResponse | ClearPlayback
-              | TruncateAssistant | HangUp | Note)
+              | TruncateAssistant | HangUp | SendToolOutput | LeadChanged | Note)

@@ -84,6 +84,17 @@ class ResponseDone:
 
 
 @dataclass(frozen=True)
+class FunctionCallDone:
+    """``response.function_call_arguments.done``: the one event we act on for a tool call
+    (``response.output_item.done`` describes the same call and is ignored, or it would run twice)."""
+    response_id: str
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ItemTruncated:
     item_id: str
     audio_end_ms: int
@@ -116,7 +127,7 @@ class MalformedServerEvent:
 
 ServerEvent = (SessionCreated | SessionUpdated | InputCommitted | ItemAdded | InputTranscription
                | ResponseCreated | AudioDelta | AudioDone | TranscriptDone | ResponseDone
-               | ItemTruncated | RealtimeError | Ignored | UnknownServerEvent | MalformedServerEvent)
+               | FunctionCallDone | ItemTruncated | RealtimeError | Ignored | UnknownServerEvent | MalformedServerEvent)
 
 _IGNORED = frozenset({
     "conversation.created", "conversation.item.done", "conversation.item.deleted",
@@ -126,7 +137,7 @@ _IGNORED = frozenset({
     "response.output_item.added", "response.output_item.done", "response.content_part.added",
     "response.content_part.done", "response.output_audio_transcript.delta",
     "response.output_text.delta", "response.output_text.done", "rate_limits.updated",
-    "response.function_call_arguments.delta", "response.function_call_arguments.done",
+    "response.function_call_arguments.delta",
 })
 
 
@@ -164,6 +175,9 @@ _PARSERS = {
     "response.output_audio_transcript.done":
         lambda m: TranscriptDone(str(m["response_id"]), str(m["item_id"]), str(m.get("transcript") or "")),
     "response.done": _response_done,
+    "response.function_call_arguments.done":
+        lambda m: FunctionCallDone(str(m["response_id"]), str(m["item_id"]), str(m["call_id"]),
+                                   str(m.get("name") or ""), str(m.get("arguments") or "")),
     "conversation.item.truncated": lambda m: ItemTruncated(str(m["item_id"]), int(m["audio_end_ms"])),
     "error": _error,
 }
@@ -194,15 +208,18 @@ def _dump(obj: dict) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def session_update(instructions: str, voice: str, transcription_model: str | None) -> str:
+def session_update(instructions: str, voice: str, transcription_model: str | None,
+                   tools: list[dict] | None = None, language: str | None = None) -> str:
+    """Our VAD decides turns (``turn_detection: null``); µ-law both ways; optional function tools
+    (flat GA shape) and the caller's language as a transcription hint (ISO-639-1)."""
     audio_input: dict = {"format": {"type": "audio/pcmu"}, "turn_detection": None}
     if transcription_model:
-        audio_input["transcription"] = {"model": transcription_model}
-    return _dump({"type": "session.update",
-                  "session": {"type": "realtime", "output_modalities": ["audio"],
-                              "instructions": instructions,
-                              "audio": {"input": audio_input,
-                                        "output": {"format": {"type": "audio/pcmu"}, "voice": voice}}}})
+        audio_input["transcription"] = {"model": transcription_model, **({"language": language} if language else {})}
+    session: dict = {"type": "realtime", "output_modalities": ["audio"], "instructions": instructions,
+                     "audio": {"input": audio_input, "output": {"format": {"type": "audio/pcmu"}, "voice": voice}}}
+    if tools:
+        session["tools"], session["tool_choice"] = tools, "auto"
+    return _dump({"type": "session.update", "session": session})
 
 
 def input_audio_append(audio_b64: str) -> str:
@@ -235,6 +252,13 @@ def conversation_text_item(role: str, text: str) -> str:
     kind = "output_text" if role == "assistant" else "input_text"
     return _dump({"type": "conversation.item.create",
                   "item": {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}})
+
+
+def function_call_output(call_id: str, output: str) -> str:
+    """The answer to a tool call, matched by ``call_id``; a ``response.create`` must follow for the
+    model to speak about it (sent separately, through the guarded trigger)."""
+    return _dump({"type": "conversation.item.create",
+                  "item": {"type": "function_call_output", "call_id": call_id, "output": output}})
 
 
 def item_truncate(item_id: str, audio_end_ms: int) -> str:

@@ -109,3 +109,16 @@ def normalise_service(raw: str, services: list[str]) -> Normalised:
     if best is not None and best_score >= 0.6:
         return Normalised(best)
     return Normalised(None, f"«{raw.strip()}» is not one of the services: " + ", ".join(services))
+
+
+def find_city_in_text(text: str, max_words: int = 3) -> str | None:
+    """A city named anywhere in free speech («אני צריך מנעולן בתל אביב דחוף»), exact spellings only:
+    similarity on every word run would find towns in ordinary words."""
+    words = canonical_text(text).split()
+    index = _localities()
+    for size in range(min(max_words, len(words)), 0, -1):
+        for start in range(len(words) - size + 1):
+            for candidate in _candidates(" ".join(words[start:start + size])):
+                if candidate in index and len(candidate) > 2:
+                    return index[candidate]
+    return None

@@ -1,0 +1,1 @@
+"""Business profiles per called number."""

@@ -1,0 +1,1 @@
+"""Delivering captured leads to the business's CRM over signed webhooks."""

@@ -1,0 +1,1 @@
+"""Storage of businesses, calls, leads and the delivery outbox (SQLAlchemy 2)."""

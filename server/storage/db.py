@@ -1,0 +1,233 @@
+"""The store: every database read and write of the server, as short transactions.
+
+``Store(url)`` opens SQLAlchemy 2 on ``DATABASE_URL`` (SQLite file by default; a Postgres URL
+works unchanged) and ``create_schema`` makes the tables (on start, or ``python -m server.storage
+init``). A lead and its outbox message are written in ONE transaction, so a committed lead always
+has its delivery pending and a crash between the two cannot lose it. Outbox messages are claimed
+with a conditional UPDATE (a lease), so two worker processes never deliver the same message at
+the same time; the receiver dedupes retries on the delivery id.
+
+The calls are short and rare (a call's start and end, a lead), so they run in the calling green
+thread; SQLite in WAL mode answers them in about a millisecond.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Iterable
+
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.business.profiles import BusinessProfile, Profiles
+from server.leads.capture import LeadSnapshot
+from server.storage.models import Base, Business, Call, Lead, OutboxMessage, utcnow
+
+DEFAULT_URL = "sqlite:///" + str(Path(__file__).resolve().parents[2] / "data" / "prosaas.sqlite3")
+
+
+@dataclass(frozen=True)
+class OutboxJob:
+    id: int
+    delivery_id: str
+    url: str
+    secret_env: str | None
+    body: str
+    attempts: int
+    created_at: datetime
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")       # readers (the admin page, tests) never block a call
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=5000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+
+class Store:
+    def __init__(self, url: str = DEFAULT_URL) -> None:
+        self.url = url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        return self._session()
+
+    # --- businesses ---------------------------------------------------------------------------
+
+    def sync_businesses(self, profiles: Profiles) -> int:
+        """Insert or update every listed business (a number removed from the file stays, unused)."""
+        with self.session() as s, s.begin():
+            for profile in profiles.businesses.values():
+                row = s.scalar(select(Business).where(Business.number == profile.number))
+                if row is None:
+                    s.add(Business(number=profile.number, name=profile.name, profile_json=profile.to_json()))
+                else:
+                    row.name, row.profile_json = profile.name, profile.to_json()
+        return len(profiles.businesses)
+
+    def business_for(self, number: str) -> tuple[int, BusinessProfile] | None:
+        with self.session() as s:
+            row = s.scalar(select(Business).where(Business.number == number))
+            return None if row is None else (row.id, BusinessProfile.from_json(row.profile_json))
+
+    # --- calls --------------------------------------------------------------------------------
+
+    def call_started(self, call_sid: str, stream_sid: str, business_id: int | None, called_number: str,
+                     caller_masked: str) -> None:
+        with self.session() as s, s.begin():
+            row = s.scalar(select(Call).where(Call.call_sid == call_sid))
+            if row is None:
+                s.add(Call(call_sid=call_sid, stream_sid=stream_sid, business_id=business_id,
+                           called_number=called_number, caller_masked=caller_masked))
+            else:                                   # a reconnected stream of the same call
+                row.stream_sid = stream_sid
+
+    def call_ended(self, call_sid: str, outcome: str, hangup_reason: str, turns: int, responses: int,
+                   barge_ins: int, latencies_ms: list[int], transcript: list[tuple[str, str]]) -> None:
+        ordered = sorted(latencies_ms)
+        with self.session() as s, s.begin():
+            row = s.scalar(select(Call).where(Call.call_sid == call_sid))
+            if row is None:
+                return
+            row.ended_at, row.outcome, row.hangup_reason = utcnow(), outcome, hangup_reason
+            row.turns, row.responses, row.barge_ins = turns, responses, barge_ins
+            row.latency_median_ms = ordered[len(ordered) // 2] if ordered else None
+            row.latency_max_ms = ordered[-1] if ordered else None
+            row.latencies_json = json.dumps(latencies_ms)
+            row.transcript_json = json.dumps(transcript, ensure_ascii=False)
+
+    # --- leads and their delivery ---------------------------------------------------------------
+
+    def save_lead(self, call_sid: str, lead: LeadSnapshot, deliver_to: tuple[str, str | None] | None,
+                  business: dict | None = None) -> int:
+        """Write (or update) the call's lead; with ``deliver_to`` = (url, secret_env), queue its
+        delivery in the same transaction. Returns the lead id."""
+        with self.session() as s, s.begin():
+            call = s.scalar(select(Call).where(Call.call_sid == call_sid))
+            if call is None:
+                raise LookupError(f"no call {call_sid}")
+            row = s.scalar(select(Lead).where(Lead.call_id == call.id))
+            if row is None:
+                row = Lead(call_id=call.id, business_id=call.business_id, status=lead.status)
+                s.add(row)
+            row.status, row.service, row.city, row.city_served = lead.status, lead.service, lead.city, lead.city_served
+            row.name, row.phone, row.notes = lead.name, lead.phone, lead.notes
+            row.missing_json = json.dumps(list(lead.missing))
+            row.sources_json = json.dumps(lead.sources, sort_keys=True)
+            s.flush()
+            if deliver_to is not None:
+                delivery_id = f"dlv_{uuid.uuid4().hex}"
+                body = {"event": f"lead.{lead.status}", "delivery_id": delivery_id,
+                        "lead": {"id": row.id, "status": lead.status, "service": lead.service, "city": lead.city,
+                                 "city_served": lead.city_served, "name": lead.name, "phone": lead.phone,
+                                 "notes": lead.notes, "missing": list(lead.missing)},
+                        "business": business or {}, "call": {"call_sid": call_sid,
+                                                             "started_at": call.started_at.isoformat() + "Z"}}
+                s.add(OutboxMessage(delivery_id=delivery_id, lead_id=row.id, url=deliver_to[0],
+                                    secret_env=deliver_to[1], body=json.dumps(body, ensure_ascii=False)))
+            return row.id
+
+    def claim_due(self, now: datetime, lease_s: int, limit: int = 10) -> list[OutboxJob]:
+        """Pending messages whose time has come, each leased to this worker for ``lease_s``."""
+        with self.session() as s, s.begin():
+            rows = s.scalars(select(OutboxMessage).where(
+                OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
+                (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now))
+                .order_by(OutboxMessage.next_attempt_at).limit(limit)).all()
+            claimed = []
+            for row in rows:
+                won = s.execute(update(OutboxMessage).where(
+                    OutboxMessage.id == row.id, OutboxMessage.status == "pending",
+                    (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now))
+                    .values(lease_until=now + timedelta(seconds=lease_s))
+                    .execution_options(synchronize_session=False)).rowcount
+                if won == 1:
+                    claimed.append(OutboxJob(row.id, row.delivery_id, row.url, row.secret_env, row.body,
+                                             row.attempts, row.created_at))
+            return claimed
+
+    def delivery_succeeded(self, job_id: int, now: datetime) -> None:
+        with self.session() as s, s.begin():
+            s.execute(update(OutboxMessage).where(OutboxMessage.id == job_id).values(
+                status="delivered", delivered_at=now, attempts=OutboxMessage.attempts + 1,
+                lease_until=None, last_error=None))
+
+    def delivery_failed(self, job_id: int, error: str, next_attempt_at: datetime | None) -> None:
+        """A failed attempt: retried at ``next_attempt_at``, or ``dead`` (kept, never deleted) when None."""
+        values = {"attempts": OutboxMessage.attempts + 1, "lease_until": None, "last_error": error[:500]}
+        if next_attempt_at is None:
+            values["status"] = "dead"
+        else:
+            values["next_attempt_at"] = next_attempt_at
+        with self.session() as s, s.begin():
+            s.execute(update(OutboxMessage).where(OutboxMessage.id == job_id).values(**values))
+
+    def next_due_at(self) -> datetime | None:
+        with self.session() as s:
+            return s.scalar(select(func.min(OutboxMessage.next_attempt_at)).where(OutboxMessage.status == "pending"))
+
+    # --- read-only listings -----------------------------------------------------------------------
+
+    def recent_calls(self, limit: int = 50) -> list[dict]:
+        with self.session() as s:
+            rows = s.execute(select(Call, Business.name).outerjoin(Business, Call.business_id == Business.id)
+                             .order_by(Call.started_at.desc(), Call.id.desc()).limit(limit)).all()
+            return [_call_dict(c, name) for c, name in rows]
+
+    def recent_leads(self, limit: int = 50) -> list[dict]:
+        with self.session() as s:
+            rows = s.execute(select(Lead, Call.call_sid, Business.name)
+                             .join(Call, Lead.call_id == Call.id)
+                             .outerjoin(Business, Lead.business_id == Business.id)
+                             .order_by(Lead.created_at.desc(), Lead.id.desc()).limit(limit)).all()
+            out = []
+            for lead, call_sid, business in rows:
+                deliveries = s.scalars(select(OutboxMessage).where(OutboxMessage.lead_id == lead.id)
+                                       .order_by(OutboxMessage.id)).all()
+                out.append(_lead_dict(lead, call_sid, business, deliveries))
+            return out
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
+            return {status: n for status, n in rows}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds") + "Z"
+
+
+def _call_dict(c: Call, business: str | None) -> dict:
+    return {"call_sid": c.call_sid, "business": business, "called_number": c.called_number,
+            "caller": c.caller_masked, "started_at": _iso(c.started_at), "ended_at": _iso(c.ended_at),
+            "outcome": c.outcome, "hangup_reason": c.hangup_reason, "turns": c.turns, "responses": c.responses,
+            "barge_ins": c.barge_ins, "latency_median_ms": c.latency_median_ms, "latency_max_ms": c.latency_max_ms,
+            "transcript": json.loads(c.transcript_json or "[]")}
+
+
+def _lead_dict(lead: Lead, call_sid: str, business: str | None, deliveries: Iterable[OutboxMessage]) -> dict:
+    return {"id": lead.id, "call_sid": call_sid, "business": business, "status": lead.status,
+            "service": lead.service, "city": lead.city, "city_served": lead.city_served, "name": lead.name,
+            "phone": lead.phone, "notes": lead.notes, "missing": json.loads(lead.missing_json or "[]"),
+            "sources": json.loads(lead.sources_json or "{}"), "created_at": _iso(lead.created_at),
+            "deliveries": [{"delivery_id": d.delivery_id, "status": d.status, "attempts": d.attempts,
+                            "last_error": d.last_error, "delivered_at": _iso(d.delivered_at)} for d in deliveries]}
