@@ -2,7 +2,7 @@
 
 ``GET /admin/calls`` and ``GET /admin/leads`` answer JSON (``?limit=``, at most 500); ``GET /admin``
 is a small HTML page of both. The token goes in ``Authorization: Bearer <token>`` (or ``?token=``
-for a browser). Without ``ADMIN_TOKEN`` the listings are off (404), so a fresh deployment never
+for a browser, when no bearer header is sent). Without ``ADMIN_TOKEN`` the listings are off (404), so a fresh deployment never
 exposes leads by accident. Leads carry the callback phone in full: that is what the business needs.
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ def register_admin(app: Flask, store: Store, token: Secret) -> None:
     def denied() -> Response | None:
         if not token:
             return Response("admin listings are off: set ADMIN_TOKEN to enable them\n", status=404)
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or request.args.get("token", "")
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        given = credentials.strip() if scheme.lower() == "bearer" else request.args.get("token", "")
         if not hmac.compare_digest(given.encode(), token.reveal().encode()):
             return Response("a valid admin token is required\n", status=401,
                             headers={"WWW-Authenticate": 'Bearer realm="prosaas-admin"'})

@@ -12,7 +12,9 @@ generic criteria, and ``--expect`` adds those of one acceptance call:
 * ``quiet_echo``: no response other than the greeting and labelled silence prompts / goodbye, no
   barge-in;
 * ``single_pipeline``: one audio pipeline, one ``response.created`` per turn, no duplicate
-  responses.
+  responses;
+* ``lead``: ``save_lead`` saved the lead, one follow-up response, and the smart hangup with
+  ``Lead captured: True``.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ _CALL = re.compile(r"call=(CA[0-9A-Za-z]+) ")
 _TIME = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d\d\d) ")
 _UNMASKED_PHONE = re.compile(r"\+\d{9,}")
 LABELLED_REASONS = {"greeting", "silence_warning", "goodbye"}
-EXPECTATIONS = ("silent", "normal", "barge_in", "quiet_echo", "single_pipeline")
+EXPECTATIONS = ("silent", "normal", "barge_in", "quiet_echo", "single_pipeline", "lead")
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,12 @@ def _expected(call: str, lines: list[str], expect: str) -> list[Result]:
                     f"{created} created, {len(reasons)} creates"))
         turns = sum("SPEECH→SILENCE: Triggering AI response" in ln for ln in lines)
         res.append(("one response per turn", reasons.count("end_of_speech") == turns, f"{turns} turns, reasons {reasons}"))
+    elif expect == "lead":
+        saved = [ln for ln in lines if "[LEAD] save_lead -> saved" in ln]
+        res.append(("save_lead saved the lead", bool(saved), f"{len(saved)}"))
+        res.append(("one follow-up per tool answer", reasons.count("tool_result") == sum(
+            "[LEAD] save_lead ->" in ln for ln in lines), f"reasons {reasons}"))
+        res.append(("smart hangup with the lead", any("[SMART HANGUP] Lead captured: True" in ln for ln in lines), ""))
     else:
         raise ValueError(f"unknown expectation {expect!r}; one of {', '.join(EXPECTATIONS)}")
     return [Result(call, f"[{expect}] {name}", ok, detail) for name, ok, detail in res]

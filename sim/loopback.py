@@ -41,9 +41,11 @@ def free_port() -> int:
 class LoopbackCall:
     def __init__(self, scenario: Scenario, log_path: Path, env: dict[str, str] | None = None,
                  use_simulator: bool = True, worker_class: str = "eventlet", realtime_faults: dict | None = None,
-                 graceful_timeout_s: int = 5, crm: CrmReceiver | None = None) -> None:
+                 graceful_timeout_s: int = 5, crm: CrmReceiver | None = None,
+                 database_path: Path | None = None) -> None:
         """``realtime_faults``: keyword switches of ``RealtimeSimulator`` (reject_status, handshake_delay_ms).
-        ``crm``: a receiver to deliver leads to (one is started when not given)."""
+        ``crm``: a receiver to deliver leads to (one is started when not given). ``database_path``:
+        an existing database to start on (a restarted server); by default a fresh one next to the log."""
         self.realtime_faults = realtime_faults or {}
         self.graceful_timeout_s = graceful_timeout_s
         self.scenario = scenario
@@ -56,7 +58,8 @@ class LoopbackCall:
         self.port = 0
         self.crm = crm
         self._own_crm = crm is None
-        self.db_path = log_path.parent / f"{log_path.stem}.sqlite3"
+        self.fresh_database = database_path is None
+        self.db_path = database_path or log_path.parent / f"{log_path.stem}.sqlite3"
 
     @property
     def base_url(self) -> str:
@@ -80,8 +83,9 @@ class LoopbackCall:
         if self.crm is None:
             self.crm = CrmReceiver(CRM_SECRET).start()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.log_path.parent.glob(self.db_path.name + "*"):
-            stale.unlink()
+        if self.fresh_database:
+            for stale in self.db_path.parent.glob(self.db_path.name + "*"):
+                stale.unlink()
         businesses = self.log_path.parent / f"{self.log_path.stem}.businesses.toml"
         businesses.write_text("\n".join(
             f'crm_webhook_url = "{self.crm.url}"' if line.startswith("crm_webhook_url") else line

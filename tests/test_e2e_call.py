@@ -85,7 +85,7 @@ def test_echo_on_the_line_never_triggers_and_real_turns_still_do(echo_call):
     """Acceptance call 5 shape with line echo: «התקנת מנעול חכם», «בתל אביב», «כן»."""
     assert echo_call.record.failures == []
     assert len(echo_call.record.speech_ends_ms) == 3
-    assert echo_call.counters.client_events["response.create"] == 4
+    assert echo_call.counters.client_events["response.create"] == 5     # greeting, 3 turns, the tool answer
     assert dict(echo_call.counters.errors) == {}
     assert echo_call.counters.invalid_client_events == []
     # the echo of the AI was heard by the VAD and refused as a turn
@@ -99,3 +99,38 @@ def test_echo_on_the_line_never_triggers_and_real_turns_still_do(echo_call):
 def test_acceptance_2_and_5_from_the_log_alone(normal, echo_call, expect):
     for call in (normal, echo_call):
         assert call.log_failures(expect) == []
+
+
+def test_the_hebrew_lead_is_stored_normalised_delivered_once_and_ends_the_call(echo_call):
+    """Issue 5's proof: «התקנת מנעול חכם», «בתל אביב», «כן» -> save_lead -> goodbye -> smart hangup."""
+    assert [name for name, _, _ in echo_call.counters.tool_calls] == ["save_lead"]
+    assert len(echo_call.leads) == 1
+    lead = echo_call.leads[0]
+    assert (lead["status"], lead["service"], lead["city"], lead["city_served"]) == (
+        "complete", "התקנת מנעול חכם", "תל אביב-יפו", True)
+    assert lead["phone"] == "+972501234567" and lead["missing"] == []
+    assert [r["payload"]["lead"]["id"] for r in echo_call.crm_received] == [lead["id"]]
+    assert echo_call.crm_attempts == 1 and echo_call.outbox == {"delivered": 1}
+    assert "📞 [SMART HANGUP] Reason: lead_captured" in echo_call.log
+    assert "📞 [SMART HANGUP] Lead captured: True" in echo_call.log
+    assert echo_call.record.hung_up_by == "server"
+    call = echo_call.calls[0]
+    assert call["outcome"] == "lead_captured" and call["turns"] == 3
+    assert call["latency_median_ms"] is not None and call["latency_max_ms"] >= call["latency_median_ms"]
+
+
+def test_the_tool_answer_precedes_its_one_follow_up_response(echo_call):
+    """function_call_output is sent after the tool response is done, then exactly one response.create."""
+    log = [(kind, etype) for _, kind, etype in echo_call.counters.log]
+    output_at = log.index(("client", "conversation.item.create"))
+    tool_done_at = max(i for i, e in enumerate(log[:output_at]) if e == ("server", "response.done"))
+    assert ("server", "response.function_call_arguments.done") in log[:tool_done_at]
+    following = [e for e in log[output_at + 1:] if e[0] == "client" and e[1] == "response.create"]
+    assert len(following) == 1
+    assert [json_status(o) for _, o in echo_call.counters.tool_outputs] == ["saved"]
+    assert echo_call.log_failures("lead") == []
+
+
+def json_status(output: str) -> str:
+    import json
+    return json.loads(output)["status"]

@@ -163,14 +163,17 @@ def parse_profiles(text: str, source: str = "<string>") -> Profiles:
     if not isinstance(entries, list):
         problems.append(f"{source}: 'business' must be an array of tables ([[business]])")
         entries = []
+    seen: set[str] = set()
     for i, entry in enumerate(entries, 1):
         label = entry.get("number", "?") if isinstance(entry, dict) else "?"
+        number = normalise_phone(label).value if isinstance(label, str) else None
+        if number is not None:             # checked even when the entry has other problems
+            if number in seen:
+                problems.append(f"{source}: business #{i}: number {number} is listed twice")
+            seen.add(number)
         profile = _profile(entry, f"{source}: business #{i} ({label})", problems, default=False)
-        if profile is None:
-            continue
-        if profile.number in businesses:
-            problems.append(f"{source}: business #{i}: number {profile.number} is listed twice")
-        businesses[profile.number] = profile
+        if profile is not None:
+            businesses[profile.number] = profile
     if problems:
         raise ProfileError(problems)
     return Profiles(businesses, default, source)

@@ -22,7 +22,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable, Mapping
 
 from server import green
@@ -58,11 +58,14 @@ def http_post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) 
 class OutboxWorker:
     def __init__(self, store: Store, environ: Mapping[str, str] | None = None,
                  post: Callable[[str, bytes, dict[str, str], float], int] = http_post,
-                 clock_s: Callable[[], float] = time.time) -> None:
+                 clock_s: Callable[[], float] = time.time, now: Callable[[], datetime] = utcnow) -> None:
+        """``post``, ``clock_s`` (signature timestamps) and ``now`` (UTC, scheduling) are injected so
+        the retry schedule can be tested on fake time."""
         self.store = store
         self.environ = os.environ if environ is None else environ
         self.post = post
         self.clock_s = clock_s
+        self.now = now
         self._wake = green.Queue(1)       # a doorbell: one pending ring is enough
         self.stopped = False
         self.delivered = 0
@@ -96,12 +99,12 @@ class OutboxWorker:
         due = self.store.next_due_at()
         if due is None:
             return IDLE_POLL_S
-        return max(0.05, min(IDLE_POLL_S, (due - utcnow()).total_seconds()))
+        return max(0.05, min(IDLE_POLL_S, (due - self.now()).total_seconds()))
 
     def run_once(self) -> int:
         """Deliver every message that is due now; returns how many were delivered."""
         delivered = 0
-        for job in self.store.claim_due(utcnow(), LEASE_S):
+        for job in self.store.claim_due(self.now(), LEASE_S):
             if self._deliver(job):
                 delivered += 1
         return delivered
@@ -120,7 +123,7 @@ class OutboxWorker:
         except OSError as exc:
             return self._failed(job, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}")
         if 200 <= status < 300:
-            self.store.delivery_succeeded(job.id, utcnow())
+            self.store.delivery_succeeded(job.id, self.now())
             self.delivered += 1
             log.info("[OUTBOX] delivered %s after %d attempt(s) (HTTP %d)", job.delivery_id, job.attempts + 1, status)
             return True
@@ -129,7 +132,7 @@ class OutboxWorker:
     def _failed(self, job: OutboxJob, error: str) -> bool:
         self.failed_attempts += 1
         attempts = job.attempts + 1
-        now = utcnow()
+        now = self.now()
         if (now - job.created_at).total_seconds() > RETENTION_S:
             self.store.delivery_failed(job.id, error, None)
             log.error("[OUTBOX] giving up on %s after %d attempts over %d days (%s) - kept as dead",

@@ -13,6 +13,7 @@ thread; SQLite in WAL mode answers them in about a millisecond.
 from __future__ import annotations
 
 import json
+import statistics
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,19 +75,22 @@ class Store:
     # --- businesses ---------------------------------------------------------------------------
 
     def sync_businesses(self, profiles: Profiles) -> int:
-        """Insert or update every listed business (a number removed from the file stays, unused)."""
+        """Insert or update every listed business; a number removed from the file stays (its calls
+        refer to it) but is marked inactive and answers no more calls."""
         with self.session() as s, s.begin():
+            for row in s.scalars(select(Business).where(Business.number.not_in(list(profiles.businesses)))):
+                row.active = False
             for profile in profiles.businesses.values():
                 row = s.scalar(select(Business).where(Business.number == profile.number))
                 if row is None:
                     s.add(Business(number=profile.number, name=profile.name, profile_json=profile.to_json()))
                 else:
-                    row.name, row.profile_json = profile.name, profile.to_json()
+                    row.name, row.profile_json, row.active = profile.name, profile.to_json(), True
         return len(profiles.businesses)
 
     def business_for(self, number: str) -> tuple[int, BusinessProfile] | None:
         with self.session() as s:
-            row = s.scalar(select(Business).where(Business.number == number))
+            row = s.scalar(select(Business).where(Business.number == number, Business.active.is_(True)))
             return None if row is None else (row.id, BusinessProfile.from_json(row.profile_json))
 
     # --- calls --------------------------------------------------------------------------------
@@ -103,15 +107,14 @@ class Store:
 
     def call_ended(self, call_sid: str, outcome: str, hangup_reason: str, turns: int, responses: int,
                    barge_ins: int, latencies_ms: list[int], transcript: list[tuple[str, str]]) -> None:
-        ordered = sorted(latencies_ms)
         with self.session() as s, s.begin():
             row = s.scalar(select(Call).where(Call.call_sid == call_sid))
             if row is None:
                 return
             row.ended_at, row.outcome, row.hangup_reason = utcnow(), outcome, hangup_reason
             row.turns, row.responses, row.barge_ins = turns, responses, barge_ins
-            row.latency_median_ms = ordered[len(ordered) // 2] if ordered else None
-            row.latency_max_ms = ordered[-1] if ordered else None
+            row.latency_median_ms = round(statistics.median(latencies_ms)) if latencies_ms else None
+            row.latency_max_ms = max(latencies_ms) if latencies_ms else None
             row.latencies_json = json.dumps(latencies_ms)
             row.transcript_json = json.dumps(transcript, ensure_ascii=False)
 

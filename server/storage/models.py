@@ -27,6 +27,8 @@ class Business(Base):
     name: Mapped[str] = mapped_column(String(200))
     profile_json: Mapped[str] = mapped_column(Text)
     """The whole ``BusinessProfile`` as JSON (the columns above are for queries)."""
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    """False once the number is no longer in the profiles file: kept for the old calls, never answers."""
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
