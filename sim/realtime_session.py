@@ -173,7 +173,11 @@ class RealtimeSession:
             self.counters.invalid_client_events.append(("<not json>", ["invalid JSON"]))
             self.error("invalid_json", "We could not parse the JSON body of your request.")
             return
-        etype = event.get("type") if isinstance(event, dict) else None
+        if not isinstance(event, dict):          # valid JSON, but not an event object
+            self.counters.invalid_client_events.append((None, ["not a JSON object"]))
+            self.error("invalid_value", "Invalid value: expected a JSON object.", None)
+            return
+        etype = event.get("type")
         with self._lock:
             self.counters.client_events[str(etype)] += 1
             self.counters.log.append((time.monotonic(), "client", str(etype)))
