@@ -562,6 +562,7 @@ class CallCore:
             out.append(Note("WARNING", f"[WATCHDOG] no AI audio {ev.now_ms - self._eou_at_ms}ms after end of "
                                        "utterance - back to LISTENING, no new response"))
             self._eou_at_ms = None
+            self._caller_speech_end_ms = None      # unanswered: no latency figure for this turn
             self._set_state(Pipeline.LISTENING, "watchdog: no audio", out)
         self._check_silence(ev.now_ms, out)
         if (self._shutdown and self.link_up and self._hangup_after_playout is None and self.hangup_reason is None
