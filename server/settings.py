@@ -120,6 +120,18 @@ class Settings:
                 problems.append(f"{name}={value} is out of range [{low}, {high}]")
             return value
 
+        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            value = get(name, default).lower()
+            if value not in allowed:
+                problems.append(f"{name}={value!r} must be one of {', '.join(allowed)}")
+            return value
+
+        def switch(name: str, default: str) -> bool:
+            value = get(name, default).lower()
+            if value not in ("on", "off"):
+                problems.append(f"{name}={value!r} must be 'on' or 'off'")
+            return value != "off"
+
         api_key = get("OPENAI_API_KEY")
         if not api_key:
             problems.append("OPENAI_API_KEY is not set (any non-empty value works with the simulator)")
@@ -134,10 +146,8 @@ class Settings:
         log_level = get("LOG_LEVEL", "INFO").upper()
         if log_level not in LOG_LEVELS:
             problems.append(f"LOG_LEVEL={log_level!r} must be one of {', '.join(LOG_LEVELS)}")
-        validation = get("TWILIO_SIGNATURE_VALIDATION", "on").lower()
-        if validation not in ("on", "off"):
-            problems.append(f"TWILIO_SIGNATURE_VALIDATION={validation!r} must be 'on' or 'off'")
-        if validation != "off" and not get("TWILIO_AUTH_TOKEN"):
+        validation = switch("TWILIO_SIGNATURE_VALIDATION", "on")
+        if validation and not get("TWILIO_AUTH_TOKEN"):
             problems.append("TWILIO_AUTH_TOKEN is not set: Twilio request signatures cannot be validated "
                             "(for local development without Twilio, set TWILIO_SIGNATURE_VALIDATION=off)")
         turn = TurnConfig()
@@ -150,12 +160,16 @@ class Settings:
             turn = replace(turn, **overrides)
         if turn.min_utterance_ms > 600:
             problems.append(f"TURN_MIN_UTTERANCE_MS={turn.min_utterance_ms} must not exceed 600")
+        database_url = get("DATABASE_URL")
+        if database_url and "://" not in database_url:
+            problems.append(f"DATABASE_URL={database_url!r} is not a database URL (e.g. sqlite:///data/prosaas.sqlite3 "
+                            "or postgresql+psycopg://user:pass@host/db)")
         settings = cls(
             openai_api_key=Secret(api_key), openai_realtime_url=url,
             openai_realtime_model=get("OPENAI_REALTIME_MODEL", "gpt-realtime"),
             openai_voice=get("OPENAI_VOICE", "marin"),
             openai_transcription_model=get("OPENAI_TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe"),
-            twilio_auth_token=Secret(get("TWILIO_AUTH_TOKEN")), twilio_signature_validation=validation != "off",
+            twilio_auth_token=Secret(get("TWILIO_AUTH_TOKEN")), twilio_signature_validation=validation,
             twilio_start_timeout_ms=integer("TWILIO_START_TIMEOUT_MS", 5000, 100, 60000),
             openai_connect_timeout_ms=integer("OPENAI_CONNECT_TIMEOUT_MS", 5000, 100, 60000),
             openai_session_renew_ms=integer("OPENAI_SESSION_RENEW_MS", 55 * 60 * 1000, 1000, 60 * 60 * 1000),
@@ -165,21 +179,11 @@ class Settings:
             greeting_instructions=get("AGENT_GREETING") or DEFAULT_GREETING,
             silence_prompt_instructions=get("AGENT_SILENCE_PROMPT") or DEFAULT_SILENCE_PROMPT,
             goodbye_instructions=get("AGENT_GOODBYE") or DEFAULT_GOODBYE,
-            fallback_message=get("AGENT_FALLBACK_MESSAGE") or DEFAULT_FALLBACK_MESSAGE, turn=turn)
-        database_url = get("DATABASE_URL")
-        if database_url and "://" not in database_url:
-            problems.append(f"DATABASE_URL={database_url!r} is not a database URL (e.g. sqlite:///data/prosaas.sqlite3 "
-                            "or postgresql+psycopg://user:pass@host/db)")
-        policy = get("UNKNOWN_NUMBER_POLICY", "default").lower()
-        if policy not in UNKNOWN_NUMBER_POLICIES:
-            problems.append(f"UNKNOWN_NUMBER_POLICY={policy!r} must be one of {', '.join(UNKNOWN_NUMBER_POLICIES)}")
-        outbox = get("OUTBOX_WORKER", "on").lower()
-        if outbox not in ("on", "off"):
-            problems.append(f"OUTBOX_WORKER={outbox!r} must be 'on' or 'off'")
-        settings = replace(settings, database_url=database_url, businesses_file=get("BUSINESSES_FILE"),
-                           unknown_number_policy=policy,
-                           refusal_message=get("UNKNOWN_NUMBER_MESSAGE") or DEFAULT_REFUSAL_MESSAGE,
-                           admin_token=Secret(get("ADMIN_TOKEN")), outbox_worker=outbox != "off")
+            fallback_message=get("AGENT_FALLBACK_MESSAGE") or DEFAULT_FALLBACK_MESSAGE, turn=turn,
+            database_url=database_url, businesses_file=get("BUSINESSES_FILE"),
+            unknown_number_policy=choice("UNKNOWN_NUMBER_POLICY", "default", UNKNOWN_NUMBER_POLICIES),
+            refusal_message=get("UNKNOWN_NUMBER_MESSAGE") or DEFAULT_REFUSAL_MESSAGE,
+            admin_token=Secret(get("ADMIN_TOKEN")), outbox_worker=switch("OUTBOX_WORKER", "on"))
         if problems:
             raise SettingsError(problems)
         return settings
