@@ -27,7 +27,7 @@ class CallRecords:
             return self.directory.answering(to_number)
         except Exception:   # noqa: BLE001 - no database: the call is still answered
             log.exception("[BUSINESS] lookup of %s failed - answering with the default profile", to_number)
-            return Answering(None, self.directory.profiles.default)
+            return self.directory.default_answering()
 
     def call_started(self, call_sid: str, stream_sid: str, answering: Answering, called: str,
                      caller_masked: str) -> bool:

@@ -156,10 +156,7 @@ class MediaCall:
             if isinstance(event, tw.Start):
                 self.stream_sid, self.call_sid = event.stream_sid, event.call_sid
                 self.log = call_logger(__name__, event.call_sid, event.stream_sid)
-                params = dict(event.custom_parameters)
-                if "From" in params:
-                    params["From"] = mask_phone(params["From"])
-                self.log.info("[TWILIO] stream started, parameters=%s", params)
+                self.log.info("[TWILIO] stream started, parameters=%s", event.custom_parameters)
                 self._set_up_business(event.custom_parameters)
                 return event
             if not isinstance(event, tw.Connected):
@@ -175,7 +172,7 @@ class MediaCall:
         to_number, caller = str(params.get("To", "")), str(params.get("From", ""))
         self.answering = self.records.answering(to_number)
         if self.answering is None:         # refused at the webhook; a stream that comes anyway gets the default
-            self.answering = Answering(None, self.records.directory.profiles.default)
+            self.answering = self.records.directory.default_answering()
         profile = self.answering.profile
         self.instructions = session_instructions(profile)
         self.voice = profile.voice or self.settings.openai_voice

@@ -12,6 +12,7 @@ from server.business.profiles import (DEFAULT_FILE, BusinessProfile, ProfileErro
                                       parse_profiles, session_instructions)
 from server.storage.db import Store
 from server.storage.models import Business
+from tests.store_helpers import profiles, store  # noqa: F401 - shared fixtures
 
 LOCKSMITH = "+97235550100"
 CLEANER = "+97235550200"
@@ -238,18 +239,6 @@ def test_load_profiles_names_problems_after_the_file(tmp_path):
 
 # --- the directory -------------------------------------------------------------------------------------
 
-@pytest.fixture()
-def profiles() -> Profiles:
-    return load_profiles()
-
-
-@pytest.fixture()
-def store(tmp_path, profiles):
-    s = Store(f"sqlite:///{tmp_path}/x.sqlite3")
-    s.create_schema()
-    s.sync_businesses(profiles)
-    yield s
-    s.close()
 
 
 def business_id(store: Store, number: str) -> int:

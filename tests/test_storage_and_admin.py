@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import create_engine, func, inspect, select
 
 from server.app import create_app
-from server.business.profiles import Profiles, load_profiles
+from server.business.profiles import Profiles
 from server.leads.capture import LeadSnapshot
 from server.settings import DEFAULT_REFUSAL_MESSAGE, Settings
 from server.storage.db import OutboxJob, Store
 from server.storage.models import Business, Call, Lead, OutboxMessage
+from tests.store_helpers import profiles, store  # noqa: F401 - shared fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCKSMITH = "+97235550100"
@@ -29,18 +30,6 @@ PARTIAL = LeadSnapshot("partial", "פריצת דלת", None, None, None, "+97250
                        ("city",), {"service": "transcript", "phone": "caller_id"})
 
 
-@pytest.fixture()
-def profiles() -> Profiles:
-    return load_profiles()
-
-
-@pytest.fixture()
-def store(tmp_path, profiles):
-    s = Store(f"sqlite:///{tmp_path}/x.sqlite3")
-    s.create_schema()
-    s.sync_businesses(profiles)
-    yield s
-    s.close()
 
 
 def locksmith_id(store: Store) -> int:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.business.profiles import BusinessProfile, Profiles
-from server.leads.normalise import normalise_phone
+from server.business.profiles import BusinessProfile, Profiles, number_key
 from server.storage.db import Store
 
 
@@ -30,8 +29,10 @@ class BusinessDirectory:
 
     def answering(self, to_number: str) -> Answering | None:
         """The business answering ``to_number``; None means: refuse the call."""
-        e164 = normalise_phone(to_number).value or to_number.strip()
-        found = self.store.business_for(e164)
+        found = self.store.business_for(number_key(to_number))
         if found is not None:
             return Answering(*found)
-        return None if self.refuse_unknown else Answering(None, self.profiles.default)
+        return None if self.refuse_unknown else self.default_answering()
+
+    def default_answering(self) -> Answering:
+        return Answering(None, self.profiles.default)

@@ -73,8 +73,12 @@ class Profiles:
 
     def for_number(self, to_number: str) -> BusinessProfile | None:
         """The profile of a called number (any spelling of it), or None when it is not listed."""
-        e164 = normalise_phone(to_number).value or to_number.strip()
-        return self.businesses.get(e164)
+        return self.businesses.get(number_key(to_number))
+
+
+def number_key(to_number: str) -> str:
+    """How a called number is looked up: E.164 when it parses, else as given (trimmed)."""
+    return normalise_phone(to_number).value or to_number.strip()
 
 
 _BUILTIN_DEFAULT = BusinessProfile(

@@ -202,12 +202,13 @@ class Store:
                              .join(Call, Lead.call_id == Call.id)
                              .outerjoin(Business, Lead.business_id == Business.id)
                              .order_by(Lead.created_at.desc(), Lead.id.desc()).limit(limit)).all()
-            out = []
-            for lead, call_sid, business in rows:
-                deliveries = s.scalars(select(OutboxMessage).where(OutboxMessage.lead_id == lead.id)
-                                       .order_by(OutboxMessage.id)).all()
-                out.append(_lead_dict(lead, call_sid, business, deliveries))
-            return out
+            deliveries: dict[int, list[OutboxMessage]] = {}
+            ids = [lead.id for lead, _, _ in rows]
+            for message in s.scalars(select(OutboxMessage).where(OutboxMessage.lead_id.in_(ids))
+                                     .order_by(OutboxMessage.id)):
+                deliveries.setdefault(message.lead_id, []).append(message)
+            return [_lead_dict(lead, call_sid, business, deliveries.get(lead.id, []))
+                    for lead, call_sid, business in rows]
 
     def outbox_counts(self) -> dict[str, int]:
         with self.session() as s:
