@@ -10,7 +10,8 @@ Green threads of one call (all spawned through ``server.green`` and all ended wi
   of ``response.create``.
 * Realtime reader: OpenAI events -> core; assistant audio -> ``realtime_audio_out_queue``.
 * TX: ``realtime_audio_out_queue`` -> exact 160-byte frames (``tx_q``) -> Twilio, paced at 20 ms
-  by deadline from the frame count, then tail silence and the ``assistant_tts_end`` mark.
+  by deadline from the frame count, then tail silence and the ``assistant_tts_end`` mark. The core
+  can pause it (a sound over the AI is being judged) and resume it where it stopped.
 * ticker: every ``drain_poll_ms`` -> core ``Tick`` (drain checks, watchdogs, silence, status
   line); it also starts the session renewal and the goodbye of a draining server.
 
@@ -41,11 +42,11 @@ from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
 from server.core.call_core import CallCore
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame,
-                                CancelResponse, ClearPlayback, CommitAndTrigger, EndAssistantAudio,
-                                ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, QueueAssistantAudio,
-                                QueueTrigger, RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, SendMark,
-                                SendResponseCreate, SendToolOutput, SessionReady, ShutdownRequested, Tick,
-                                TruncateAssistant)
+                                CancelResponse, ClearPlayback, CommitAndTrigger, DeleteItem, EndAssistantAudio,
+                                ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, PausePlayout,
+                                QueueAssistantAudio, QueueTrigger, RealtimeLinkLost, RealtimeLinkRestored,
+                                RealtimeReceived, ResumePlayout, SendMark, SendResponseCreate, SendToolOutput,
+                                SessionReady, ShutdownRequested, Tick, TruncateAssistant)
 from server.call_registry import FAILURE_REASONS, CallRegistry
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
@@ -104,6 +105,7 @@ class MediaCall:
         self.tx_q: deque = deque()
         self.out_q_bytes = 0
         self.playout_generation = 0
+        self.tx_paused = False                     # PausePlayout .. ResumePlayout / ClearPlayback
         self.framer = Framer()
         self.twilio_lock = green.Lock()
         self.stopping = green.Event()
@@ -294,6 +296,12 @@ class MediaCall:
                 self._realtime_send(rt.response_cancel(a.response_id))
             elif isinstance(a, ClearPlayback):
                 self._clear_playback()
+            elif isinstance(a, PausePlayout):
+                self.tx_paused = True
+            elif isinstance(a, ResumePlayout):
+                self.tx_paused = False
+            elif isinstance(a, DeleteItem):
+                self._realtime_send(rt.item_delete(a.item_id))
             elif isinstance(a, TruncateAssistant):
                 self._realtime_send(rt.item_truncate(a.item_id, a.audio_end_ms))
             elif isinstance(a, SendToolOutput):
@@ -323,6 +331,7 @@ class MediaCall:
     def _clear_playback(self) -> None:
         """Barge-in: nothing queued before this point may reach the caller."""
         self.playout_generation += 1
+        self.tx_paused = False
         self.tx_q.clear()
         self.framer = Framer()
         while True:
@@ -495,6 +504,10 @@ class MediaCall:
     def _tx_loop(self) -> None:
         clock_start_ms, frames_sent = 0, 0
         while not self.stopping.is_set():
+            if self.tx_paused:
+                green.sleep(FRAME_MS / 2000.0)
+                clock_start_ms, frames_sent = 0, 0     # resume at once, on a fresh clock
+                continue
             if not self.tx_q and not self._refill_tx():
                 continue
             entry = self.tx_q.popleft()
@@ -507,6 +520,9 @@ class MediaCall:
                 green.sleep((due_ms - now_ms) / 1000.0)
             if generation != self.playout_generation:
                 continue                  # cleared while we waited for this frame's turn
+            if self.tx_paused:
+                self.tx_q.appendleft(entry)   # paused while we waited: this frame goes out on resume
+                continue
             kind, key, frame = entry
             if kind == "end":
                 self._apply(self.core.handle(AssistantPlayoutFinished(key, green.monotonic_ms())))

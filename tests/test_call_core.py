@@ -5,7 +5,8 @@ from server.core import realtime_protocol as rt
 from server.core.call_core import TTS_END_MARK, CallCore, Pipeline
 from server.core.energy_vad import VadState
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
-                                ClearPlayback, CommitAndTrigger, HangUp, TruncateAssistant,
+                                ClearPlayback, CommitAndTrigger, DeleteItem, HangUp, PausePlayout, ResumePlayout,
+                                TruncateAssistant,
                                 EndAssistantAudio, ForwardAudio, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
                                 RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick)
 from server.core.turn_config import TurnConfig
@@ -224,12 +225,19 @@ def test_barge_in_over_a_quiet_line_interrupts_once():
     start_playing(call)
     call.frames(SILENT, 40, played_item="item_1", played=VOICE)      # 800 ms played, line quiet: no echo
     out = call.frames(SPEECH, 8, played_item="item_1", played=VOICE)  # the caller talks over the AI
+    # 150 ms of sustained speech -> on the 8th frame the playout pauses (nothing cancelled yet)
+    assert [a for a in verbs(out) if not isinstance(a, ForwardAudio)] == [PausePlayout()]
+    assert any(n.startswith("⏸ [BARGE-IN] caller sound for 160ms over the AI") for n in notes(out))
+    out = call.frames(SPEECH, 16)                                     # paused: nothing more is played
+    assert verbs(out) == []
+    out = call.frames(SPEECH, 1)                                      # 500 ms of sound: a barge-in
     barge = [a for a in verbs(out) if not isinstance(a, ForwardAudio)]
-    # 150 ms of sustained speech -> on the 8th frame; 40 + 8 frames played -> truncate at 960 ms
+    # 40 + 8 frames played before the pause -> truncate at 960 ms
     assert barge == [CancelResponse("resp_1"), ClearPlayback(), TruncateAssistant("item_1", 960)]
-    assert any(n.startswith("⚡ [BARGE-IN] caller speech for 160ms over the AI") for n in notes(out))
+    assert any(n.startswith("⚡ [BARGE-IN] caller speech for 500ms over the AI") for n in notes(out))
     forwarded = [a for a in out if isinstance(a, ForwardAudio)]
-    assert len(forwarded) == CFG.pre_roll_ms // 20 + 1   # the held-back pre-roll, then this frame
+    # the held-back speech since its onset (25 frames) plus the pre-roll before it
+    assert len(forwarded) == (25 * 20 + CFG.pre_roll_ms) // 20
     assert call.core.state is Pipeline.LISTENING and not call.core.is_ai_speaking
     # late deltas of the cancelled response are dropped
     assert verbs(call.rt(rt.AudioDelta("resp_1", "item_1", "AAAA"))) == []
@@ -308,10 +316,37 @@ def test_an_utterance_starting_in_the_echo_tail_reaches_openai_whole():
     held = call.frames(soft, 10)                                     # inside the 500 ms window
     assert not any(isinstance(a, ForwardAudio) for a in held)
     call.frames(soft, 14)
-    out = call.frames(VOICE, 1)                                      # the window has expired
+    # The window has expired, but the utterance began inside it: it stays held until the echo
+    # detector sees it as the caller's (150 ms of near-end speech), then goes out with its pre-roll.
+    out, frames = [], 0
+    while not any(isinstance(a, ForwardAudio) for a in out) and frames < 20:
+        out = call.frames(VOICE, 1)
+        frames += 1
     forwarded = [a for a in out if isinstance(a, ForwardAudio)]
-    assert len(forwarded) == CFG.pre_roll_ms // 20 + 1              # the held start of the utterance, then this frame
+    assert 8 <= frames <= 11        # 8 near-end frames, once the AI's reference is out of the echo's lag range
+    assert len(forwarded) == (8 * 20 + CFG.pre_roll_ms) // 20 + 1    # the speech so far + pre-roll, this frame
+    assert any("[ECHO GATE] caller speech in the echo tail" in n for n in notes(out))
     assert call.core.vad.state is not VadState.SILENCE
+
+
+def test_an_echo_tail_that_outlasts_the_echo_window_is_never_forwarded():
+    call = Call()
+    call.frames(SILENT, 20)
+    # 1 s of AI audio; a speakerphone returns it 400 ms later (20 frames), so the echo goes on for
+    # 400 ms after the last AI frame, and the 500 ms echo window ends just 100 ms after the echo
+    syllables = [3, 2, 5, 3, 4, 2, 6, 3, 2, 4, 5, 3, 4, 4]             # frames on, off, on, ... (irregular)
+    played = [VOICE if k % 2 == 0 else SILENT for k, n in enumerate(syllables) for _ in range(n)] + [None] * 40
+    during_tail = []
+    for i, frame in enumerate(played):
+        echo = tone(1000) if i >= 20 and played[i - 20] == VOICE else SILENT
+        if frame is None:
+            during_tail += call.frames(echo, 1)
+        else:
+            during_tail += call.frames(echo, 1, played_item="item_1", played=frame)
+    after = call.frames(SILENT, 20)
+    assert {a.payload_b64 for a in during_tail if isinstance(a, ForwardAudio)} <= {b64(SILENT)}   # no echo
+    assert not any(isinstance(a, CommitAndTrigger) for a in during_tail + after)
+    assert call.core.stats.echo_blocked_utterances == 1
 
 
 def test_steady_sound_is_vetoed_and_becomes_the_noise_floor():
@@ -336,6 +371,8 @@ def test_barge_in_also_cancels_a_response_that_has_not_spoken_yet():
     call.rt(rt.ResponseCreated("resp_2"))                              # r2 active, no audio yet
     call.frames(SILENT, 20, played_item="item_1", played=tone(300))
     out = call.frames(VOICE, 8, played_item="item_1", played=tone(300))   # clearly louder than any echo
+    assert PausePlayout() in out
+    out = call.frames(VOICE, 17)                                           # sustained: a barge-in
     assert CancelResponse("resp_2") in out and ClearPlayback() in out
     assert verbs(call.rt(rt.AudioDelta("resp_2", "item_2", "AAAA"))) == []
 
@@ -348,6 +385,112 @@ def test_barge_in_cancels_a_pending_create_as_soon_as_it_is_created():
     call.core.request_response("greeting", call.now_ms)               # pending, not yet created
     call.frames(SILENT, 20, played_item="item_1", played=tone(300))
     out = call.frames(VOICE, 8, played_item="item_1", played=tone(300))
+    out += call.frames(VOICE, 17)
     assert ClearPlayback() in out and not any(isinstance(a, CancelResponse) for a in out)
     created = call.rt(rt.ResponseCreated("resp_3"))
     assert CancelResponse("resp_3") in created
+
+
+# --- thinking pauses: the reply is asked for early and held --------------------------------------
+
+def caller_turn(call: Call, frames: int = 30) -> None:
+    call.frames(SILENT, 20)
+    call.frames(SPEECH, frames)
+
+
+def test_reply_audio_waits_for_the_hold_then_plays_in_order():
+    call = Call()
+    caller_turn(call)
+    speech_end_ms = call.audio_ms
+    out = call.frames(SILENT, CFG.eou_silence_ms // 20)
+    assert CommitAndTrigger("end_of_speech") in out
+    assert verbs(call.core.request_response("end_of_speech", call.now_ms)) == [SendResponseCreate("end_of_speech", None)]
+    assert "⏳ [HOLD] reply resp_1 requested at the end of utterance" in notes(call.rt(rt.ResponseCreated("resp_1")))[1]
+    held = call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE * 10)))
+    held += call.rt(rt.AudioDone("resp_1", "item_1"))
+    held += call.rt(rt.ResponseDone("resp_1", "completed", None, item_ids=("item_1",)))
+    assert not any(isinstance(a, (QueueAssistantAudio, EndAssistantAudio)) for a in held)
+    wait_frames = (CFG.reply_hold_ms - CFG.eou_silence_ms) // 20
+    out = call.frames(SILENT, wait_frames - 1)
+    assert not any(isinstance(a, QueueAssistantAudio) for a in out)
+    out = call.frames(SILENT, 1)                          # 720 ms since the last voiced frame
+    assert call.audio_ms - speech_end_ms == CFG.reply_hold_ms
+    assert [type(a) for a in verbs(out) if not isinstance(a, ForwardAudio)] == [QueueAssistantAudio, EndAssistantAudio]
+    assert any(n.startswith("⏳ [HOLD] releasing reply resp_1 after 720ms of caller silence (200ms of audio held)")
+               for n in notes(out))
+    assert call.core.state is Pipeline.SPEAKING
+    assert call.core.stats.latencies_ms == [CFG.reply_hold_ms]
+
+
+def test_a_reply_that_comes_after_the_hold_plays_at_once():
+    call = Call()
+    caller_turn(call)
+    call.frames(SILENT, CFG.reply_hold_ms // 20 + 10)         # a slow model: the hold has long passed
+    call.core.request_response("end_of_speech", call.now_ms)
+    call.rt(rt.ResponseCreated("resp_1"))
+    out = call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE)))
+    assert [type(a) for a in verbs(out)] == [QueueAssistantAudio]
+
+
+def test_a_caller_who_resumes_inside_the_hold_never_hears_the_early_reply():
+    call = Call()
+    caller_turn(call)
+    call.frames(SILENT, CFG.eou_silence_ms // 20)
+    call.core.request_response("end_of_speech", call.now_ms)
+    call.rt(rt.ResponseCreated("resp_1"))
+    call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE * 10)))
+    call.frames(SILENT, 10)                                    # a 500 ms thinking pause so far
+    out = call.frames(SPEECH, 3)                               # «...אממ, התקנה של מנעול»
+    assert [a for a in verbs(out) if not isinstance(a, ForwardAudio)] == [CancelResponse("resp_1"), DeleteItem("item_1")]
+    assert any(n.startswith("⏳ [HOLD] caller resumed after a 500ms pause - the unheard reply resp_1 is cancelled")
+               for n in notes(out))
+    assert call.core.state is Pipeline.LISTENING
+    call.frames(SPEECH, 30)
+    out = call.frames(SILENT, CFG.eou_silence_ms // 20)
+    assert CommitAndTrigger("end_of_speech") in out
+    # still one guarded trigger: the new reply waits for the cancelled one's response.done
+    assert verbs(call.core.request_response("end_of_speech", call.now_ms)) == []
+    done = call.rt(rt.ResponseDone("resp_1", "cancelled", "client_cancelled", item_ids=("item_1", "item_9")))
+    assert [a for a in verbs(done)] == [DeleteItem("item_9"), QueueTrigger("end_of_speech")]
+    assert not any(isinstance(a, QueueAssistantAudio) for a in call.actions)
+    assert call.core.stats.resumed_turns == 1
+
+
+def test_a_resumption_before_response_created_cancels_it_when_created():
+    call = Call()
+    caller_turn(call)
+    call.frames(SILENT, CFG.eou_silence_ms // 20)
+    call.core.request_response("end_of_speech", call.now_ms)
+    out = call.frames(SPEECH, 3)
+    assert any("(not created yet) is cancelled" in n for n in notes(out))
+    assert CancelResponse("resp_1") in call.rt(rt.ResponseCreated("resp_1"))
+
+
+# --- backchannels: pause, then resume ------------------------------------------------------------
+
+def test_a_short_sound_over_the_ai_pauses_it_and_resumes_it_without_cancelling():
+    call = Call()
+    call.frames(SILENT, 20)
+    start_playing(call)
+    call.frames(SILENT, 40, played_item="item_1", played=VOICE)
+    out = call.frames(VOICE, 8, played_item="item_1", played=VOICE)        # «כן» over the AI
+    assert PausePlayout() in out
+    out = call.frames(VOICE, 7)                                            # 300 ms in all
+    out += call.frames(SILENT, CFG.backchannel_resume_ms // 20)
+    assert [a for a in verbs(out) if not isinstance(a, ForwardAudio)] == [ResumePlayout()]
+    assert any(n.startswith("▶ [BACKCHANNEL] 300ms sound over the AI - playout resumed") for n in notes(out))
+    assert not any(isinstance(a, (CancelResponse, ClearPlayback, TruncateAssistant, CommitAndTrigger))
+                   for a in call.actions)
+    assert call.core.is_ai_speaking and call.core.stats.backchannels == 1 and call.core.stats.barge_ins == 0
+
+
+def test_a_paused_playout_is_resumed_when_the_ai_stops_being_audible():
+    call = Call()
+    call.frames(SILENT, 20)
+    start_playing(call)
+    call.rt(rt.AudioDone("resp_1", "item_1"))
+    call.frames(SILENT, 40, played_item="item_1", played=VOICE)
+    assert PausePlayout() in call.frames(VOICE, 8, played_item="item_1", played=VOICE)
+    call.core.handle(AssistantPlayoutFinished("resp_1", call.now_ms))
+    out = call.core.handle(MarkAcked(TTS_END_MARK, call.now_ms))           # its last frames were already out
+    assert ResumePlayout() in out and not call.core.is_ai_speaking

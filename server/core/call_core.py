@@ -8,13 +8,19 @@ Theory of operation. The shell feeds facts (``server.core.events``) stamped with
   released (with pre-roll) when the echo detector sees sustained speech the AI's echo cannot
   explain. An utterance that reached OpenAI with less than ``min_utterance_ms`` of audio lay inside
   the echo block and does not trigger.
-* Barge-in: the gate opening while the AI is still speaking cancels the response, clears Twilio's
-  buffer and our queues, truncates the assistant item at what was played, and drops the late
-  deltas of that response. The caller's end of utterance then yields exactly one new response
-  (deferred until the cancelled one's ``response.done`` if it is still finishing).
+* Barge-in: caller speech the echo cannot explain, sustained ``barge_in_min_ms`` over the AI,
+  *pauses* the AI's playout at once (``BargeInJudge``). A sound that ends within
+  ``barge_in_confirm_ms`` is a backchannel: playout resumes where it stopped. A longer one is a
+  barge-in: the gate opens, the response is cancelled, Twilio's buffer and our queues cleared, the
+  assistant item truncated at what was played, late deltas dropped. The caller's end of utterance
+  then yields exactly one new response (deferred until the cancelled one's ``response.done`` if it
+  is still finishing).
 * Turn trigger: a valid end of utterance yields ``CommitAndTrigger``; the shell commits after the
   audio already queued and then calls ``request_response``, the ONLY producer of
   ``SendResponseCreate``, guarded by ``ResponseGuard`` (active-or-pending -> skip).
+* Hold: the reply to a caller turn is asked for at the end of utterance but its playout events
+  wait in ``ReplyHold`` until the caller has been silent ``reply_hold_ms``; a caller who resumes
+  first gets that unheard reply cancelled and its items deleted, and one reply after the real end.
 * AI side: the first audio delta of a response makes the AI "speaking" (``-> SPEAKING``).
   ``response.output_audio.done`` starts one drain check bound to that response id; the TX loop
   reports played frames and the end of playout, which sends ``assistant_tts_end``; its ack returns
@@ -43,16 +49,18 @@ from enum import Enum
 from typing import Callable, Mapping
 
 from server.core import realtime_protocol as rt
+from server.core.barge_in import BargeInJudge, Interrupt, Pause, Resume
 from server.core.caller_gate import CallerGate
 from server.core.drain import DrainCheck, Drained, DrainSuperseded, DrainTimedOut
 from server.core.energy_vad import EnergyVad, SpeechStarted, UtteranceEnded, VadState
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
-                                ClearPlayback, CommitAndTrigger, CoreAction, CoreEvent, EndAssistantAudio,
-                                ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, QueueAssistantAudio,
-                                QueueTrigger, RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, SendMark,
-                                SendResponseCreate, SendToolOutput, SessionReady, ShutdownRequested, Tick,
+                                ClearPlayback, CommitAndTrigger, CoreAction, CoreEvent, DeleteItem, EndAssistantAudio,
+                                ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, PausePlayout, QueueAssistantAudio,
+                                QueueTrigger, RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, ResumePlayout,
+                                SendMark, SendResponseCreate, SendToolOutput, SessionReady, ShutdownRequested, Tick,
                                 TruncateAssistant)
 from server.core.playout import PlayoutLedger
+from server.core.reply_hold import ReplyHold
 from server.core.response_guard import ResponseGuard, SendCreate
 from server.core.silence_policy import SilencePolicy, SilenceStep
 from server.core.speech_likeness import SpeechLikeness
@@ -102,8 +110,12 @@ class CallStats:
     echo_blocked_utterances: int = 0
     vetoed_utterances: int = 0
     latencies_ms: list = field(default_factory=list)
-    """Caller's last voiced frame -> first AI audio received, per answered caller turn."""
+    """Caller's last voiced frame -> first AI audio released to the caller, per answered caller turn."""
     tool_calls: int = 0
+    pauses: int = 0
+    backchannels: int = 0
+    resumed_turns: int = 0
+    """Replies requested at an end of utterance and abandoned unheard because the caller went on."""
 
 
 class CallCore:
@@ -126,6 +138,11 @@ class CallCore:
         self.likeness = SpeechLikeness(config.speech_min_modulation_db)
         self._utt_rms: list[float] = []
         self.gate = CallerGate(config)
+        self.judge = BargeInJudge(config.barge_in_min_ms, config.barge_in_confirm_ms, config.backchannel_resume_ms)
+        self.hold = ReplyHold(config.reply_hold_ms)
+        self._abandoned: set[str] = set()         # held replies cancelled unheard: their items are deleted
+        self._deleted_items: set[str] = set()
+        self._audio_now_ms = 0                     # end of the latest caller frame, caller-audio time
         self.guard = ResponseGuard(config.response_created_timeout_ms)
         self.silence = SilencePolicy(config.silence_timeout_ms, config.max_silence_warnings)
         self.ledger = PlayoutLedger()
@@ -217,23 +234,45 @@ class CallCore:
         in_window = self.echo_blocked(ev.now_ms)
         frame_rms = rms(ev.audio)
         before = self.vad.state
+        self._audio_now_ms = ev.audio_end_ms
         voiced = self.voice_decider(ev.audio) if self.voice_decider is not None else None
         records = self.vad.on_frame(frame_rms, ev.audio_end_ms, track_floor=not in_window, voiced=voiced)
         barge_threshold = self.vad.noise_floor_rms * self.cfg.threshold_ratio_pct / 100 + self.cfg.barge_in_offset_rms
         if voiced is not None:
             barge_threshold = 0.0 if voiced else float("inf")
+        ai_audible = self.is_ai_speaking and self._playing_response is not None
         gate = self.gate.on_caller_frame(ev.payload_b64, frame_rms ** 2, ev.now_ms, in_window, barge_threshold,
                                          speech_in_progress=self.vad.state is not VadState.SILENCE,
-                                         explain_echo=self.echo_detection)
+                                         explain_echo=self.echo_detection, self_open=not ai_audible)
+        forward = gate.forward
         if gate.opened:
-            self._on_gate_opened(gate.verdict.lag_ms, gate.verdict.gain_db, out)
-        if gate.blocked:
+            out.append(Note("INFO", f"[ECHO GATE] caller speech in the echo tail ({self._echo_text(gate.verdict)}) "
+                                    "- forwarding with pre-roll"))
+        if ai_audible:
+            verdict = self.judge.on_frame(gate.near_end, self.gate.near_end_ms, ev.now_ms)
+            if isinstance(verdict, Pause):
+                self.stats.pauses += 1
+                out.append(PausePlayout())
+                out.append(Note("INFO", f"⏸ [BARGE-IN] caller sound for {verdict.sound_ms}ms over the AI "
+                                        f"({self._echo_text(gate.verdict)}) - playout paused"))
+            elif isinstance(verdict, Resume):
+                self.stats.backchannels += 1
+                self.gate.near_end_ms = 0
+                for check in self._drains.values():
+                    check.deadline_ms += verdict.paused_ms     # nothing drained while paused
+                out.append(ResumePlayout())
+                out.append(Note("INFO", f"▶ [BACKCHANNEL] {verdict.sound_ms}ms sound over the AI - playout resumed "
+                                        f"after a {verdict.paused_ms}ms pause"))
+            elif isinstance(verdict, Interrupt):
+                forward = self.gate.open()
+                self._barge_in(verdict, gate.verdict, out)
+        if gate.blocked and not forward:
             self.stats.frames_blocked += 1
         else:
-            self.stats.frames_sent += len(gate.forward)
-        for payload in gate.forward:
+            self.stats.frames_sent += len(forward)
+        for payload in forward:
             out.append(ForwardAudio(payload))
-        self._forwarded_since_commit_bytes += len(gate.forward) * len(ev.audio)
+        self._forwarded_since_commit_bytes += len(forward) * len(ev.audio)
         if before is VadState.SILENCE and self.vad.state is not VadState.SILENCE:
             self._utt_forwarded_ms, self._utt_bytes, self._utt_blocked_at_start = 0, 0, gate.blocked
             self.likeness.start()
@@ -242,7 +281,7 @@ class CallCore:
             self.likeness.add(frame_rms ** 2)
             self._utt_rms.append(frame_rms)
             self._utt_bytes += len(ev.audio)
-            self._utt_forwarded_ms += len(gate.forward) * FRAME_MS
+            self._utt_forwarded_ms += len(forward) * FRAME_MS
             self.silence.restart(ev.now_ms)
         for rec in records:
             if isinstance(rec, SpeechStarted):
@@ -250,21 +289,24 @@ class CallCore:
                     self.user_has_spoken = True
                 out.append(Note("INFO", f"🎤 [REALTIME] User started speaking - echo_blocked={self._utt_blocked_at_start}"))
                 out.append(Note("INFO", f"[UTT] START at {rec.start_ms}ms"))
+                self._on_caller_resumed(rec.start_ms, out)
             elif isinstance(rec, UtteranceEnded):
                 self._on_utterance_end(rec, ev.now_ms, out)
         if self.vad.state is VadState.SILENCE and before is not VadState.SILENCE:
             self.gate.close()
+        self._release_if_quiet(out)
 
-    def _on_gate_opened(self, lag_ms: int | None, gain_db: float | None, out: list[CoreAction]) -> None:
-        echo = f"echo lag={lag_ms}ms gain={'?' if gain_db is None else f'{gain_db:.0f}dB'}"
-        if not self.is_ai_speaking or self._playing_response is None:
-            out.append(Note("INFO", f"[ECHO GATE] caller speech in the echo tail ({echo}) - forwarding with pre-roll"))
-            return
+    @staticmethod
+    def _echo_text(verdict) -> str:
+        gain = "?" if verdict.gain_db is None else f"{verdict.gain_db:.0f}dB"
+        return f"echo lag={verdict.lag_ms}ms gain={gain}"
+
+    def _barge_in(self, verdict: Interrupt, echo, out: list[CoreAction]) -> None:
         rid = self._playing_response
         track = self._responses.get(rid, ResponseTrack())
         self.stats.barge_ins += 1
-        out.append(Note("INFO", f"⚡ [BARGE-IN] caller speech for {self.gate.near_end_ms}ms over the AI ({echo}) "
-                                f"- interrupting {rid}"))
+        out.append(Note("INFO", f"⚡ [BARGE-IN] caller speech for {verdict.sound_ms}ms over the AI "
+                                f"({self._echo_text(echo)}, paused {verdict.paused_ms}ms) - interrupting {rid}"))
         # The caller is talking: whatever response is in flight is stale, not only the one playing.
         active = self.guard.active_response_id
         if active is not None:
@@ -278,9 +320,64 @@ class CallCore:
             out.append(TruncateAssistant(track.item_id, self.ledger.truncate_point_ms(track.item_id)))
         self._cancelled.add(rid)
         self._drains.pop(rid, None)
+        self._stop_speaking()
+        self._set_state(Pipeline.LISTENING, "barge-in", out)
+
+    def _stop_speaking(self, out: list[CoreAction] | None = None) -> None:
+        """The AI is no longer audible: nothing plays and nothing stays paused (``out`` given: a paused
+        playout is resumed for what comes next; a ClearPlayback ends the pause in the shell itself)."""
+        if self.judge.paused and out is not None:
+            out.append(ResumePlayout())
         self._playing_response = None
         self.is_ai_speaking = False
-        self._set_state(Pipeline.LISTENING, "barge-in", out)
+        self.judge.reset()
+
+    # --- the hold of a reply ----------------------------------------------------------------
+
+    def _on_caller_resumed(self, start_ms: int, out: list[CoreAction]) -> None:
+        abandoned = self.hold.on_caller_resumed(start_ms)
+        if abandoned is None:
+            return
+        rid = abandoned.response_id
+        self.stats.resumed_turns += 1
+        out.append(Note("INFO", f"⏳ [HOLD] caller resumed after a {abandoned.pause_ms}ms pause - the unheard reply "
+                                f"{rid or '(not created yet)'} is cancelled and removed"))
+        if rid is None:
+            if self.guard.pending_reason is not None:
+                self._cancel_when_created = True
+        else:
+            if self.guard.active_response_id == rid:
+                out.append(CancelResponse(rid))
+            self._cancelled.add(rid)
+            self._abandoned.add(rid)
+            self._delete_items(abandoned.item_ids, out)
+        self._eou_at_ms = None
+        self._caller_speech_end_ms = None
+        if self.state is Pipeline.PROCESSING:
+            self._set_state(Pipeline.LISTENING, "caller resumed during the hold", out)
+
+    def _delete_items(self, item_ids, out: list[CoreAction]) -> None:
+        for item_id in item_ids:
+            if item_id not in self._deleted_items:
+                self._deleted_items.add(item_id)
+                out.append(DeleteItem(item_id))
+
+    def _release_if_quiet(self, out: list[CoreAction]) -> None:
+        released = self.hold.on_caller_audio(self._audio_now_ms, self.vad.state is VadState.SILENCE)
+        if released is None:
+            return
+        audio_ms = sum(len(r.event.audio_b64) * 3 // 4 // BYTES_PER_MS for r in released.held
+                       if isinstance(r.event, rt.AudioDelta))
+        out.append(Note("INFO", f"⏳ [HOLD] releasing reply {released.response_id} after {released.silence_ms}ms "
+                                f"of caller silence ({audio_ms}ms of audio held)"))
+        for held in released.held:
+            ev = RealtimeReceived(held.event, self._now_ms, held.tx_frames, held.out_chunks, audio_ms)
+            if isinstance(held.event, rt.AudioDelta):
+                self._on_audio_delta(held.event, out)
+            elif isinstance(held.event, rt.AudioDone):
+                self._end_audio(held.event.response_id, ev, out)
+            else:
+                self._after_response_done(held.event, ev, out)
 
     def _on_utterance_end(self, rec: UtteranceEnded, now_ms: int, out: list[CoreAction]) -> None:
         blocked = self._utt_forwarded_ms < self.cfg.min_utterance_ms
@@ -330,6 +427,8 @@ class CallCore:
         self._caller_speech_end_ms = now_ms - rec.silence_ms
         self._tool_chain = 0
         self._forwarded_since_commit_bytes = 0
+        if self.cfg.reply_hold_ms > 0:
+            self.hold.arm(rec.end_ms)
         out.append(CommitAndTrigger("end_of_speech"))
         out.append(Note("INFO", "✅ [BUILD 196.3] response.create queued (end of speech)"))
         if self.stats.turns >= self.cfg.max_turns:
@@ -350,10 +449,16 @@ class CallCore:
                 self._cancelled.add(e.response_id)
                 out.append(Note("INFO", f"[BARGE-IN] cancelling {e.response_id}: requested before the caller interrupted"))
                 out.append(CancelResponse(e.response_id))
+            elif self.hold.bind(e.response_id):
+                out.append(Note("INFO", f"⏳ [HOLD] reply {e.response_id} requested at the end of utterance; its audio "
+                                        f"waits for {self.cfg.reply_hold_ms}ms of caller silence"))
         elif isinstance(e, rt.AudioDelta):
-            self._on_audio_delta(e, out)
+            self._on_audio_delta(e, out, ev)
         elif isinstance(e, rt.AudioDone):
-            self._end_audio(e.response_id, ev, out)
+            if self.hold.holds(e.response_id):
+                self.hold.keep(e.response_id, ev)
+            else:
+                self._end_audio(e.response_id, ev, out)
         elif isinstance(e, rt.ResponseDone):
             self._on_response_done(e, ev, out)
         elif isinstance(e, rt.TranscriptDone):
@@ -375,9 +480,13 @@ class CallCore:
         else:
             out.append(Note("DEBUG", f"[REALTIME] {e}"))
 
-    def _on_audio_delta(self, e: rt.AudioDelta, out: list[CoreAction]) -> None:
+    def _on_audio_delta(self, e: rt.AudioDelta, out: list[CoreAction], ev: RealtimeReceived | None = None) -> None:
         if e.response_id in self._cancelled:
             self.stats.dropped_deltas += 1
+            return
+        if ev is not None and self.hold.holds(e.response_id):
+            self.hold.keep(e.response_id, ev, e.item_id)
+            self._release_if_quiet(out)           # the caller may have been quiet long enough already
             return
         audio = base64.b64decode(e.audio_b64)
         track = self._responses.setdefault(e.response_id, ResponseTrack())
@@ -416,9 +525,24 @@ class CallCore:
             self.stats.errors[f"response_failed:{code}"] += 1
             out.append(Note("WARNING", f"[REALTIME] response {e.response_id} failed ({code}) - listening again, "
                                        "no automatic retry"))
+        if e.response_id in self._abandoned:
+            self._abandoned.discard(e.response_id)
+            self._delete_items(e.item_ids, out)     # the unheard reply leaves the conversation
+        if not self.hold.holds(e.response_id):
+            self._after_response_done(e, ev, out)
+        elif self.hold.has_events():
+            self.hold.keep(e.response_id, ev)          # its end of audio and tool answers follow the release
+        elif self._after_response_done(e, ev, out):
+            self.hold.rearm()                          # no audio but a tool call: the follow-up is held instead
+        else:
+            self.hold.cancel()
+
+    def _after_response_done(self, e: rt.ResponseDone, ev: RealtimeReceived, out: list[CoreAction]) -> bool:
+        """The end of a response's audio, its tool answers, the pipeline after it. True when a
+        follow-up response is owed."""
         self._end_audio(e.response_id, ev, out)
         if self._answer_tool_calls(e, out):
-            return
+            return True
         track = self._responses.get(e.response_id)
         if (track is None or not track.audio_started) and self.state is Pipeline.PROCESSING:
             self._eou_at_ms = None
@@ -428,6 +552,7 @@ class CallCore:
         if self._deferred_reason is not None and e.response_id in self._cancelled:
             out.append(QueueTrigger(self._deferred_reason))
             self._deferred_reason = None
+        return False
 
     def _on_error(self, e: rt.RealtimeError, out: list[CoreAction]) -> None:
         code = e.code or "unknown"
@@ -457,8 +582,7 @@ class CallCore:
             return
         out.append(Note("INFO", f"MARK_ACK {ev.name}"))
         if ev.name == TTS_END_MARK and not self.ledger.marks_pending:
-            self.is_ai_speaking = False
-            self._playing_response = None
+            self._stop_speaking(out)
             if self.state is Pipeline.SPEAKING:
                 self._set_state(Pipeline.LISTENING, "buffer_reset", out)
             if self._hangup_after_playout is not None and not self.guard.busy and not self._follow_up_owed:
@@ -528,6 +652,7 @@ class CallCore:
         if self.guard.busy or self.state is Pipeline.PROCESSING:
             self._resume_after_restore = True          # a turn was waiting for its answer
         self.guard.reset()
+        self.hold.cancel()                # a held reply died with the session; the owed turn is re-asked
         self._tool_outputs.clear()        # their calls died with the session; the lead itself is kept
         self._follow_up_owed = False
         self._eou_at_ms = None
@@ -583,17 +708,19 @@ class CallCore:
                                     f"| user_has_spoken={self.user_has_spoken}"))
 
     def _poll_drains(self, ev: Tick, out: list[CoreAction]) -> None:
+        if self.judge.paused:
+            return                        # a paused playout drains nothing; the deadlines move on resume
         for response_id, check in list(self._drains.items()):
             result = check.poll(ev.now_ms, ev.tx_frames, ev.out_chunks, self.guard.active_response_id)
             if result is None:
                 continue
             del self._drains[response_id]
             if isinstance(result, Drained):
-                self.is_ai_speaking = False
+                self._stop_speaking(out)
                 out.append(Note("INFO", f"✅ [AUDIO_DRAIN] Queues empty after {result.after_ms}ms - clearing is_ai_speaking "
                                         f"(response_id={response_id})"))
             elif isinstance(result, DrainTimedOut):
-                self.is_ai_speaking = False
+                self._stop_speaking(out)
                 out.append(Note("INFO", f"⏱ [AUDIO_DRAIN] Timeout ({self.cfg.drain_timeout_ms / 1000:.1f}s) - clearing "
                                         f"is_ai_speaking even with queues: tx={result.tx_frames}, audio_out={result.out_chunks}"))
             elif isinstance(result, DrainSuperseded):

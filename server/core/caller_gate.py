@@ -3,12 +3,16 @@
 Theory of operation. A frame inside the echo window (AI audio played within ``echo_window_ms``)
 is held back, never dropped from the VAD. Every frame is also judged by the ``EchoDetector``: a
 voiced frame (above ``noise_floor * ratio + barge_in_offset_rms``) that the predicted echo cannot
-explain counts as near-end speech. When near-end speech has been sustained for
-``barge_in_min_ms`` (a leaky count: a frame the echo explains takes one back), the gate opens: the held-back
-``pre_roll_ms`` are forwarded first, then every frame, until the utterance ends. The call core
-turns an opening while the AI is still speaking into a barge-in. When the echo window simply
-expires in the middle of an utterance, the held-back start of that utterance is forwarded too:
-discarding it cut the first syllables of callers who answered quickly.
+explain counts as near-end speech (``near_end_ms``, a leaky count: a frame the echo explains takes
+one back). While the AI is audible the core decides when to open (``BargeInJudge``: pause first,
+interrupt on sustained speech) and calls ``open``; in the echo tail after the AI spoke the gate
+opens itself after ``barge_in_min_ms`` of near-end speech. Opening forwards the held-back start of
+the speech plus ``pre_roll_ms`` before it, then every frame until the utterance ends.
+
+An utterance that *began* inside the echo window stays held when the window expires, until the
+echo detector has seen it as the caller's (the gate opens) or it ends: a speakerphone's echo tail
+outlasts the window, and forwarding it made the AI answer its own voice. An utterance that began
+outside the window is forwarded from its start.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ class GateResult:
     opened: bool
     """The gate opened on this frame: sustained speech the echo does not explain."""
     verdict: EchoVerdict
+    near_end: bool
+    """This frame is caller speech the echo cannot explain."""
 
 
 class CallerGate:
@@ -37,33 +43,46 @@ class CallerGate:
                                  cfg.echo_min_corr_pct)
         self.is_open = False
         self.near_end_ms = 0
-        self._held: deque[str] = deque(maxlen=max(1, cfg.pre_roll_ms // FRAME_MS))
+        self._run_ms = 0                       # length of the current near-end run, from its first frame
+        self._born_in_window = False
+        self._speaking = False
+        self._held: deque[str] = deque(maxlen=max(1, (cfg.pre_roll_ms + cfg.barge_in_confirm_ms) // FRAME_MS + 1))
 
     def on_played(self, now_ms: int, energy: float) -> None:
         self.echo.on_reference(now_ms, energy)
 
     def on_caller_frame(self, payload_b64: str, energy: float, now_ms: int, in_echo_window: bool,
                         barge_threshold_rms: float, speech_in_progress: bool,
-                        explain_echo: bool = True) -> GateResult:
-        """``explain_echo=False``: every loud frame counts as the caller's (the field's plain rule)."""
+                        explain_echo: bool = True, self_open: bool = True) -> GateResult:
+        """``explain_echo=False``: every loud frame counts as the caller's (the field's plain rule).
+        ``self_open=False``: the AI is audible and the core decides when to open (``open``)."""
         verdict = self.echo.on_inbound(now_ms, energy)
         near_end = (verdict.near_end or not explain_echo) and energy > barge_threshold_rms ** 2
         self.near_end_ms = self.near_end_ms + FRAME_MS if near_end else max(0, self.near_end_ms - FRAME_MS)
-        if not in_echo_window:
-            held = tuple(self._held) if speech_in_progress else ()
+        self._run_ms = 0 if self.near_end_ms == 0 else self._run_ms + FRAME_MS
+        if speech_in_progress and not self._speaking:
+            self._born_in_window = in_echo_window
+        self._speaking = speech_in_progress
+        if self.is_open or (not in_echo_window and not (speech_in_progress and self._born_in_window)):
+            held = tuple(self._held) if speech_in_progress and not self.is_open else ()
             self._held.clear()
-            return GateResult(held + (payload_b64,), False, False, verdict)
-        if self.is_open:
-            return GateResult((payload_b64,), False, False, verdict)
-        if self.near_end_ms >= self.cfg.barge_in_min_ms:
-            self.is_open = True
-            held = tuple(self._held)
-            self._held.clear()
-            return GateResult(held + (payload_b64,), False, True, verdict)
+            return GateResult(held + (payload_b64,), False, False, verdict, near_end)
+        if self_open and self.near_end_ms >= self.cfg.barge_in_min_ms:
+            return GateResult(self.open(payload_b64), False, True, verdict, near_end)
         self._held.append(payload_b64)
-        return GateResult((), True, False, verdict)
+        return GateResult((), True, False, verdict, near_end)
+
+    def open(self, payload_b64: str | None = None) -> tuple[str, ...]:
+        """Open for the caller's speech: the held frames since its onset plus ``pre_roll_ms`` before
+        it (oldest first), then ``payload_b64`` (this frame, if it was not held yet)."""
+        self.is_open = True
+        keep = (self._run_ms + self.cfg.pre_roll_ms) // FRAME_MS
+        held = tuple(self._held)[-keep:] if keep else ()
+        self._held.clear()
+        return held + ((payload_b64,) if payload_b64 is not None else ())
 
     def close(self) -> None:
         """The caller's utterance is over: the next one must prove itself again."""
         self.is_open = False
-        self.near_end_ms = 0
+        self.near_end_ms = self._run_ms = 0
+        self._born_in_window = self._speaking = False

@@ -135,6 +135,22 @@ class ClearPlayback:
 
 
 @dataclass(frozen=True)
+class PausePlayout:
+    """Stop sending assistant frames to Twilio (keep them queued): a sound over the AI is being judged."""
+
+
+@dataclass(frozen=True)
+class ResumePlayout:
+    """Send the queued assistant frames again from where they stopped (the sound was a backchannel)."""
+
+
+@dataclass(frozen=True)
+class DeleteItem:
+    """``conversation.item.delete``: an assistant item the caller never heard leaves the conversation."""
+    item_id: str
+
+
+@dataclass(frozen=True)
 class TruncateAssistant:
     item_id: str
     audio_end_ms: int
@@ -169,4 +185,4 @@ class Note:
 
 CoreAction = (ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
               | QueueAssistantAudio | EndAssistantAudio | SendMark | CancelResponse | ClearPlayback
-              | TruncateAssistant | HangUp | SendToolOutput | LeadChanged | Note)
+              | PausePlayout | ResumePlayout | DeleteItem | TruncateAssistant | HangUp | SendToolOutput | LeadChanged | Note)

@@ -81,6 +81,8 @@ class ResponseDone:
     reason: str | None
     error_code: str | None = None
     """For ``failed`` responses: ``rate_limit_exceeded``, ``server_error``, ``insufficient_quota``..."""
+    item_ids: tuple[str, ...] = ()
+    """Ids of the response's output items (``response.output[].id``)."""
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,9 @@ def _response_done(msg: dict) -> ResponseDone:
     resp = msg["response"]
     details = resp.get("status_details") or {}
     error = details.get("error") or {}
+    items = tuple(str(o["id"]) for o in resp.get("output") or () if isinstance(o, dict) and o.get("id"))
     return ResponseDone(str(resp["id"]), str(resp.get("status", "")), details.get("reason"),
-                        error.get("code") if isinstance(error, dict) else None)
+                        error.get("code") if isinstance(error, dict) else None, items)
 
 
 def _error(msg: dict) -> RealtimeError:
@@ -264,3 +267,7 @@ def function_call_output(call_id: str, output: str) -> str:
 def item_truncate(item_id: str, audio_end_ms: int) -> str:
     return _dump({"type": "conversation.item.truncate", "item_id": item_id,
                   "content_index": 0, "audio_end_ms": int(audio_end_ms)})
+
+
+def item_delete(item_id: str) -> str:
+    return _dump({"type": "conversation.item.delete", "item_id": item_id})

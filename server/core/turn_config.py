@@ -45,11 +45,21 @@ class TurnConfig:
     echo_min_corr_pct: int = 70
     """Envelope correlation needed to trust an echo lag."""
     barge_in_min_ms: int = 150
-    """Caller speech not explained by echo, sustained this long over the AI, interrupts it."""
+    """Caller speech not explained by echo, sustained this long over the AI, pauses its playout at once
+    (in the echo tail after the AI spoke: opens the gate for the caller's speech)."""
+    barge_in_confirm_ms: int = 500
+    """A sound over the paused AI that lasts this long is a barge-in (cancel, clear, truncate); shorter
+    ones («כן», «אהה», a cough: up to 400 ms) are backchannels and the AI resumes where it paused."""
+    backchannel_resume_ms: int = 200
+    """A paused AI resumes after this much caller quiet (a backchannel ended), nothing lost."""
     barge_in_offset_rms: int = 10
     """Barge-in frames must exceed noise_floor * ratio/100 + this offset."""
     pre_roll_ms: int = 300
-    """Held-back caller audio forwarded when the echo gate opens for real speech."""
+    """Held-back caller audio forwarded before the onset of real speech when the echo gate opens."""
+    reply_hold_ms: int = 720
+    """The reply to a caller turn is requested at the end of utterance, but its audio reaches the caller
+    only after this much caller silence: a thinking pause shorter than this is never talked over; a
+    caller who resumes inside it gets the unheard reply cancelled and removed, and one reply later."""
     # --- response lifecycle ---
     response_created_timeout_ms: int = 2500
     """No response.created this long after response.create -> pending cleared (never re-sent)."""
