@@ -14,7 +14,15 @@ generic criteria, and ``--expect`` adds those of one acceptance call:
 * ``single_pipeline``: one audio pipeline, one ``response.created`` per turn, no duplicate
   responses;
 * ``lead``: ``save_lead`` saved the lead, one follow-up response, and the smart hangup with
-  ``Lead captured: True``.
+  ``Lead captured: True``;
+* ``thinking_pause``: a reply was held and the caller resumed inside the hold: that reply was
+  cancelled unheard, and the turn's real end got a reply that was heard;
+* ``backchannel``: a short sound paused the AI and it resumed: no barge-in, no cancelled response;
+* ``no_false_barge_in``: the AI was never paused or interrupted (a line whose echo must not pass
+  for the caller).
+
+Every call also gets two checks of the hold and the pause: a reply abandoned during its hold never
+reached the caller, and every paused playout was resolved (resumed, interrupted or ended).
 """
 from __future__ import annotations
 
@@ -25,7 +33,11 @@ _CALL = re.compile(r"call=(CA[0-9A-Za-z]+) ")
 _TIME = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d\d\d) ")
 _UNMASKED_PHONE = re.compile(r"\+\d{9,}")
 LABELLED_REASONS = {"greeting", "silence_warning", "goodbye"}
-EXPECTATIONS = ("silent", "normal", "barge_in", "quiet_echo", "single_pipeline", "lead")
+EXPECTATIONS = ("silent", "normal", "barge_in", "quiet_echo", "single_pipeline", "lead", "thinking_pause",
+                "backchannel", "no_false_barge_in")
+_RESUMED = re.compile(r"\[HOLD\] caller resumed after a \d+ms pause - the unheard reply (\S+) is cancelled")
+_PAUSED = "[BARGE-IN] caller sound for"
+_PAUSE_RESOLVED = ("[BACKCHANNEL]", "⚡ [BARGE-IN]", "MARK_ACK", "[AUDIO_DRAIN]", "[CALL SUMMARY]")
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,14 @@ def _generic(call: str, lines: list[str]) -> list[Result]:
         summary[-1].split("[CALL SUMMARY]", 1)[1].strip() if summary else "no call summary (call still running?)")
     phones = sum(bool(_UNMASKED_PHONE.search(ln)) for ln in lines)
     add("caller numbers masked", phones == 0, f"{phones} unmasked")
+    abandoned = [m.group(1) for m in (_RESUMED.search(ln) for ln in lines) if m]
+    heard = [rid for rid in abandoned if any(f"first audio of {rid}" in ln for ln in lines)]
+    add("a reply abandoned in its hold is never heard", not heard, f"{len(abandoned)} abandoned, heard: {heard}")
+    unresolved = 0
+    for i, ln in enumerate(lines):
+        if _PAUSED in ln:
+            unresolved += not any(any(mark in later for mark in _PAUSE_RESOLVED) for later in lines[i + 1:])
+    add("every paused playout resumed or ended", unresolved == 0, f"{unresolved} unresolved")
     hangups = sum("[SMART HANGUP] Reason:" in ln for ln in lines)
     leads = sum("[SMART HANGUP] Lead captured:" in ln for ln in lines)
     add("smart hangup logs reason and lead", hangups == leads, f"{hangups} reasons, {leads} lead lines")
@@ -136,6 +156,19 @@ def _expected(call: str, lines: list[str], expect: str) -> list[Result]:
         res.append(("one follow-up per tool answer", reasons.count("tool_result") == sum(
             "[LEAD] save_lead ->" in ln for ln in lines), f"reasons {reasons}"))
         res.append(("smart hangup with the lead", any("[SMART HANGUP] Lead captured: True" in ln for ln in lines), ""))
+    elif expect == "thinking_pause":
+        resumed = [i for i, ln in enumerate(lines) if _RESUMED.search(ln)]
+        res.append(("the caller resumed inside a hold", bool(resumed), f"{len(resumed)}"))
+        later = lines[resumed[0]:] if resumed else []
+        res.append(("a reply heard after the real end of the turn",
+                    any("[HOLD] releasing reply" in ln for ln in later) and any("TTS_START" in ln for ln in later), ""))
+    elif expect == "backchannel":
+        resumed = sum("▶ [BACKCHANNEL]" in ln for ln in lines)
+        interrupted = sum("⚡ [BARGE-IN]" in ln for ln in lines)
+        res.append(("a sound over the AI paused it and it resumed", resumed >= 1, f"{resumed}"))
+        res.append(("no barge-in from a backchannel", interrupted == 0, f"{interrupted}"))
+    elif expect == "no_false_barge_in":
+        res.append(("the AI was never paused or interrupted", not barge, f"{len(barge)}"))
     else:
         raise ValueError(f"unknown expectation {expect!r}; one of {', '.join(EXPECTATIONS)}")
     return [Result(call, f"[{expect}] {name}", ok, detail) for name, ok, detail in res]

@@ -50,3 +50,27 @@ def test_each_failure_is_caught():
     assert "[barge_in] barge-in detected" in failed(check(GOOD, "barge_in"))
     assert failed(check("Traceback (most recent call last):\n" + GOOD)) == ["no exception in the log"]
     assert failed(check("no calls here")) == ["the log contains calls"]
+
+
+def test_a_held_reply_that_was_abandoned_must_never_be_heard():
+    resumed = [line("10:00:04.500", "⏳ [HOLD] caller resumed after a 500ms pause - the unheard reply resp_2 is "
+                                    "cancelled and removed")]
+    good = GOOD.replace(line("10:00:04.300", "TTS_START | frames=10"), "\n".join(resumed))
+    assert failed(check(good)) == []
+    heard = "\n".join([good, line("10:00:04.600", "STATE -> SPEAKING | first audio of resp_2")])
+    assert failed(check(heard)) == ["a reply abandoned in its hold is never heard"]
+    assert "[thinking_pause] a reply heard after the real end of the turn" in failed(check(good, "thinking_pause"))
+
+
+def test_a_paused_playout_must_be_resolved_and_backchannels_never_interrupt():
+    paused = line("10:00:05.100", "⏸ [BARGE-IN] caller sound for 160ms over the AI (echo lag=None gain=?) - playout paused")
+    resumed = line("10:00:05.500", "▶ [BACKCHANNEL] 300ms sound over the AI - playout resumed after a 400ms pause")
+    summary = line("10:00:07.000", "[CALL SUMMARY] turns=1 responses=2 errors={} green_threads_alive=0")
+    ok = GOOD.replace(summary, "\n".join([paused, resumed, summary]))
+    assert failed(check(ok, "backchannel")) == []
+    assert failed(check(ok, "no_false_barge_in")) == ["[no_false_barge_in] the AI was never paused or interrupted"]
+    stuck = GOOD.replace(summary, paused)
+    assert "every paused playout resumed or ended" in failed(check(stuck))
+    interrupted = ok.replace(resumed, line("10:00:05.500", "⚡ [BARGE-IN] caller speech for 500ms over the AI"))
+    assert failed(check(interrupted, "backchannel")) == ["[backchannel] a sound over the AI paused it and it resumed",
+                                                          "[backchannel] no barge-in from a backchannel"]
