@@ -1,25 +1,47 @@
-"""Run one corpus case through a ``CallCore`` with fake time and score it against the labels.
+"""Run one corpus case as a whole simulated call on fake time, and score it against its labels.
 
-The core sees exactly what the server would: caller frames stamped in audio time, the AI frames
-it played (for echo cases, with a response active so a barge-in can interrupt it), and the line
-echo of what was played, mixed frame by frame so that a barge-in's ``ClearPlayback`` also stops
-the echo after the line delay.
+The core sees exactly what the server would, 20 ms at a time:
+
+* the caller's frames, after the phone line (``sim.line_model``: level, noise, echo of what the
+  handset played, band limit, G.711, packet loss) stamped in audio time;
+* a model that answers every ``response.create`` like Realtime does: ``response.created`` after
+  ``CREATED_MS``, the reply's audio ``first_audio_ms`` after the create (default 300 ms), then
+  ``output_audio.done`` / ``response.done``; ``response.cancel`` ends it (status cancelled);
+* a playout like the shell's TX loop: one frame per 20 ms while not paused, ``AssistantFramePlayed``
+  for each, the frame reaching the handset ``TX_LEAD_MS`` later (so its echo follows), the
+  ``assistant_tts_end`` mark acknowledged once played; ``ClearPlayback`` empties it. Within a 20 ms
+  step the caller's frame is handled first, then the TX loop sends, as in the server (audio the
+  core releases on a caller frame goes out at once).
+
+Cases with a ``reference`` have the AI already talking: that audio is queued as a greeting response
+at ``reference_start_ms``. Every reply to the caller is the ``REPLY_CLIP``, so its echo tail is on
+the line too. What the caller *heard* (reply frames played) is what the scores use.
 """
 from __future__ import annotations
 
 import base64
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bench.vad_corpus import TX_LEAD_MS, Case
 from server.core import realtime_protocol as rt
-from server.core import ulaw
 from server.core.call_core import CallCore
-from server.core.events import AssistantFramePlayed, CallerFrame, ClearPlayback, CommitAndTrigger, RealtimeReceived
+from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
+                                ClearPlayback, CommitAndTrigger, DeleteItem, EndAssistantAudio, ForwardAudio,
+                                MarkAcked, PausePlayout, QueueAssistantAudio, QueueTrigger, RealtimeReceived,
+                                ResumePlayout, SendMark, SendResponseCreate, Tick)
+from sim import audio as sim_audio
+from sim import line_model
 
 MATCH_AFTER_END_MS = 3000       # a trigger this long after a labelled end still answers that utterance
+CREATED_MS = 60
+FIRST_AUDIO_MS = 300            # the model's think time before its first audio (issue 9's figure)
+REPLY_CLIP = "ai_ask_city"
+TICK_MS = 50
+GREETING_ID = "resp_ai"
 
 
 @dataclass
@@ -27,8 +49,19 @@ class CaseResult:
     case: Case
     triggers_ms: list[int] = field(default_factory=list)
     barge_ins_ms: list[int] = field(default_factory=list)
+    """ClearPlayback: the AI's response was cancelled and flushed."""
+    pauses_ms: list[int] = field(default_factory=list)
+    resumes_ms: list[int] = field(default_factory=list)
+    reply_starts_ms: list[int] = field(default_factory=list)
+    """When the caller started hearing each reply (its first frame played)."""
+    reply_frames_ms: list[int] = field(default_factory=list)
+    """Every reply frame played (the greeting/reference excluded)."""
+    forwarded_ms: int = 0
+    deleted_items: int = 0
+    cancels: list[str] = field(default_factory=list)
     frames: int = 0
     core_seconds: float = 0.0
+    caller_frame_seconds: float = 0.0
 
     def matched(self) -> list[list[int]]:
         """Triggers per labelled utterance."""
@@ -39,42 +72,188 @@ class CaseResult:
         return [t for t in self.triggers_ms
                 if not any(start <= t <= end + MATCH_AFTER_END_MS for start, end in self.case.utterances)]
 
+    def answers(self) -> list[list[int]]:
+        """Reply starts heard per labelled utterance (after its start, up to 3 s after its end)."""
+        return [[t for t in self.reply_starts_ms if start <= t <= end + MATCH_AFTER_END_MS]
+                for start, end in self.case.utterances]
 
-def run_case(case: Case, core: CallCore) -> CaseResult:
+    def talked_over(self) -> list[int]:
+        """Reply frames heard while the caller was speaking or pausing inside a labelled utterance."""
+        return [t for t in self.reply_frames_ms if any(s < t <= e for s, e in self.case.utterances)]
+
+    def heard_in_pauses(self) -> list[int]:
+        return [t for t in self.reply_frames_ms if any(s < t <= e for s, e in self.case.pauses)]
+
+
+@dataclass
+class _Response:
+    rid: str
+    item_id: str
+    audio: bytes
+    created_at_ms: int
+    audio_at_ms: int
+    done: bool = False
+    stage: int = 0          # 0: create sent, 1: created, 2: audio sent
+
+
+class _Model:
+    """Realtime's side on fake time: one response per create, cancellable."""
+
+    def __init__(self, reply: bytes, first_audio_ms: int) -> None:
+        self.reply = reply
+        self.first_audio_ms = first_audio_ms
+        self.responses: list[_Response] = []
+        self._n = 0
+
+    def create(self, now_ms: int, audio: bytes | None = None, rid: str | None = None) -> None:
+        self._n += 1
+        rid = rid or f"resp_{self._n}"
+        self.responses.append(_Response(rid, f"item_{rid}", self.reply if audio is None else audio,
+                                        now_ms + CREATED_MS, now_ms + self.first_audio_ms))
+
+    def cancel(self, rid: str | None) -> None:
+        for r in self.responses:
+            if (rid is None or r.rid == rid) and r.stage == 1:
+                r.stage = 3                 # cancelled before its audio: only response.done remains
+
+    def due(self, now_ms: int) -> list:
+        events = []
+        for r in self.responses:
+            if r.done:
+                continue
+            if r.stage == 0 and now_ms >= r.created_at_ms:
+                r.stage = 1
+                events.append(rt.ResponseCreated(r.rid))
+            if r.stage == 3:
+                r.done = True
+                events.append(rt.ResponseDone(r.rid, "cancelled", "client_cancelled", item_ids=(r.item_id,)))
+            elif r.stage == 1 and now_ms >= r.audio_at_ms:
+                r.stage, r.done = 2, True
+                events += [rt.AudioDelta(r.rid, r.item_id, base64.b64encode(r.audio).decode()),
+                           rt.AudioDone(r.rid, r.item_id),
+                           rt.ResponseDone(r.rid, "completed", None, item_ids=(r.item_id,))]
+        return events
+
+
+class _Playout:
+    """The TX loop: a queue of frames sent one per 20 ms unless paused."""
+
+    def __init__(self) -> None:
+        self.queue: deque = deque()       # (kind, key, frame)
+        self.paused = False
+        self.mark_acks: list[tuple[int, str]] = []
+
+    def clear(self) -> None:
+        self.queue.clear()
+        self.paused = False
+
+
+def _pcm(audio: bytes) -> np.ndarray:
+    return line_model.ulaw_decode(audio).astype(np.float64)
+
+
+def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -> CaseResult:
     result = CaseResult(case)
-    reference = case.reference
-    if reference is not None:
-        core.request_response("greeting", 0)
-        core.handle(RealtimeReceived(rt.ResponseCreated("resp_ai"), 0, 0, 0))
-        audio_b64 = base64.b64encode(ulaw.encode(np.clip(reference, -32768, 32767).astype(np.int16))).decode()
-        core.handle(RealtimeReceived(rt.AudioDelta("resp_ai", "item_ai", audio_b64), 0, 0, 0))
-    n_frames = len(case.caller) // 160
-    played = np.zeros(len(case.caller))
-    echo_gain = 10 ** (case.echo_gain_db / 20.0)
-    echo_frames = (case.echo_delay_ms + TX_LEAD_MS) // 20
-    cleared = False
-    for k in range(n_frames):
-        now_ms = (k + 1) * 20
-        if reference is not None and not cleared:
-            r = k - case.reference_start_ms // 20
-            if 0 <= r < len(reference) // 160:
-                frame = reference[160 * r:160 * (r + 1)]
-                played[160 * k:160 * (k + 1)] = frame
-                core.handle(AssistantFramePlayed("item_ai", now_ms,
-                                                 ulaw.encode(np.clip(frame, -32768, 32767).astype(np.int16))))
-        inbound = case.caller[160 * k:160 * (k + 1)].copy()
-        j = k - echo_frames
-        if j >= 0:
-            inbound += played[160 * j:160 * (j + 1)] * echo_gain
-        audio = ulaw.encode(np.clip(np.round(inbound), -32768, 32767).astype(np.int16))
-        t0 = time.perf_counter()
-        actions = core.handle(CallerFrame(audio, "", now_ms, now_ms))
-        result.core_seconds += time.perf_counter() - t0
-        for a in actions:
-            if isinstance(a, CommitAndTrigger):
+    reply = sim_audio.clip(REPLY_CLIP).audio
+    model = _Model(reply, first_audio_ms)
+    playout = _Playout()
+    speech = case.caller
+    level = line_model.active_level_dbfs(speech) if case.utterances and case.line != "clean" else None
+    profile = line_model.line(case.line, **case.line_overrides)
+    if case.line == "clean" and case.echo_gain_db > -100:
+        profile = line_model.line("clean", echo={"kind": "plain", "gain_db": case.echo_gain_db,
+                                                  "delay_ms": case.echo_delay_ms})
+    phone = line_model.PhoneLine(profile, babble=case.babble, speech_level_dbfs=level)
+    handset: deque = deque([np.zeros(160)] * (TX_LEAD_MS // 20), maxlen=TX_LEAD_MS // 20)
+    reference_queued = case.reference is None
+    n_frames = len(speech) // 160
+    next_tick_ms = TICK_MS
+
+    def execute(actions, now_ms: int) -> None:
+        pending = list(actions)
+        while pending:
+            a = pending.pop(0)
+            if isinstance(a, ForwardAudio):
+                result.forwarded_ms += 20
+            elif isinstance(a, CommitAndTrigger):
                 result.triggers_ms.append(now_ms)
+                pending += core.request_response(a.reason, now_ms)
+            elif isinstance(a, QueueTrigger):
+                pending += core.request_response(a.reason, now_ms)
+            elif isinstance(a, SendResponseCreate):
+                if a.reason == "greeting" and not reference_done[0]:
+                    model.create(now_ms, audio=reference_audio, rid=GREETING_ID)
+                    model.responses[-1].created_at_ms = model.responses[-1].audio_at_ms = now_ms
+                    reference_done[0] = True
+                else:
+                    model.create(now_ms)
+            elif isinstance(a, QueueAssistantAudio):
+                frames = sim_audio.frames(a.audio)
+                playout.queue.extend(("ai", (a.response_id, a.item_id), f) for f in frames)
+            elif isinstance(a, EndAssistantAudio):
+                playout.queue.append(("end", a.response_id, b""))
+            elif isinstance(a, SendMark):
+                playout.mark_acks.append((now_ms + TX_LEAD_MS, a.name))
+            elif isinstance(a, CancelResponse):
+                result.cancels.append(a.response_id or "")
+                model.cancel(a.response_id)
             elif isinstance(a, ClearPlayback):
                 result.barge_ins_ms.append(now_ms)
-                cleared = True
+                playout.clear()
+                playout.mark_acks.clear()
+            elif isinstance(a, PausePlayout):
+                result.pauses_ms.append(now_ms)
+                playout.paused = True
+            elif isinstance(a, ResumePlayout):
+                result.resumes_ms.append(now_ms)
+                playout.paused = False
+            elif isinstance(a, DeleteItem):
+                result.deleted_items += 1
+
+    reference_audio = b""
+    reference_done = [True]
+    if case.reference is not None:
+        reference_audio = line_model.ulaw_encode(np.clip(np.round(case.reference), -32768, 32767))
+        reference_done = [False]
+    started_reply: set[str] = set()
+    for k in range(n_frames):
+        now_ms = (k + 1) * 20
+        if not reference_queued and now_ms >= case.reference_start_ms:
+            reference_queued = True
+            execute(core.request_response("greeting", now_ms), now_ms)
+        for event in model.due(now_ms):
+            execute(core.handle(RealtimeReceived(event, now_ms, len(playout.queue), 0, len(playout.queue) * 20)),
+                    now_ms)
+        # the caller's frame, through the line (the handset plays what was sent TX_LEAD_MS ago)
+        audio = phone.process(speech[160 * k:160 * (k + 1)], handset[0])
+        payload = base64.b64encode(audio).decode()
+        t0 = time.perf_counter()
+        actions = core.handle(CallerFrame(audio, payload, now_ms, now_ms))
+        result.caller_frame_seconds += time.perf_counter() - t0
+        execute(actions, now_ms)
+        # the TX loop: one frame per 20 ms
+        played = np.zeros(160)
+        while playout.queue and not playout.paused:
+            kind, key, frame = playout.queue.popleft()
+            if kind == "end":
+                execute(core.handle(AssistantPlayoutFinished(key, now_ms)), now_ms)
+                continue
+            rid, item_id = key
+            execute(core.handle(AssistantFramePlayed(item_id, now_ms, frame)), now_ms)
+            played = _pcm(frame)
+            if rid != GREETING_ID:
+                result.reply_frames_ms.append(now_ms)
+                if rid not in started_reply:
+                    started_reply.add(rid)
+                    result.reply_starts_ms.append(now_ms)
+            break
+        handset.append(played)
+        for due_ms, name in [m for m in playout.mark_acks if m[0] <= now_ms]:
+            playout.mark_acks.remove((due_ms, name))
+            execute(core.handle(MarkAcked(name, now_ms)), now_ms)
+        if now_ms >= next_tick_ms:
+            next_tick_ms += TICK_MS
+            execute(core.handle(Tick(now_ms, len(playout.queue), 0)), now_ms)
     result.frames = n_frames
+    result.core_seconds = result.caller_frame_seconds
     return result

@@ -43,6 +43,17 @@ class Case:
     utterances: list[tuple[int, int]] = field(default_factory=list)
     barge_in_onset_ms: int | None = None
     internal_pause_ms: int | None = None
+    line: str = "clean"
+    """Phone-line profile the caller's audio goes through (``sim.line_model``); "clean" = none."""
+    line_overrides: dict = field(default_factory=dict)
+    pauses: list[tuple[int, int]] = field(default_factory=list)
+    """Thinking pauses inside an utterance (start, end): no AI audio may reach the caller inside one."""
+    backchannels: list[tuple[int, int]] = field(default_factory=list)
+    """Short caller sounds over AI speech (start, end): they must not cancel the response."""
+    babble: np.ndarray | None = None
+    """Source audio of the line's babble noise (several voices mixed), when the line asks for babble."""
+    source: str = "espeak"
+    """Where the caller's speech comes from: espeak (committed clips), real (../shared/real-speech), synthetic."""
 
     @property
     def duration_ms(self) -> int:
@@ -155,4 +166,66 @@ def build() -> list[Case]:
             cases.append(Case(f"speech_over_echo/{delay}ms_{gain}dB", "speech_over_echo", track, ai,
                               echo_delay_ms=delay, echo_gain_db=gain,
                               utterances=[(talk_at + c_start, talk_at + c_end)], barge_in_onset_ms=talk_at + c_start))
+    cases += line_cases(rng)
+    return cases
+
+
+def _voiced(clip: str) -> np.ndarray:
+    s, e = sim_audio.clip(clip).speech_span_ms
+    return _pcm(clip)[s * 8:e * 8]
+
+
+def _silent_track(total_ms: int) -> np.ndarray:
+    """The caller's side before the line: silence (the line model adds its own noise)."""
+    return np.zeros(total_ms * 8)
+
+
+def line_cases(rng: np.random.Generator) -> list[Case]:
+    """The committed espeak speech through the phone-line model (``sim.line_model``): thinking pauses,
+    soft callers, a café, noisy lines, packet loss, speakerphone echo, barge-ins and backchannels
+    over the AI. The same kinds of case are built on real recordings by ``bench.real_corpus``."""
+    cases: list[Case] = []
+    pairs = [("caller_name", "caller_city"), ("caller_problem", "caller_when"), ("caller_en_door", "caller_en_time")]
+    for pause in (300, 500, 700, 900):
+        for a, b in pairs:
+            first, second = _voiced(a), _voiced(b)
+            pause_start = LEAD_IN_MS + len(first) // 8
+            end = pause_start + pause + len(second) // 8
+            track = _silent_track(end + TAIL_MS)
+            _place(track, LEAD_IN_MS, first)
+            _place(track, pause_start + pause, second)
+            cases.append(Case(f"thinking_pause_{pause}/{a}+{b}", "thinking_pause", track,
+                              utterances=[(LEAD_IN_MS, end)], internal_pause_ms=pause,
+                              pauses=[(pause_start, pause_start + pause)], line="network"))
+    for line, condition in (("soft_caller", "soft_caller"), ("cafe", "cafe"), ("lossy", "lossy"),
+                            ("street", "street"), ("car", "car"), ("hum", "hum")):
+        for clip in SPEECH_CLIPS[:3]:
+            speech = _voiced(clip)
+            track = _silent_track(LEAD_IN_MS + len(speech) // 8 + TAIL_MS)
+            _place(track, LEAD_IN_MS, speech)
+            cases.append(Case(f"{condition}/{clip}", condition, track, line=line,
+                              utterances=[(LEAD_IN_MS, LEAD_IN_MS + len(speech) // 8)],
+                              babble=sim_audio.espeak_babble(30, seed=3) if line == "cafe" else None))
+    for line in ("babble_10", "street", "car", "hum"):
+        cases.append(Case(f"line_noise/{line}", "line_noise", _silent_track(LEAD_IN_MS + 6000 + TAIL_MS), line=line,
+                          babble=sim_audio.espeak_babble(30, seed=4) if line == "babble_10" else None))
+    ai = np.concatenate([_pcm("ai_greeting"), _pcm("ai_ask_city")])
+    ai_ms = len(ai) // 8
+    for gain_db, delay_ms in ((-6, 250), (0, 250), (-10, 100), (-6, 400)):
+        cases.append(Case(f"speakerphone_echo/{delay_ms}ms_{gain_db}dB", "speakerphone_echo",
+                          _silent_track(LEAD_IN_MS + ai_ms + TAIL_MS), ai, line="speakerphone",
+                          line_overrides={"echo": {"gain_db": gain_db, "delay_ms": delay_ms}}))
+    talk_at = 2500
+    for line in ("handset", "speakerphone"):
+        speech = _voiced("caller_en_door")
+        track = _silent_track(LEAD_IN_MS + ai_ms + TAIL_MS)
+        _place(track, talk_at, speech)
+        cases.append(Case(f"barge_in_line/{line}", "barge_in_line", track, ai, line=line,
+                          utterances=[(talk_at, talk_at + len(speech) // 8)], barge_in_onset_ms=talk_at))
+        for clip in BACKCHANNELS:
+            sound = _voiced(clip)
+            track = _silent_track(LEAD_IN_MS + ai_ms + TAIL_MS)
+            _place(track, talk_at, sound)
+            cases.append(Case(f"backchannel_over_ai/{line}/{clip}", "backchannel_over_ai", track, ai, line=line,
+                              backchannels=[(talk_at, talk_at + len(sound) // 8)]))
     return cases

@@ -78,6 +78,31 @@ def noise_frame(rng: np.random.Generator, level_dbfs: float) -> np.ndarray:
     return rng.normal(0.0, rms, FRAME_BYTES)
 
 
+def espeak_babble(seconds: float, seed: int, voices: int = 4) -> np.ndarray:
+    """Babble from the committed espeak clips: ``voices`` clips of different speakers (voice
+    settings) where the library has them, each cut to its speech, looped from its own seeded
+    offset, brought to the same RMS and mixed. Float PCM (int16 scale), ``seconds`` long; the
+    source of the line model's ``babble`` noise (which loops it and sets its level)."""
+    rng = np.random.default_rng(seed)
+    meta = json.loads((CLIPS_DIR / "clips.json").read_text(encoding="utf-8"))
+    names = [str(n) for n in rng.permutation(sorted(library()))]
+    chosen, speakers = [], set()
+    for name in names:                        # different speakers first, then anything else
+        if meta[name]["voice"] not in speakers:
+            chosen.append(name)
+            speakers.add(meta[name]["voice"])
+    chosen = (chosen + [n for n in names if n not in chosen])[:voices]
+    n = int(seconds * 8000)
+    mix = np.zeros(n)
+    for name in chosen:
+        c = library()[name]
+        start, end = c.speech_span_ms
+        speech = ulaw.decode(c.audio[start * 8:end * 8]).astype(np.float64)
+        voice = np.resize(np.roll(speech, -int(rng.integers(0, len(speech)))), n)
+        mix += voice / max(np.sqrt(np.mean(voice ** 2)), 1.0)
+    return mix * 3000.0 / max(np.sqrt(np.mean(mix ** 2)), 1e-9)
+
+
 def mix_to_ulaw(*parts: np.ndarray | None) -> bytes:
     total = np.zeros(FRAME_BYTES)
     for p in parts:

@@ -39,6 +39,27 @@ AI spoke and went quiet; optional ``quiet_ms``, default 600, and ``timeout_ms``,
 ``wait_ai_audio`` (until AI audio is playing; ``timeout_ms``), ``hangup``. The caller hangs up after
 the last step in any case, unless the server hangs up first. ``[realtime] speedup`` (default 8)
 is how much faster than real time the model simulator sends its audio.
+
+Instead of ``noise_dbfs`` and ``echo`` (which it excludes), ``[caller] line`` names a telephone-line
+preset of ``sim.line_model`` (``LINES``: clean, network, handset, speakerphone, soft_caller,
+loud_caller, cafe, street, car, hum, babble_10, lossy, speakerphone_cafe), and an optional
+``[caller.line_overrides]`` table changes fields of its ``LineProfile``, ``echo`` as a sub-table
+of ``EchoPath`` fields applied on top of the preset's echo:
+
+```toml
+[caller]
+line = "speakerphone"
+steps = [{ wait_ai = true }, { say = "caller_service" }, { wait_ai = true }, { hangup = true }]
+
+[caller.line_overrides]
+noise = "babble"
+snr_db = 12
+echo = { gain_db = -10, delay_ms = 200 }
+```
+Every frame the caller sends then goes through one ``PhoneLine``: its voice (scaled from the
+active level of the scenario's ``say`` clips to ``caller_level_dbfs``), the echo of what it
+played, the line's noise (babble from ``sim.audio.espeak_babble``), AGC, band limit, µ-law and
+packet loss. Both are checked when the scenario is parsed.
 """
 from __future__ import annotations
 
@@ -48,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sim import audio as sim_audio
+from sim import line_model
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 STEP_KINDS = ("say", "silence_ms", "noise_ms", "wait_ai", "wait_ai_audio", "hangup")
@@ -90,6 +112,8 @@ class Scenario:
     noise_dbfs: float | None = None
     echo: Echo | None = None
     speedup: float = 8.0
+    line: line_model.LineProfile | None = None
+    """The caller's telephone line (``[caller] line`` + ``line_overrides``); None: the legacy mix."""
     expect: dict = field(default_factory=dict, compare=False)
     """What the call must leave behind: lead status, service, city, delivered."""
     env: dict = field(default_factory=dict, compare=False)
@@ -139,6 +163,32 @@ def _reply(raw: object, where: str) -> str | ToolReply:
     return ToolReply(raw["tool"], arguments_json)
 
 
+def _line(caller: dict, source: str) -> line_model.LineProfile | None:
+    name, overrides = caller.get("line"), caller.get("line_overrides")
+    where = f"{source}: [caller]"
+    if name is None:
+        if overrides is not None:
+            raise ScenarioError(f"{where} line_overrides needs a 'line' to override")
+        return None
+    if not isinstance(name, str):
+        raise ScenarioError(f"{where} line must be the name of a line preset, got {name!r}")
+    clashing = [k for k in ("noise_dbfs", "echo") if k in caller]
+    if clashing:
+        raise ScenarioError(f"{where} line replaces {' and '.join(clashing)}: set them in [caller.line_overrides] "
+                            "(noise_dbfs, echo) or drop 'line'")
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, dict):
+        raise ScenarioError(f"{where} line_overrides must be a table, got {overrides!r}")
+    if "echo" in overrides and not isinstance(overrides["echo"], dict):
+        raise ScenarioError(f"{where} line_overrides.echo must be a table of EchoPath fields, got "
+                            f"{overrides['echo']!r}")
+    try:
+        return line_model.line(name, **overrides)
+    except (ValueError, TypeError) as exc:
+        raise ScenarioError(f"{where} line {name!r}: {exc}") from None
+
+
 def parse(text: str, source: str = "<string>") -> Scenario:
     try:
         raw = tomllib.loads(text)
@@ -165,7 +215,7 @@ def parse(text: str, source: str = "<string>") -> Scenario:
         steps=[_step(s, f"{source}: step {i + 1}") for i, s in enumerate(steps)],
         noise_dbfs=caller.get("noise_dbfs"),
         echo=Echo(int(echo["delay_ms"]), float(echo["gain_db"])) if echo else None,
-        speedup=float(realtime.get("speedup", 8.0)), expect=dict(expect),
+        speedup=float(realtime.get("speedup", 8.0)), line=_line(caller, source), expect=dict(expect),
         env={str(k): str(v) for k, v in raw.get("server_env", {}).items()}, source=source)
 
 

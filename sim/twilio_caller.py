@@ -10,7 +10,8 @@ Behaves like Twilio's side of a bidirectional ``<Connect><Stream>``:
 * buffers the server's outbound audio and *plays* it at 8 bytes/ms, echoes each ``mark`` when the
   audio before it has played (at once if nothing is buffered), flushes on ``clear`` and echoes
   the pending marks, and optionally mixes an attenuated, delayed copy of what it played back into
-  its inbound audio (line echo);
+  its inbound audio (line echo); a scenario with ``[caller] line`` sends every frame through a
+  ``sim.line_model.PhoneLine`` instead (voice level, echo path, noise, AGC, band limit, loss);
 * records the ground truth (``CallRecord``): when the caller's speech ended, when AI audio
   arrived and played, marks, clears, protocol violations, who hung up.
 """
@@ -35,6 +36,7 @@ from server.core import twilio_codec as tw
 from server.core import ulaw
 from server.core.ulaw import FRAME_BYTES, FRAME_MS
 from sim import audio as sim_audio
+from sim import line_model
 from sim.scenario import Scenario, Step
 
 VOICED_RMS = sim_audio.VOICED_RMS
@@ -277,9 +279,7 @@ class TwilioCaller:
         self._send(tw.build_start(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid, parameters))
         receiver = threading.Thread(target=self._receiver, name="sim-twilio-rx", daemon=True)
         receiver.start()
-        echo_frames = max(1, round(sc.echo.delay_ms / FRAME_MS)) if sc.echo else 0
-        echo_gain = sim_audio.db_to_gain(sc.echo.gain_db) if sc.echo else 0.0
-        played_history: deque = deque([np.zeros(FRAME_BYTES)] * echo_frames, maxlen=max(1, echo_frames))
+        inbound = InboundAudio(sc, self.rng)
         timeline = _Timeline(sc.steps, self)
         ai_audible, ai_last_voiced_ms, chunk = False, -10**9, 0
         deadline = time.monotonic()
@@ -308,13 +308,9 @@ class TwilioCaller:
                 self._send(tw.build_stop(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid))
                 self._event("hangup", "caller sent stop")
                 break
-            echo = played_history[0] * echo_gain if sc.echo else None
-            if sc.echo:
-                played_history.append(played)
-            noise = sim_audio.noise_frame(self.rng, sc.noise_dbfs) if sc.noise_dbfs is not None else None
             chunk += 1
             ok = self._send(tw.build_inbound_media(self._next_seq(), rec.stream_sid, chunk, chunk * FRAME_MS - FRAME_MS,
-                                                   sim_audio.mix_to_ulaw(caller_pcm, echo, noise)))
+                                                   inbound.frame(caller_pcm, played)))
             rec.frames_sent += ok
             deadline += FRAME_MS / 1000.0
             delay = deadline - time.monotonic()
@@ -333,6 +329,44 @@ class TwilioCaller:
     def _buffered_bytes(self) -> int:
         with self._lock:
             return len(self._outbound)
+
+
+def speech_level_dbfs(scenario: Scenario) -> float | None:
+    """Active level of the scenario's ``say`` clips together (None when the caller says nothing)."""
+    clips = [sim_audio.clip(step.clip).audio for step in scenario.steps if step.kind == "say"]
+    if not clips:
+        return None
+    level = line_model.active_level_dbfs(ulaw.decode(b"".join(clips)).astype(np.float64))
+    return level if np.isfinite(level) else None
+
+
+class InboundAudio:
+    """What the caller's phone sends each 20 ms: the caller's timeline frame and what it played,
+    through the scenario's ``PhoneLine``, or (no ``line``) the legacy mix of optional white noise
+    and a frame-quantised line echo, exactly as before line models existed."""
+
+    def __init__(self, scenario: Scenario, rng: np.random.Generator) -> None:
+        self.scenario, self.rng = scenario, rng
+        self.phone: line_model.PhoneLine | None = None
+        if scenario.line is not None:
+            profile = scenario.line
+            babble = sim_audio.espeak_babble(30.0, profile.seed) if profile.noise == "babble" else None
+            self.phone = line_model.PhoneLine(profile, babble=babble, speech_level_dbfs=speech_level_dbfs(scenario))
+            return
+        echo = scenario.echo
+        self._echo_frames = max(1, round(echo.delay_ms / FRAME_MS)) if echo else 0
+        self._echo_gain = sim_audio.db_to_gain(echo.gain_db) if echo else 0.0
+        self._played: deque = deque([np.zeros(FRAME_BYTES)] * self._echo_frames, maxlen=max(1, self._echo_frames))
+
+    def frame(self, caller_pcm: np.ndarray, played: np.ndarray) -> bytes:
+        if self.phone is not None:
+            return self.phone.process(caller_pcm, played)
+        sc = self.scenario
+        echo = self._played[0] * self._echo_gain if sc.echo else None
+        if sc.echo:
+            self._played.append(played)
+        noise = sim_audio.noise_frame(self.rng, sc.noise_dbfs) if sc.noise_dbfs is not None else None
+        return sim_audio.mix_to_ulaw(caller_pcm, echo, noise)
 
 
 class _Timeline:

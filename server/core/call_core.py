@@ -143,6 +143,7 @@ class CallCore:
         self._abandoned: set[str] = set()         # held replies cancelled unheard: their items are deleted
         self._deleted_items: set[str] = set()
         self._audio_now_ms = 0                     # end of the latest caller frame, caller-audio time
+        self._turn_resumed = False                 # this utterance goes on a turn already proven to be speech
         self.guard = ResponseGuard(config.response_created_timeout_ms)
         self.silence = SilencePolicy(config.silence_timeout_ms, config.max_silence_warnings)
         self.ledger = PlayoutLedger()
@@ -353,6 +354,7 @@ class CallCore:
             self._delete_items(abandoned.item_ids, out)
         self._eou_at_ms = None
         self._caller_speech_end_ms = None
+        self._turn_resumed = True          # its first part was speech: the rest is not vetoed as steady sound
         if self.state is Pipeline.PROCESSING:
             self._set_state(Pipeline.LISTENING, "caller resumed during the hold", out)
 
@@ -392,7 +394,7 @@ class CallCore:
             self.stats.echo_blocked_utterances += 1
             out.append(Note("INFO", "[BUILD 196.3] SPEECH→SILENCE during echo block - NOT triggering (echo protection)"))
             return
-        if not self.likeness.is_speech(dur):
+        if not self.likeness.is_speech(dur) and not self._turn_resumed:
             self.stats.vetoed_utterances += 1
             steady = sorted(self._utt_rms[: max(1, dur // FRAME_MS)])
             self.vad.adopt_floor(steady[len(steady) // 2])
@@ -427,6 +429,7 @@ class CallCore:
         self._caller_speech_end_ms = now_ms - rec.silence_ms
         self._tool_chain = 0
         self._forwarded_since_commit_bytes = 0
+        self._turn_resumed = False
         if self.cfg.reply_hold_ms > 0:
             self.hold.arm(rec.end_ms)
         out.append(CommitAndTrigger("end_of_speech"))
