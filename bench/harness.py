@@ -13,9 +13,14 @@ The core sees exactly what the server would, 20 ms at a time:
   step the caller's frame is handled first, then the TX loop sends, as in the server (audio the
   core releases on a caller frame goes out at once).
 
-Cases with a ``reference`` have the AI already talking: that audio is queued as a greeting response
-at ``reference_start_ms``. Every reply to the caller is the ``REPLY_CLIP``, so its echo tail is on
-the line too. What the caller *heard* (reply frames played) is what the scores use.
+Every case starts like a real call: the AI greets first (``GREETING_CLIP``, on the same line, so the
+echo detector learns the line and the VAD calibrates on what a real call gives it), then a second of
+quiet, then the case's own audio; every time reported is in the case's own time (negative: during
+the greeting). Cases with a ``reference`` have the AI talking again: that audio is queued as a
+second greeting-like response at ``reference_start_ms``. Every reply to the caller is the
+``REPLY_CLIP``, so its echo tail is on the line too. The scores use when reply frames were sent to
+Twilio (as ``scripts/bench_call.py`` and the demo's verdict do); the caller hears each ``TX_LEAD_MS``
+later, so "sent inside a pause" is the stricter reading of "heard inside a pause".
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.vad_corpus import TX_LEAD_MS, Case
+from bench.vad_corpus import LEAD_IN_MS, TX_LEAD_MS, Case
 from server.core import realtime_protocol as rt
 from server.core.call_core import CallCore
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
@@ -41,7 +46,10 @@ CREATED_MS = 60
 FIRST_AUDIO_MS = 300            # the model's think time before its first audio (issue 9's figure)
 REPLY_CLIP = "ai_ask_city"
 TICK_MS = 50
-GREETING_ID = "resp_ai"
+GREETING_CLIP = "ai_greeting"
+SESSION_READY_MS = 200          # the greeting is asked for this long after the stream starts
+AFTER_GREETING_MS = 1000        # quiet between the end of the greeting and the case's audio
+SCRIPTED = ("resp_hello", "resp_ai")    # the greeting, then the case's reference: not replies
 
 
 @dataclass
@@ -53,9 +61,9 @@ class CaseResult:
     pauses_ms: list[int] = field(default_factory=list)
     resumes_ms: list[int] = field(default_factory=list)
     reply_starts_ms: list[int] = field(default_factory=list)
-    """When the caller started hearing each reply (its first frame played)."""
+    """When each reply's first frame was sent to Twilio (the caller hears it ``TX_LEAD_MS`` later)."""
     reply_frames_ms: list[int] = field(default_factory=list)
-    """Every reply frame played (the greeting/reference excluded)."""
+    """When every reply frame was sent (the greeting and the reference excluded)."""
     forwarded_ms: int = 0
     deleted_items: int = 0
     cancels: list[str] = field(default_factory=list)
@@ -152,13 +160,30 @@ def _pcm(audio: bytes) -> np.ndarray:
     return line_model.ulaw_decode(audio).astype(np.float64)
 
 
+def _room_tone(case: Case, ms: int) -> np.ndarray:
+    """The caller's side during the greeting: the case's own speech-free lead-in, mirrored back and
+    forth (no seams; the last tile ends where the case begins), so the line sounds the same before
+    and after the case starts."""
+    lead = case.caller[: LEAD_IN_MS * 8]
+    tiles = -(-ms * 8 // len(lead))
+    pieces = [lead[::-1] if i % 2 == 0 else lead for i in range(tiles)][::-1]
+    return np.concatenate(pieces)[-ms * 8:]
+
+
+def warm_up_ms(first_audio_ms: int = FIRST_AUDIO_MS) -> int:
+    """Audio before the case begins: session set-up, the greeting, a second of quiet."""
+    greeting_ms = sim_audio.clip(GREETING_CLIP).duration_ms
+    return -(-(SESSION_READY_MS + CREATED_MS + first_audio_ms + greeting_ms + AFTER_GREETING_MS) // 20) * 20
+
+
 def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -> CaseResult:
     result = CaseResult(case)
     reply = sim_audio.clip(REPLY_CLIP).audio
     model = _Model(reply, first_audio_ms)
     playout = _Playout()
-    speech = case.caller
-    level = line_model.active_level_dbfs(speech) if case.utterances and case.line != "clean" else None
+    offset_ms = warm_up_ms(first_audio_ms)
+    speech = np.concatenate([_room_tone(case, offset_ms), case.caller])
+    level = line_model.active_level_dbfs(case.caller) if case.utterances and case.line != "clean" else None
     profile = line_model.line(case.line, **case.line_overrides)
     if case.line == "clean" and case.echo_gain_db > -100:
         profile = line_model.line("clean", echo={"kind": "plain", "gain_db": case.echo_gain_db,
@@ -176,15 +201,14 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -
             if isinstance(a, ForwardAudio):
                 result.forwarded_ms += 20
             elif isinstance(a, CommitAndTrigger):
-                result.triggers_ms.append(now_ms)
+                result.triggers_ms.append(now_ms - offset_ms)
                 pending += core.request_response(a.reason, now_ms)
             elif isinstance(a, QueueTrigger):
                 pending += core.request_response(a.reason, now_ms)
             elif isinstance(a, SendResponseCreate):
-                if a.reason == "greeting" and not reference_done[0]:
-                    model.create(now_ms, audio=reference_audio, rid=GREETING_ID)
-                    model.responses[-1].created_at_ms = model.responses[-1].audio_at_ms = now_ms
-                    reference_done[0] = True
+                if a.reason == "greeting" and scripted:
+                    rid, audio = scripted.pop(0)
+                    model.create(now_ms, audio=audio, rid=rid)
                 else:
                     model.create(now_ms)
             elif isinstance(a, QueueAssistantAudio):
@@ -198,27 +222,27 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -
                 result.cancels.append(a.response_id or "")
                 model.cancel(a.response_id)
             elif isinstance(a, ClearPlayback):
-                result.barge_ins_ms.append(now_ms)
+                result.barge_ins_ms.append(now_ms - offset_ms)
                 playout.clear()
                 playout.mark_acks.clear()
             elif isinstance(a, PausePlayout):
-                result.pauses_ms.append(now_ms)
+                result.pauses_ms.append(now_ms - offset_ms)
                 playout.paused = True
             elif isinstance(a, ResumePlayout):
-                result.resumes_ms.append(now_ms)
+                result.resumes_ms.append(now_ms - offset_ms)
                 playout.paused = False
             elif isinstance(a, DeleteItem):
                 result.deleted_items += 1
 
-    reference_audio = b""
-    reference_done = [True]
+    scripted = [(SCRIPTED[0], sim_audio.clip(GREETING_CLIP).audio)]
     if case.reference is not None:
-        reference_audio = line_model.ulaw_encode(np.clip(np.round(case.reference), -32768, 32767))
-        reference_done = [False]
+        scripted.append((SCRIPTED[1], line_model.ulaw_encode(np.clip(np.round(case.reference), -32768, 32767))))
     started_reply: set[str] = set()
     for k in range(n_frames):
         now_ms = (k + 1) * 20
-        if not reference_queued and now_ms >= case.reference_start_ms:
+        if now_ms == SESSION_READY_MS:
+            execute(core.request_response("greeting", now_ms), now_ms)
+        if not reference_queued and now_ms >= case.reference_start_ms + offset_ms:
             reference_queued = True
             execute(core.request_response("greeting", now_ms), now_ms)
         for event in model.due(now_ms):
@@ -241,11 +265,12 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -
             rid, item_id = key
             execute(core.handle(AssistantFramePlayed(item_id, now_ms, frame)), now_ms)
             played = _pcm(frame)
-            if rid != GREETING_ID:
-                result.reply_frames_ms.append(now_ms)
+            if rid not in SCRIPTED:
+                heard_ms = now_ms - offset_ms      # sent to Twilio (heard TX_LEAD_MS later)
+                result.reply_frames_ms.append(heard_ms)
                 if rid not in started_reply:
                     started_reply.add(rid)
-                    result.reply_starts_ms.append(now_ms)
+                    result.reply_starts_ms.append(heard_ms)
             break
         handset.append(played)
         for due_ms, name in [m for m in playout.mark_acks if m[0] <= now_ms]:

@@ -44,7 +44,7 @@ import numpy as np
 
 from bench import speech_labeller
 from bench.speech_labeller import Labels
-from bench.vad_corpus import FULL_SCALE_RMS, LEAD_IN_MS, LINE_NOISE_DBFS, TAIL_MS, Case, _noise, _pcm
+from bench.vad_corpus import FULL_SCALE_RMS, LEAD_IN_MS, TAIL_MS, Case, _noise, _pcm
 
 RATE = 8000
 SPR = RATE // 1000                  # samples per ms

@@ -73,7 +73,9 @@ def test_threshold_follows_the_calibrated_noise_floor():
 
 def test_max_utterance_forces_an_end():
     f = calibrated()
-    f.feed(VOICE, CFG.max_utterance_ms // 20 + 1)
+    for _ in range(CFG.max_utterance_ms // 40 + 1):     # a stuck VAD: voiced every other frame, no end
+        f.feed(VOICE, 1)
+        f.feed(SILENT, 1)
     ends = [r for r in f.records if isinstance(r, UtteranceEnded)]
     assert len(ends) == 1 and ends[0].forced
 

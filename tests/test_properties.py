@@ -32,10 +32,10 @@ step = st.one_of(
 )
 SCENES = {   # short stories the plain steps reach only rarely
     "ai_speaks": [("trigger", "end_of_speech"), ("server", "created"), ("server", "delta")],
-    "barge_in": [("caller", "loud", 12, True)],
+    "barge_in": [("caller", "speech", 40, True)],     # long enough to be a barge-in, not a backchannel
     "stale_delta": [("server", "delta_stale"), ("server", "done")],
     "interrupted": [("trigger", "end_of_speech"), ("server", "created"), ("server", "delta"),
-                    ("caller", "loud", 12, True), ("server", "delta"), ("server", "done")],
+                    ("caller", "speech", 40, True), ("server", "delta"), ("server", "done")],
 }
 
 

@@ -6,10 +6,15 @@ sends only ~40 ms ahead of playout, so the server can *pause* the AI almost inst
 Twilio's ``clear`` and resume it later with nothing lost. So:
 
 * ``WATCHING`` -> ``PAUSED`` when caller speech the echo cannot explain has been sustained
-  ``barge_in_min_ms`` (the gate's leaky count): the AI is audibly stopped within ~150 ms of onset.
+  ``barge_in_min_ms`` over the AI (counted over the last ``WINDOW_FRAMES`` frames while the AI was
+  audible: speech has soft stretches the echo masks) and the last ``_ONSET_FRAMES`` frames are not as
+  steady as noise (street noise swelling past the threshold varies under 1 dB over 160 ms; the
+  onset of a word, 2 dB and more): the AI is audibly stopped within ~150 ms of onset.
 * ``PAUSED`` -> ``WATCHING`` with ``Interrupt`` when the sound reaches ``barge_in_confirm_ms`` (counted
-  from its onset, quiet frames not counted): a barge-in, executed by the core as before
-  (cancel, clear, truncate at what was played).
+  from its onset, quiet frames not counted) or spans ``backchannel_max_ms`` from its onset (speech
+  with soft stretches): a barge-in, executed by the core as before (cancel, clear, truncate at what
+  was played). Unless the sound is as steady as noise (a passing car, a door: its frame energies
+  vary less than ``min_modulation_db``), which resumes the AI like a backchannel.
 * ``PAUSED`` -> ``WATCHING`` with ``Resume`` after ``backchannel_resume_ms`` of quiet: the sound was a
   backchannel; playout continues where it stopped.
 
@@ -18,10 +23,15 @@ is the caller: the pause itself probes for double talk. Pure: frames in, verdict
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
 from server.core.ulaw import FRAME_MS
+
+
+_ONSET_FRAMES = 8
+WINDOW_FRAMES = 12
 
 
 class Phase(Enum):
@@ -41,6 +51,8 @@ class Pause:
 class Resume:
     sound_ms: int
     paused_ms: int
+    steady: bool = False
+    """The sound was long but as steady as noise, not speech."""
 
 
 @dataclass(frozen=True)
@@ -53,14 +65,22 @@ Verdict = Pause | Resume | Interrupt
 
 
 class BargeInJudge:
-    def __init__(self, pause_after_ms: int, confirm_ms: int, resume_after_ms: int) -> None:
+    def __init__(self, pause_after_ms: int, confirm_ms: int, resume_after_ms: int, max_span_ms: int = 10**9,
+                 min_modulation_db: float = 0.0, onset_modulation_db: float = 0.0) -> None:
         self.pause_after_ms = pause_after_ms
         self.confirm_ms = confirm_ms
         self.resume_after_ms = resume_after_ms
+        self.max_span_ms = max_span_ms
+        self.min_modulation_db = min_modulation_db
+        self.onset_modulation_db = onset_modulation_db
+        self._recent_db: deque[float] = deque(maxlen=_ONSET_FRAMES)
+        self._window: deque[bool] = deque(maxlen=WINDOW_FRAMES)
         self.phase = Phase.WATCHING
         self.sound_ms = 0
         self._quiet_ms = 0
         self._paused_at_ms = 0
+        self._onset_ms = 0
+        self._db: list[float] = []
 
     @property
     def paused(self) -> bool:
@@ -71,25 +91,35 @@ class BargeInJudge:
             raise AssertionError(f"barge-in transition {self.phase} -> {new} not allowed")
         self.phase = new
 
-    def on_frame(self, near_end: bool, sustained_ms: int, now_ms: int) -> Verdict | None:
+    def on_frame(self, near_end: bool, now_ms: int, energy_db: float = 0.0) -> Verdict | None:
         """One caller frame while the AI is audible (playing or paused). ``near_end``: this frame is
-        caller speech the echo cannot explain; ``sustained_ms``: the gate's leaky count of those."""
+        caller speech the echo cannot explain; ``energy_db``: its energy (how steady a sound is)."""
+        self._recent_db.append(energy_db)
+        self._window.append(near_end)
+        sustained_ms = sum(self._window) * FRAME_MS
         if self.phase is Phase.WATCHING:
-            if sustained_ms >= self.pause_after_ms:
+            if sustained_ms >= self.pause_after_ms and _std(self._recent_db) >= self.onset_modulation_db:
                 self._set(Phase.PAUSED)
                 self.sound_ms, self._quiet_ms, self._paused_at_ms = sustained_ms, 0, now_ms
+                self._onset_ms, self._db = now_ms - sustained_ms, list(self._recent_db)   # with its rise
                 return Pause(self.sound_ms)
             return None
         if near_end:
             self.sound_ms += FRAME_MS
             self._quiet_ms = 0
+            self._db.append(energy_db)
         else:
             self._quiet_ms += FRAME_MS
-        if self.sound_ms >= self.confirm_ms:
+        long_sound = self.sound_ms >= self.confirm_ms or (near_end and now_ms - self._onset_ms >= self.max_span_ms)
+        if long_sound:
             self._set(Phase.WATCHING)
+            self._window.clear()
+            if _std(self._db) < self.min_modulation_db:
+                return Resume(self.sound_ms, now_ms - self._paused_at_ms, steady=True)
             return Interrupt(self.sound_ms, now_ms - self._paused_at_ms)
         if self._quiet_ms >= self.resume_after_ms:
             self._set(Phase.WATCHING)
+            self._window.clear()
             return Resume(self.sound_ms, now_ms - self._paused_at_ms)
         return None
 
@@ -97,3 +127,14 @@ class BargeInJudge:
         """The AI stopped being audible (cleared, finished): nothing is paused any more."""
         self.phase = Phase.WATCHING
         self.sound_ms = self._quiet_ms = 0
+        self._window.clear()
+        self._recent_db.clear()
+
+
+def _std(values) -> float:
+    """Standard deviation of frame energies in dB: how much a sound rises and falls."""
+    values = list(values)
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5

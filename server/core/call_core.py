@@ -43,6 +43,7 @@ across files would hide which event can move which state.
 from __future__ import annotations
 
 import base64
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
@@ -138,8 +139,11 @@ class CallCore:
         self.likeness = SpeechLikeness(config.speech_min_modulation_db)
         self._utt_rms: list[float] = []
         self.gate = CallerGate(config)
-        self.judge = BargeInJudge(config.barge_in_min_ms, config.barge_in_confirm_ms, config.backchannel_resume_ms)
-        self.hold = ReplyHold(config.reply_hold_ms)
+        self.judge = BargeInJudge(config.barge_in_min_ms, config.barge_in_confirm_ms, config.backchannel_resume_ms,
+                                  config.backchannel_max_ms, config.speech_min_modulation_db,
+                                  config.speech_min_modulation_db * config.onset_modulation_pct / 100)
+        self.hold = ReplyHold(config.reply_hold_ms, config.reply_hold_max_ms)
+        self._last_audible_ms = 0                  # end of the last caller frame above the hold's quiet level
         self._abandoned: set[str] = set()         # held replies cancelled unheard: their items are deleted
         self._deleted_items: set[str] = set()
         self._audio_now_ms = 0                     # end of the latest caller frame, caller-audio time
@@ -238,7 +242,11 @@ class CallCore:
         self._audio_now_ms = ev.audio_end_ms
         voiced = self.voice_decider(ev.audio) if self.voice_decider is not None else None
         records = self.vad.on_frame(frame_rms, ev.audio_end_ms, track_floor=not in_window, voiced=voiced)
-        barge_threshold = self.vad.noise_floor_rms * self.cfg.threshold_ratio_pct / 100 + self.cfg.barge_in_offset_rms
+        audible = frame_rms > (self.vad.floor_rms * self.cfg.hold_quiet_ratio_pct / 100
+                               + self.cfg.hold_quiet_offset_rms) if voiced is None else voiced
+        if audible:
+            self._last_audible_ms = ev.audio_end_ms
+        barge_threshold = self.vad.floor_rms * self.cfg.barge_in_ratio_pct / 100 + self.cfg.barge_in_offset_rms
         if voiced is not None:
             barge_threshold = 0.0 if voiced else float("inf")
         ai_audible = self.is_ai_speaking and self._playing_response is not None
@@ -250,7 +258,7 @@ class CallCore:
             out.append(Note("INFO", f"[ECHO GATE] caller speech in the echo tail ({self._echo_text(gate.verdict)}) "
                                     "- forwarding with pre-roll"))
         if ai_audible:
-            verdict = self.judge.on_frame(gate.near_end, self.gate.near_end_ms, ev.now_ms)
+            verdict = self.judge.on_frame(gate.near_end, ev.now_ms, 10.0 * math.log10(frame_rms * frame_rms + 1.0))
             if isinstance(verdict, Pause):
                 self.stats.pauses += 1
                 out.append(PausePlayout())
@@ -258,11 +266,11 @@ class CallCore:
                                         f"({self._echo_text(gate.verdict)}) - playout paused"))
             elif isinstance(verdict, Resume):
                 self.stats.backchannels += 1
-                self.gate.near_end_ms = 0
                 for check in self._drains.values():
                     check.deadline_ms += verdict.paused_ms     # nothing drained while paused
                 out.append(ResumePlayout())
-                out.append(Note("INFO", f"▶ [BACKCHANNEL] {verdict.sound_ms}ms sound over the AI - playout resumed "
+                what = "steady sound (not speech)" if verdict.steady else "sound"
+                out.append(Note("INFO", f"▶ [BACKCHANNEL] {verdict.sound_ms}ms {what} over the AI - playout resumed "
                                         f"after a {verdict.paused_ms}ms pause"))
             elif isinstance(verdict, Interrupt):
                 forward = self.gate.open()
@@ -290,12 +298,14 @@ class CallCore:
                     self.user_has_spoken = True
                 out.append(Note("INFO", f"🎤 [REALTIME] User started speaking - echo_blocked={self._utt_blocked_at_start}"))
                 out.append(Note("INFO", f"[UTT] START at {rec.start_ms}ms"))
-                self._on_caller_resumed(rec.start_ms, out)
             elif isinstance(rec, UtteranceEnded):
                 self._on_utterance_end(rec, ev.now_ms, out)
         if self.vad.state is VadState.SILENCE and before is not VadState.SILENCE:
             self.gate.close()
-        self._release_if_quiet(out)
+        start_ms, voiced_end_ms = self.vad.utterance_start_ms, self.vad.last_voiced_end_ms
+        if start_ms is not None and voiced_end_ms is not None and voiced_end_ms - start_ms >= self.cfg.min_utterance_ms:
+            self._on_caller_resumed(start_ms, out)    # speech, not a click or a blip of noise
+        self._release_if_quiet(out, audible)
 
     @staticmethod
     def _echo_text(verdict) -> str:
@@ -364,8 +374,8 @@ class CallCore:
                 self._deleted_items.add(item_id)
                 out.append(DeleteItem(item_id))
 
-    def _release_if_quiet(self, out: list[CoreAction]) -> None:
-        released = self.hold.on_caller_audio(self._audio_now_ms, self.vad.state is VadState.SILENCE)
+    def _release_if_quiet(self, out: list[CoreAction], audible: bool = False) -> None:
+        released = self.hold.on_caller_audio(self._audio_now_ms, self.vad.state is VadState.SILENCE, audible)
         if released is None:
             return
         audio_ms = sum(len(r.event.audio_b64) * 3 // 4 // BYTES_PER_MS for r in released.held
@@ -431,7 +441,7 @@ class CallCore:
         self._forwarded_since_commit_bytes = 0
         self._turn_resumed = False
         if self.cfg.reply_hold_ms > 0:
-            self.hold.arm(rec.end_ms)
+            self.hold.arm(rec.end_ms, self._last_audible_ms)
         out.append(CommitAndTrigger("end_of_speech"))
         out.append(Note("INFO", "✅ [BUILD 196.3] response.create queued (end of speech)"))
         if self.stats.turns >= self.cfg.max_turns:

@@ -3,8 +3,9 @@
 Theory of operation. A frame inside the echo window (AI audio played within ``echo_window_ms``)
 is held back, never dropped from the VAD. Every frame is also judged by the ``EchoDetector``: a
 voiced frame (above ``noise_floor * ratio + barge_in_offset_rms``) that the predicted echo cannot
-explain counts as near-end speech (``near_end_ms``, a leaky count: a frame the echo explains takes
-one back). While the AI is audible the core decides when to open (``BargeInJudge``: pause first,
+explain counts as near-end speech; ``near_end_ms`` counts those frames over the last
+``NEAR_END_WINDOW_MS`` (speech has soft stretches the echo masks: a window keeps a caller talking
+over the AI counted, where a leaky count lost them; an echo's stray frames stay far below it). While the AI is audible the core decides when to open (``BargeInJudge``: pause first,
 interrupt on sustained speech) and calls ``open``; in the echo tail after the AI spoke the gate
 opens itself after ``barge_in_min_ms`` of near-end speech. Opening forwards the held-back start of
 the speech plus ``pre_roll_ms`` before it, then every frame until the utterance ends.
@@ -36,6 +37,9 @@ class GateResult:
     """This frame is caller speech the echo cannot explain."""
 
 
+NEAR_END_WINDOW_MS = 240
+
+
 class CallerGate:
     def __init__(self, cfg: TurnConfig) -> None:
         self.cfg = cfg
@@ -43,6 +47,7 @@ class CallerGate:
                                  cfg.echo_min_corr_pct)
         self.is_open = False
         self.near_end_ms = 0
+        self._recent: deque[bool] = deque(maxlen=NEAR_END_WINDOW_MS // FRAME_MS)
         self._run_ms = 0                       # length of the current near-end run, from its first frame
         self._born_in_window = False
         self._speaking = False
@@ -58,7 +63,8 @@ class CallerGate:
         ``self_open=False``: the AI is audible and the core decides when to open (``open``)."""
         verdict = self.echo.on_inbound(now_ms, energy)
         near_end = (verdict.near_end or not explain_echo) and energy > barge_threshold_rms ** 2
-        self.near_end_ms = self.near_end_ms + FRAME_MS if near_end else max(0, self.near_end_ms - FRAME_MS)
+        self._recent.append(near_end)
+        self.near_end_ms = sum(self._recent) * FRAME_MS
         self._run_ms = 0 if self.near_end_ms == 0 else self._run_ms + FRAME_MS
         if speech_in_progress and not self._speaking:
             self._born_in_window = in_echo_window
@@ -85,4 +91,5 @@ class CallerGate:
         """The caller's utterance is over: the next one must prove itself again."""
         self.is_open = False
         self.near_end_ms = self._run_ms = 0
+        self._recent.clear()
         self._born_in_window = self._speaking = False

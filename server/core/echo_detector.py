@@ -31,7 +31,8 @@ _LOG_FLOOR = 1e4               # energy (int16 RMS^2) below which envelopes are 
 _REF_ACTIVE = 1e4              # reference energy that counts as "AI audio playing" (RMS 100)
 _MIN_ENVELOPE_STD = 0.1       # log10 units: an inbound envelope flatter than this is line noise
 _MAX_ECHO_GAIN_DB = 0.0       # an echo is never louder than the audio it echoes
-_QUIET_LINE_DB = -35           # a line this far below the reference while the AI talks carries no echo
+_QUIET_LINE_DB = -20           # a line this far below the AI while it talks, with no echo correlation: its
+                               # level is an upper bound of any echo (louder echoes correlate and are learnt)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,8 @@ class EchoDetector:
             corr = np.divide(centred @ inb_c, denom, out=np.zeros(len(denom)), where=denom > 0)
             best_lag = int(np.argmax(corr))
             best_corr = float(corr[best_lag])
+        if not self._from_path and (ref[:n] >= _REF_ACTIVE).sum() < n // 3:
+            return          # the AI has not played for the whole lag range yet: a long echo may not be back
         if best_corr >= self.min_corr:
             seg = ref[lags - best_lag: lags - best_lag + n]
             loud = seg >= _REF_ACTIVE
@@ -153,13 +156,16 @@ class EchoDetector:
                 return                               # louder than what we played: the caller, not an echo
             if self._from_path and ratio_db > self.gain_db + 6:
                 return                               # double talk: the caller speaks, freeze the path
-            if not self._from_path:
-                # trust a first path only when two consecutive estimates agree (an early window
-                # that the echo only partly covers gives a wrong lag or a low gain)
+            if not self._from_path or abs(best_lag - self.lag) > 2:
+                # trust a first path, or a jump of the lag, only when two consecutive estimates agree
+                # (a window the echo only partly covers, or a gap in the AI's speech, gives a wrong lag)
                 previous, self._candidate = self._candidate, (best_lag, ratio_db)
                 if previous is None or abs(previous[0] - best_lag) > 1 or abs(previous[1] - ratio_db) > 3:
                     return
                 ratio_db = max(ratio_db, previous[1])
+                if self._from_path:
+                    self.gain_db = max(self.gain_db, ratio_db)     # a moved path: never trust a lower gain
+            self._candidate = None
             self.lag = best_lag
             self.gain_db = ratio_db if not self._from_path else 0.7 * self.gain_db + 0.3 * ratio_db
             self._from_path = True

@@ -7,12 +7,20 @@ so the machine is deterministic and never reads a clock. A voiced run of ``speec
 confirms speech; the utterance ends when ``eou_silence_ms`` have passed since the last voiced
 frame (measured from that frame, not accumulated, so silence can never be stuck at 0).
 
+The floor the threshold uses is the larger of that tracked floor and a *minimum statistic*: a low
+percentile (``floor_percentile``) of all frames of the last ``floor_window_ms``, whatever the state.
+Noise that swells for seconds (a passing car, a handset's AGC pumping the line up in a pause)
+never lets the tracked floor learn it, because it keeps the machine in SPEECH; the minimum
+statistic rises with it within a window, so the swell stops counting as speech. Speech has
+closures and gaps between words, so its low percentile stays near the real floor.
+
 This is the first, energy-only detector. It runs on EVERY frame whatever the echo state: echo
 protection gates forwarding and triggering elsewhere, never the VAD. The speech-likeness veto
 and echo correlation plug in beside it without changing its interface.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -74,10 +82,17 @@ class EnergyVad:
         self._gap_ms = 0
         self.utterance_start_ms: int | None = None
         self.last_voiced_end_ms: int | None = None
+        self._recent: deque[float] = deque(maxlen=max(1, config.floor_window_ms // FRAME_MS))
+        self._min_stat = 0.0
+
+    @property
+    def floor_rms(self) -> float:
+        """The noise floor the decisions use: tracked in silence, raised by the minimum statistic."""
+        return max(self.noise_floor_rms, self._min_stat)
 
     @property
     def threshold_rms(self) -> float:
-        return self.cfg.threshold_rms(self.noise_floor_rms)
+        return self.cfg.threshold_rms(self.floor_rms)
 
     def _set_state(self, new: VadState, reason: str, out: list[VadRecord]) -> None:
         if (self.state, new) not in _ALLOWED:
@@ -100,6 +115,10 @@ class EnergyVad:
         out: list[VadRecord] = []
         if not self._calibrated:
             self._calibrate(rms, frame_end_ms)
+        self._recent.append(rms)
+        if len(self._recent) >= 20 and frame_end_ms % (5 * FRAME_MS) == 0:
+            ordered = sorted(self._recent)            # every 100 ms: the statistic moves slowly anyway
+            self._min_stat = ordered[len(ordered) * self.cfg.floor_percentile // 100]
         if voiced is None:
             voiced = rms > self.threshold_rms
         frame_start_ms = frame_end_ms - FRAME_MS

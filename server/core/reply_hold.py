@@ -5,8 +5,11 @@ Theory of operation. People pause 300-900 ms inside a sentence («אני צרי�
 at the 300 ms end of utterance lets the AI talk into the pause. So the reply is requested at the
 end of utterance (no latency lost: the model thinks while the caller is silent), and its playout
 events are *held* here, not sent to Twilio, until the caller has been silent for ``hold_ms`` since
-the last voiced frame of the turn. Then they are released in order. If the caller speaks again
-first, the hold is abandoned: the caller heard nothing, the core cancels the response and removes
+the last voiced frame of the turn, and the line has been quiet that long (no frame above a quiet
+level just over the noise floor: the VAD's threshold misses soft word endings and soft onsets),
+or at the latest ``hold_max_ms`` after the end of speech. Then they are released in order. If the caller speaks again
+first (speech of at least the minimum utterance: a click or a blip of noise only delays the
+release), the hold is abandoned: the caller heard nothing, the core cancels the response and removes
 its items from the conversation, and the real end of the turn asks for one new reply (through the
 same guarded trigger: never two responses in flight).
 
@@ -54,14 +57,16 @@ class Abandoned:
 @dataclass
 class _Hold:
     speech_end_ms: int
+    quiet_from_ms: int
     response_id: str | None = None
     events: list = field(default_factory=list)
     item_ids: list = field(default_factory=list)
 
 
 class ReplyHold:
-    def __init__(self, hold_ms: int) -> None:
+    def __init__(self, hold_ms: int, hold_max_ms: int | None = None) -> None:
         self.hold_ms = hold_ms
+        self.hold_max_ms = max(hold_ms, hold_max_ms if hold_max_ms is not None else hold_ms)
         self.state = HoldState.IDLE
         self._hold: _Hold | None = None
 
@@ -72,13 +77,15 @@ class ReplyHold:
 
     # --- inputs -----------------------------------------------------------------------------
 
-    def arm(self, speech_end_ms: int) -> None:
-        """An end of utterance asked for a reply; ``speech_end_ms``: end of its last voiced frame.
-        A hold still armed from an earlier turn (its trigger was skipped) is replaced."""
+    def arm(self, speech_end_ms: int, last_audible_ms: int | None = None) -> None:
+        """An end of utterance asked for a reply; ``speech_end_ms``: end of its last voiced frame,
+        ``last_audible_ms``: end of the last frame above the quiet level (a soft tail the VAD's
+        threshold missed). A hold still armed from an earlier turn (its trigger was skipped) is
+        replaced."""
         if self.state is not HoldState.IDLE:
             self.cancel()
         self._set(HoldState.ARMED)
-        self._hold = _Hold(speech_end_ms)
+        self._hold = _Hold(speech_end_ms, max(speech_end_ms, last_audible_ms or 0))
 
     def bind(self, response_id: str) -> bool:
         """``response.created`` while armed: this is the held reply. True if it was bound."""
@@ -106,23 +113,31 @@ class ReplyHold:
         follow-up's audio is held instead, against the same end of speech."""
         assert self.state is HoldState.HOLDING
         self._set(HoldState.ARMED)
-        self._hold = _Hold(self._hold.speech_end_ms)
+        self._hold = _Hold(self._hold.speech_end_ms, self._hold.quiet_from_ms)
 
-    def on_caller_audio(self, audio_end_ms: int, caller_silent: bool) -> Released | None:
+    def on_caller_audio(self, audio_end_ms: int, caller_silent: bool, audible: bool = False) -> Released | None:
         """Every inbound frame (and every held event, with the latest audio time): release once the
-        caller has been silent long enough."""
+        line has been quiet for ``hold_ms`` (no frame above the quiet level: a soft tail or a soft
+        onset of the caller's next words keeps the reply back), or at the latest ``hold_max_ms``
+        after the end of speech (noise that keeps crossing the quiet level cannot hold it forever).
+        Never while the VAD hears speech."""
+        if self.state is HoldState.IDLE:
+            return None
+        if audible:
+            self._hold.quiet_from_ms = audio_end_ms
         if self.state is not HoldState.HOLDING or not caller_silent:
             return None
         silence_ms = audio_end_ms - self._hold.speech_end_ms
-        if silence_ms < self.hold_ms:
+        if audio_end_ms - self._hold.quiet_from_ms < self.hold_ms and silence_ms < self.hold_max_ms:
             return None
         hold, self._hold = self._hold, None
         self._set(HoldState.IDLE)
         return Released(hold.response_id, silence_ms, tuple(hold.events))
 
     def on_caller_resumed(self, audio_start_ms: int) -> Abandoned | None:
-        """Speech again before the release: the reply was never heard."""
-        if self.state is HoldState.IDLE:
+        """Speech again (``audio_start_ms``: its onset) before the release: the reply was never
+        heard. Speech that began before the end of the held turn is that turn's, not a resumption."""
+        if self.state is HoldState.IDLE or audio_start_ms < self._hold.speech_end_ms:
             return None
         hold, self._hold = self._hold, None
         self._set(HoldState.IDLE)

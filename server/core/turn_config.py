@@ -31,6 +31,10 @@ class TurnConfig:
     """An utterance whose 20 ms frame energies vary less than this (std, dB) is steady sound, not speech: no trigger."""
     max_utterance_ms: int = 30000
     """Safety: a VAD stuck in SPEECH forces an end of utterance after this long."""
+    floor_window_ms: int = 1500
+    """Window of the minimum statistic that raises the noise floor under long swelling noise."""
+    floor_percentile: int = 10
+    """Percentile of the window's frame RMS taken as the minimum statistic."""
     floor_track_pct: int = 5
     """Weight of a silent frame in the running noise floor after calibration (EMA, percent)."""
     # --- echo protection and barge-in ---
@@ -44,22 +48,40 @@ class TurnConfig:
     """A frame louder than the predicted echo by this much is the caller, not echo."""
     echo_min_corr_pct: int = 70
     """Envelope correlation needed to trust an echo lag."""
-    barge_in_min_ms: int = 150
+    barge_in_min_ms: int = 120
     """Caller speech not explained by echo, sustained this long over the AI, pauses its playout at once
     (in the echo tail after the AI spoke: opens the gate for the caller's speech)."""
-    barge_in_confirm_ms: int = 500
+    barge_in_confirm_ms: int = 460
     """A sound over the paused AI that lasts this long is a barge-in (cancel, clear, truncate); shorter
     ones («כן», «אהה», a cough: up to 400 ms) are backchannels and the AI resumes where it paused."""
     backchannel_resume_ms: int = 200
     """A paused AI resumes after this much caller quiet (a backchannel ended), nothing lost."""
+    onset_modulation_pct: int = 40
+    """Caller sound pauses the AI only if its last 160 ms vary by this percentage of
+    speech_min_modulation_db (a word's onset does; noise swelling past the threshold does not)."""
+    backchannel_max_ms: int = 600
+    """A sound over the paused AI that goes on this long from its onset (soft stretches included) is a
+    barge-in too, however few of its frames were loud."""
+    barge_in_ratio_pct: int = 400
+    """Caller frames over the AI count only above noise_floor * this/100 + barge_in_offset_rms: 12 dB over
+    the floor, where the VAD needs 7. Other voices in the room (a cafe's babble, 10-15 dB under the
+    caller) peak past the VAD's threshold; the caller's own syllables clear this one."""
     barge_in_offset_rms: int = 10
-    """Barge-in frames must exceed noise_floor * ratio/100 + this offset."""
+    """Added to the scaled noise floor for barge-in frames."""
     pre_roll_ms: int = 300
     """Held-back caller audio forwarded before the onset of real speech when the echo gate opens."""
-    reply_hold_ms: int = 720
+    reply_hold_ms: int = 760
     """The reply to a caller turn is requested at the end of utterance, but its audio reaches the caller
     only after this much caller silence: a thinking pause shorter than this is never talked over; a
     caller who resumes inside it gets the unheard reply cancelled and removed, and one reply later."""
+    reply_hold_max_ms: int = 900
+    """The held reply plays at the latest this long after the end of speech, even if the line never
+    went quiet (noise that keeps crossing the quiet level)."""
+    hold_quiet_ratio_pct: int = 150
+    """During the hold a frame above noise_floor * this/100 + hold_quiet_offset_rms is not quiet (a
+    soft word ending or onset the VAD's threshold misses): the hold counts from after it."""
+    hold_quiet_offset_rms: int = 4
+    """Added to the scaled noise floor for the quiet level of the hold."""
     # --- response lifecycle ---
     response_created_timeout_ms: int = 2500
     """No response.created this long after response.create -> pending cleared (never re-sent)."""
