@@ -198,7 +198,7 @@ def line_cases(rng: np.random.Generator) -> list[Case]:
                               utterances=[(LEAD_IN_MS, end)], internal_pause_ms=pause,
                               pauses=[(pause_start, pause_start + pause)], line="network"))
     for line, condition in (("soft_caller", "soft_caller"), ("cafe", "cafe"), ("lossy", "lossy"),
-                            ("street", "street"), ("car", "car"), ("hum", "hum")):
+                            ("street", "street"), ("car", "car"), ("hum", "hum"), ("agc_pumping", "agc_pumping")):
         for clip in SPEECH_CLIPS[:3]:
             speech = _voiced(clip)
             track = _silent_track(LEAD_IN_MS + len(speech) // 8 + TAIL_MS)
@@ -206,7 +206,7 @@ def line_cases(rng: np.random.Generator) -> list[Case]:
             cases.append(Case(f"{condition}/{clip}", condition, track, line=line,
                               utterances=[(LEAD_IN_MS, LEAD_IN_MS + len(speech) // 8)],
                               babble=sim_audio.espeak_babble(30, seed=3) if line == "cafe" else None))
-    for line in ("babble_10", "street", "car", "hum"):
+    for line in ("babble_10", "street", "car", "hum", "agc_pumping"):
         cases.append(Case(f"line_noise/{line}", "line_noise", _silent_track(LEAD_IN_MS + 6000 + TAIL_MS), line=line,
                           babble=sim_audio.espeak_babble(30, seed=4) if line == "babble_10" else None))
     ai = np.concatenate([_pcm("ai_greeting"), _pcm("ai_ask_city")])
@@ -215,6 +215,13 @@ def line_cases(rng: np.random.Generator) -> list[Case]:
         cases.append(Case(f"speakerphone_echo/{delay_ms}ms_{gain_db}dB", "speakerphone_echo",
                           _silent_track(LEAD_IN_MS + ai_ms + TAIL_MS), ai, line="speakerphone",
                           line_overrides={"echo": {"gain_db": gain_db, "delay_ms": delay_ms}}))
+    for clip in SPEECH_CLIPS[:3]:
+        speech = _voiced(clip)
+        track = _silent_track(LEAD_IN_MS + len(speech) // 8 + TAIL_MS)
+        _place(track, LEAD_IN_MS, speech)
+        cases.append(Case(f"speakerphone_cafe/{clip}", "speakerphone_cafe", track, line="speakerphone_cafe",
+                          utterances=[(LEAD_IN_MS, LEAD_IN_MS + len(speech) // 8)],
+                          babble=sim_audio.espeak_babble(30, seed=5)))
     talk_at = 2500
     for line in ("handset", "speakerphone"):
         speech = _voiced("caller_en_door")

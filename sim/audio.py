@@ -78,11 +78,12 @@ def noise_frame(rng: np.random.Generator, level_dbfs: float) -> np.ndarray:
     return rng.normal(0.0, rms, FRAME_BYTES)
 
 
-def espeak_babble(seconds: float, seed: int, voices: int = 4) -> np.ndarray:
+def espeak_babble(seconds: float, seed: int, voices: int = 6) -> np.ndarray:
     """Babble from the committed espeak clips: ``voices`` clips of different speakers (voice
     settings) where the library has them, each cut to its speech, looped from its own seeded
-    offset, brought to the same RMS and mixed. Float PCM (int16 scale), ``seconds`` long; the
-    source of the line model's ``babble`` noise (which loops it and sets its level)."""
+    offset, brought to the same RMS, mixed, and smeared by a room's reverberation (the other tables
+    are far-field voices). Float PCM (int16 scale), ``seconds`` long; the source of the line model's
+    ``babble`` noise (which loops it and sets its level)."""
     rng = np.random.default_rng(seed)
     meta = json.loads((CLIPS_DIR / "clips.json").read_text(encoding="utf-8"))
     names = [str(n) for n in rng.permutation(sorted(library()))]
@@ -100,6 +101,11 @@ def espeak_babble(seconds: float, seed: int, voices: int = 4) -> np.ndarray:
         speech = ulaw.decode(c.audio[start * 8:end * 8]).astype(np.float64)
         voice = np.resize(np.roll(speech, -int(rng.integers(0, len(speech)))), n)
         mix += voice / max(np.sqrt(np.mean(voice ** 2)), 1.0)
+    # far-field: the other tables are metres away in a hard room, so their voices reach the phone
+    # smeared by ~0.4 s of reverberation (an exponentially decaying noise tail, seeded)
+    tail = rng.normal(0.0, 1.0, int(0.4 * 8000)) * np.exp(-np.arange(int(0.4 * 8000)) / (0.08 * 8000))
+    tail[0] = 1.0
+    mix = np.fft.irfft(np.fft.rfft(mix, 2 * n) * np.fft.rfft(tail, 2 * n), 2 * n)[:n]
     return mix * 3000.0 / max(np.sqrt(np.mean(mix ** 2)), 1e-9)
 
 

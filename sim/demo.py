@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = run_dir / "server.log"
     mode = "real OpenAI Realtime (OPENAI_API_KEY is set)" if real_key else "embedded OpenAI Realtime simulator"
     print(f"📞 Simulated call '{sc.name}': {sc.description}\n   model: {mode}\n   server log: {log_path}\n")
-    utterances = sum(1 for s in sc.steps if s.kind == "say")
+    utterances = sc.turns
     stop = threading.Event()
     t0 = time.monotonic()
 

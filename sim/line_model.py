@@ -323,7 +323,8 @@ LINES: dict[str, LineProfile] = {p.name: p for p in (
     LineProfile("hum", caller_level_dbfs=-26.0, noise="hum", snr_db=10.0),
     LineProfile("babble_10", caller_level_dbfs=-26.0, noise="babble", snr_db=10.0),
     LineProfile("lossy", loss_pct=3.0),
-    LineProfile("speakerphone_cafe", caller_level_dbfs=-26.0, noise="babble", snr_db=15.0, agc=True,
+    LineProfile("agc_pumping", caller_level_dbfs=-26.0, noise="pink", snr_db=20.0, agc=True),
+    LineProfile("speakerphone_cafe", caller_level_dbfs=-26.0, noise="babble", snr_db=15.0,
                 echo=EchoPath("speakerphone", gain_db=-6.0, delay_ms=250, jitter_ms=20, colour=True,
                               clip_drive=3.0, drift_db=3.0, reverb_ms=150)),
 )}

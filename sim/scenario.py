@@ -34,15 +34,18 @@ An optional ``[expect]`` table says what the call must leave behind, judged by t
 ``lead = "complete" | "partial" | "none"``, ``service`` and ``city`` (the normalised values), and
 ``delivered = true`` (the lead reached the simulated CRM exactly once).
 
-Step kinds: ``say`` (clip), ``silence_ms``, ``noise_ms`` (+ ``noise_dbfs``), ``wait_ai`` (until the
-AI spoke and went quiet; optional ``quiet_ms``, default 600, and ``timeout_ms``, default 20000),
-``wait_ai_audio`` (until AI audio is playing; ``timeout_ms``), ``hangup``. The caller hangs up after
+Step kinds: ``say`` (clip; ``backchannel = true`` marks a short sound over the AI, not a turn: the
+AI must not be interrupted by it), ``silence_ms``, ``pause_ms`` (a thinking pause: silence inside a
+turn, the next ``say`` continues it; no AI audio may reach the caller inside it), ``noise_ms``
+(+ ``noise_dbfs``), ``wait_ai`` (until the AI spoke and went quiet; optional ``quiet_ms``, default
+600, and ``timeout_ms``, default 20000), ``wait_ai_audio`` (until AI audio is playing;
+``timeout_ms``), ``hangup``. The caller hangs up after
 the last step in any case, unless the server hangs up first. ``[realtime] speedup`` (default 8)
 is how much faster than real time the model simulator sends its audio.
 
 Instead of ``noise_dbfs`` and ``echo`` (which it excludes), ``[caller] line`` names a telephone-line
 preset of ``sim.line_model`` (``LINES``: clean, network, handset, speakerphone, soft_caller,
-loud_caller, cafe, street, car, hum, babble_10, lossy, speakerphone_cafe), and an optional
+loud_caller, cafe, street, car, hum, babble_10, lossy, agc_pumping, speakerphone_cafe), and an optional
 ``[caller.line_overrides]`` table changes fields of its ``LineProfile``, ``echo`` as a sub-table
 of ``EchoPath`` fields applied on top of the preset's echo:
 
@@ -72,7 +75,7 @@ from sim import audio as sim_audio
 from sim import line_model
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
-STEP_KINDS = ("say", "silence_ms", "noise_ms", "wait_ai", "wait_ai_audio", "hangup")
+STEP_KINDS = ("say", "silence_ms", "pause_ms", "noise_ms", "wait_ai", "wait_ai_audio", "hangup")
 
 
 class ScenarioError(ValueError):
@@ -87,6 +90,8 @@ class Step:
     noise_dbfs: float = -40.0
     quiet_ms: int = 600
     timeout_ms: int = 20000
+    backchannel: bool = False
+    """A ``say`` that is a short sound over the AI («כן», «אהה»): not a turn, must not interrupt."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,14 @@ class Scenario:
     """Server settings this scenario needs (e.g. a shorter TURN_SILENCE_TIMEOUT_MS)."""
     source: str = field(default="", compare=False)
 
+    @property
+    def turns(self) -> int:
+        """The caller's turns: ``say`` steps that are neither backchannels nor followed by a thinking
+        pause (``pause_ms``: the next ``say`` goes on the same turn)."""
+        return sum(1 for i, step in enumerate(self.steps)
+                   if step.kind == "say" and not step.backchannel
+                   and not (i + 1 < len(self.steps) and self.steps[i + 1].kind == "pause_ms"))
+
 
 def _step(raw: dict, where: str) -> Step:
     kinds = [k for k in STEP_KINDS if k in raw]
@@ -131,8 +144,11 @@ def _step(raw: dict, where: str) -> Step:
             sim_audio.clip(raw["say"])
         except KeyError as exc:
             raise ScenarioError(f"{where}: {exc.args[0]}") from None
-        return Step("say", clip=raw["say"])
-    if kind in ("silence_ms", "noise_ms"):
+        backchannel = raw.get("backchannel", False)
+        if not isinstance(backchannel, bool):
+            raise ScenarioError(f"{where}: backchannel must be true or false")
+        return Step("say", clip=raw["say"], backchannel=backchannel)
+    if kind in ("silence_ms", "pause_ms", "noise_ms"):
         value = raw[kind]
         if not isinstance(value, int) or value < 0:
             raise ScenarioError(f"{where}: {kind} must be a non-negative integer")

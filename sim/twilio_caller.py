@@ -51,7 +51,9 @@ class CallRecord:
     call_sid: str = ""
     stream_sid: str = ""
     events: list = field(default_factory=list)            # (t_ms, kind, detail)
-    speech_ends_ms: list = field(default_factory=list)    # ground truth: end of each caller clip's speech
+    speech_ends_ms: list = field(default_factory=list)    # ground truth: end of each caller turn's speech
+    thinking_pauses: list = field(default_factory=list)   # (start, end) of each pause_ms inside a turn
+    backchannels: list = field(default_factory=list)      # (start, end) of each backchannel said over the AI
     arrivals: list = field(default_factory=list)          # (t_ms, voiced) per outbound media message
     ai_play_starts_ms: list = field(default_factory=list)
     marks_received: list = field(default_factory=list)
@@ -378,6 +380,7 @@ class _Timeline:
         self.index = -1
         self.frames: list[np.ndarray] = []
         self.step_started_ms = 0
+        self._pause_from_ms: int | None = None
         self._advance(0)
 
     def _advance(self, t: int) -> None:
@@ -387,12 +390,29 @@ class _Timeline:
         if self.index >= len(self.steps):
             return
         step = self.steps[self.index]
+        record = self.caller.record
         if step.kind == "say":
             clip = sim_audio.clip(step.clip)
-            self.frames = [ulaw.decode(f).astype(np.float64) for f in sim_audio.frames(clip.audio)]
-            _, speech_end = clip.speech_span_ms
-            self.caller.record.speech_ends_ms.append(t + speech_end)
+            audio = clip.audio
+            speech_start, speech_end = clip.speech_span_ms
+            # around a thinking pause the clip is cut to its speech, so the pause is exactly pause_ms
+            if self.index + 1 < len(self.steps) and self.steps[self.index + 1].kind == "pause_ms":
+                audio = audio[: speech_end * 8]
+            if self._pause_from_ms is not None:
+                audio, speech_end, speech_start = audio[speech_start * 8:], speech_end - speech_start, 0
+            self.frames = [ulaw.decode(f).astype(np.float64) for f in sim_audio.frames(audio)]
+            if self._pause_from_ms is not None:          # the turn goes on after a thinking pause
+                record.thinking_pauses.append((self._pause_from_ms, t + speech_start))
+                self._pause_from_ms = None
+            if step.backchannel:
+                record.backchannels.append((t + speech_start, t + speech_end))
+            else:
+                record.speech_ends_ms.append(t + speech_end)
             self.caller._event("caller_says", clip.text)
+        elif step.kind == "pause_ms":
+            if record.speech_ends_ms:                   # that speech did not end the turn
+                self._pause_from_ms = record.speech_ends_ms.pop()
+            self.frames = [np.zeros(FRAME_BYTES)] * (step.duration_ms // FRAME_MS)
         elif step.kind == "silence_ms":
             self.frames = [np.zeros(FRAME_BYTES)] * (step.duration_ms // FRAME_MS)
         elif step.kind == "noise_ms":

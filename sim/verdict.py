@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from server import log_check
 from sim.realtime_session import SimCounters
 from sim.twilio_caller import CallRecord
 
@@ -22,7 +23,7 @@ def judge(record: CallRecord, health_after: dict, log_text: str, counters: SimCo
     found (leads, CRM receipts); the lead criteria are judged when both are given."""
     out: list[Criterion] = []
     said = len(record.speech_ends_ms)
-    out.append(Criterion("caller spoke every scripted utterance", said == expected_utterances,
+    out.append(Criterion("caller spoke every scripted turn", said == expected_utterances,
                          f"{said}/{expected_utterances}"))
     out.append(Criterion("AI answered every step it was waited for", not record.failures,
                          "; ".join(record.failures) or "all answered"))
@@ -37,14 +38,31 @@ def judge(record: CallRecord, health_after: dict, log_text: str, counters: SimCo
     out.append(Criterion("call ended with nothing left running",
                          health_after.get("active_calls") == 0 and health_after.get("green_threads") == 0,
                          f"active_calls={health_after.get('active_calls')} green_threads={health_after.get('green_threads')}"))
+    if record.thinking_pauses:
+        heard = [t for t, voiced in record.arrivals if voiced and any(s < t <= e for s, e in record.thinking_pauses)]
+        out.append(Criterion("no AI audio inside a thinking pause", not heard,
+                             f"{len(record.thinking_pauses)} pause(s) of "
+                             + ", ".join(f"{e - s}ms" for s, e in record.thinking_pauses)
+                             + (f"; AI audio at {heard[0]}ms" if heard else "; silent")))
+    if record.backchannels:
+        cancelled = counters.responses_cancelled if counters is not None else 0
+        out.append(Criterion("backchannels did not interrupt the AI", record.clears == 0 and cancelled == 0,
+                             f"{len(record.backchannels)} said over the AI, {record.clears} clear(s), "
+                             f"{cancelled} response(s) cancelled"))
+    contract = [r for r in log_check.check(log_text) if not r.passed and r.call != "(all)"]
+    out.append(Criterion("server log meets the behaviour contract", not contract,
+                         "; ".join(f"{r.name}: {r.detail}" for r in contract[:3]) or "every generic check passed"))
     tracebacks = log_text.count("Traceback")
     out.append(Criterion("no exception in the server log", tracebacks == 0, f"{tracebacks} tracebacks"))
     if counters is not None:
         creates = counters.client_events.get("response.create", 0)
         tools = len(counters.tool_outputs)
-        out.append(Criterion("one response.create per utterance (+ greeting, + one per tool answer)",
-                             creates == expected_utterances + 1 + tools,
-                             f"{creates} response.create for {expected_utterances} utterances and {tools} tool answers"))
+        resumed = log_text.count("[HOLD] caller resumed")
+        out.append(Criterion("one response.create per utterance (+ greeting, + one per tool answer, + one per "
+                             "reply abandoned unheard in a hold)",
+                             creates == expected_utterances + 1 + tools + resumed,
+                             f"{creates} response.create for {expected_utterances} utterances, {tools} tool answers "
+                             f"and {resumed} held replies abandoned"))
         dup = counters.errors.get("conversation_already_has_active_response", 0)
         out.append(Criterion("no conversation_already_has_active_response", dup == 0, f"{dup}"))
         out.append(Criterion("no error events from the model", not counters.errors, str(dict(counters.errors)) or "{}"))

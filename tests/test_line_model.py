@@ -243,13 +243,14 @@ def test_same_seed_same_bytes():
 
 def test_presets():
     required = {"clean", "network", "handset", "speakerphone", "soft_caller", "loud_caller", "cafe", "street",
-                "car", "hum", "babble_10", "lossy", "speakerphone_cafe"}
+                "car", "hum", "babble_10", "lossy", "speakerphone_cafe", "agc_pumping"}
     assert required <= set(lm.LINES)
     assert lm.LINES["clean"] == lm.LineProfile("clean", noise="none", band_limit=False, g711=False)
     sp = lm.LINES["speakerphone"].echo
     assert (sp.gain_db, sp.delay_ms, sp.jitter_ms, sp.reverb_ms, sp.drift_db, sp.colour) == (-6, 250, 20, 150, 3, True)
     assert lm.LINES["lossy"].loss_pct == 3.0
-    assert lm.LINES["speakerphone_cafe"].agc and lm.LINES["speakerphone_cafe"].noise == "babble"
+    assert lm.LINES["speakerphone_cafe"].noise == "babble" and lm.LINES["speakerphone_cafe"].echo == lm.LINES["speakerphone"].echo
+    assert lm.LINES["agc_pumping"].agc
     for name in lm.LINES:
         phone = PhoneLine(line(name), babble=babble_source(1.0), speech_level_dbfs=-20.0)
         assert len(phone.process(np.zeros(FRAME), np.zeros(FRAME))) == FRAME
@@ -353,10 +354,16 @@ def test_scenario_line_errors(caller, complaint):
     assert complaint in str(exc.value), str(exc.value)
 
 
-def test_every_committed_scenario_parses_and_stays_legacy():
+LINE_SCENARIOS = {"thinking_pauses": "network", "backchannels": "handset", "speakerphone_cafe": "speakerphone_cafe"}
+
+
+def test_every_committed_scenario_parses_and_only_the_line_calls_use_a_line():
     for path in sorted(scenario_mod.SCENARIOS_DIR.glob("*.toml")):
         sc = scenario_mod.load(str(path))
-        assert sc.line is None, path.name
+        if path.stem in LINE_SCENARIOS:
+            assert sc.line is not None and sc.line.name == LINE_SCENARIOS[path.stem], path.name
+        else:
+            assert sc.line is None, path.name
 
 
 def _legacy_frames(sc, seed, caller_frames, played_frames):

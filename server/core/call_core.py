@@ -258,23 +258,7 @@ class CallCore:
             out.append(Note("INFO", f"[ECHO GATE] caller speech in the echo tail ({self._echo_text(gate.verdict)}) "
                                     "- forwarding with pre-roll"))
         if ai_audible:
-            verdict = self.judge.on_frame(gate.near_end, ev.now_ms, 10.0 * math.log10(frame_rms * frame_rms + 1.0))
-            if isinstance(verdict, Pause):
-                self.stats.pauses += 1
-                out.append(PausePlayout())
-                out.append(Note("INFO", f"⏸ [BARGE-IN] caller sound for {verdict.sound_ms}ms over the AI "
-                                        f"({self._echo_text(gate.verdict)}) - playout paused"))
-            elif isinstance(verdict, Resume):
-                self.stats.backchannels += 1
-                for check in self._drains.values():
-                    check.deadline_ms += verdict.paused_ms     # nothing drained while paused
-                out.append(ResumePlayout())
-                what = "steady sound (not speech)" if verdict.steady else "sound"
-                out.append(Note("INFO", f"▶ [BACKCHANNEL] {verdict.sound_ms}ms {what} over the AI - playout resumed "
-                                        f"after a {verdict.paused_ms}ms pause"))
-            elif isinstance(verdict, Interrupt):
-                forward = self.gate.open()
-                self._barge_in(verdict, gate.verdict, out)
+            forward = self._judge_sound_over_ai(gate, frame_rms, ev.now_ms, out) or forward
         if gate.blocked and not forward:
             self.stats.frames_blocked += 1
         else:
@@ -306,6 +290,28 @@ class CallCore:
         if start_ms is not None and voiced_end_ms is not None and voiced_end_ms - start_ms >= self.cfg.min_utterance_ms:
             self._on_caller_resumed(start_ms, out)    # speech, not a click or a blip of noise
         self._release_if_quiet(out, audible)
+
+    def _judge_sound_over_ai(self, gate, frame_rms: float, now_ms: int, out: list[CoreAction]) -> tuple[str, ...]:
+        """Pause, resume or interrupt the AI (``BargeInJudge``); the frames to forward on a barge-in."""
+        verdict = self.judge.on_frame(gate.near_end, now_ms, 10.0 * math.log10(frame_rms * frame_rms + 1.0))
+        if isinstance(verdict, Pause):
+            self.stats.pauses += 1
+            out.append(PausePlayout())
+            out.append(Note("INFO", f"⏸ [BARGE-IN] caller sound for {verdict.sound_ms}ms over the AI "
+                                    f"({self._echo_text(gate.verdict)}) - playout paused"))
+        elif isinstance(verdict, Resume):
+            self.stats.backchannels += 1
+            for check in self._drains.values():
+                check.deadline_ms += verdict.paused_ms     # nothing drained while paused
+            out.append(ResumePlayout())
+            what = "steady sound (not speech)" if verdict.steady else "sound"
+            out.append(Note("INFO", f"▶ [BACKCHANNEL] {verdict.sound_ms}ms {what} over the AI - playout resumed "
+                                    f"after a {verdict.paused_ms}ms pause"))
+        elif isinstance(verdict, Interrupt):
+            forward = self.gate.open()
+            self._barge_in(verdict, gate.verdict, out)
+            return forward
+        return ()
 
     @staticmethod
     def _echo_text(verdict) -> str:
@@ -397,6 +403,8 @@ class CallCore:
         out.append(Note("INFO", f"🎤 END OF UTTERANCE candidate: {dur}ms echo_blocked={blocked}"))
         if dur < self.cfg.min_utterance_ms:
             self.stats.skipped_utterances += 1
+            if not blocked and self._utt_rms:
+                self.vad.note_burst(max(self._utt_rms))
             out.append(Note("INFO", f"[UTT] SKIPPED: duration={dur}ms < MIN_UTTERANCE_MS={self.cfg.min_utterance_ms}ms"))
             return
         out.append(Note("INFO", f"🎤 END OF UTTERANCE: {dur / 1000:.1f}s, echo_blocked={blocked}"))
@@ -475,6 +483,9 @@ class CallCore:
         elif isinstance(e, rt.ResponseDone):
             self._on_response_done(e, ev, out)
         elif isinstance(e, rt.TranscriptDone):
+            if e.response_id in self._abandoned:        # never heard, and deleted from the conversation
+                out.append(Note("INFO", f"[HOLD] unheard reply {e.response_id} not kept: {e.transcript}"))
+                return
             if e.transcript:
                 self.conversation.append(("assistant", e.transcript))
             out.append(Note("INFO", f"🤖 [REALTIME] AI said: {e.transcript}"))
