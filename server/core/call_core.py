@@ -403,8 +403,6 @@ class CallCore:
         out.append(Note("INFO", f"🎤 END OF UTTERANCE candidate: {dur}ms echo_blocked={blocked}"))
         if dur < self.cfg.min_utterance_ms:
             self.stats.skipped_utterances += 1
-            if not blocked and self._utt_rms:
-                self.vad.note_burst(max(self._utt_rms))
             out.append(Note("INFO", f"[UTT] SKIPPED: duration={dur}ms < MIN_UTTERANCE_MS={self.cfg.min_utterance_ms}ms"))
             return
         out.append(Note("INFO", f"🎤 END OF UTTERANCE: {dur / 1000:.1f}s, echo_blocked={blocked}"))

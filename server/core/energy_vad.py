@@ -13,13 +13,9 @@ Noise that swells for seconds (a passing car, a handset's AGC pumping the line u
 never lets the tracked floor learn it, because it keeps the machine in SPEECH; the minimum
 statistic rises with it within a window, so the swell stops counting as speech. Speech has
 closures and gaps between words, so its low percentile stays near the real floor. The other way,
-a line that turns 6 dB quieter than the tracked floor (a handset's AGC backing off as the caller
-starts talking, after pumping the noise up in the pause) pulls the tracked floor down to it at once.
-
-Other voices in the room (a café) come in bursts: each crosses the threshold for a syllable and is
-skipped as too short. ``note_burst`` remembers the loudest recent such burst that was not far above
-the floor (up to ``noise_burst_max_db``: a caller's own short word is much louder) and keeps the
-threshold 1 dB over it, the memory halving every ``noise_burst_halflife_ms``.
+a line that turns 6 dB quieter than the tracked floor for ``_QUIETER_FRAMES`` frames in a row (a
+handset's AGC backing off as the caller starts talking, after pumping the noise up in the pause)
+pulls the tracked floor down to it at once; digital silence (concealed packet loss) does not count.
 
 This is the first, energy-only detector. It runs on EVERY frame whatever the echo state: echo
 protection gates forwarding and triggering elsewhere, never the VAD. The speech-likeness veto
@@ -35,7 +31,8 @@ from server.core.turn_config import TurnConfig
 from server.core.ulaw import FRAME_MS
 
 
-_OVER_BURST = 10 ** (1 / 20.0)        # the threshold sits 1 dB over the remembered burst
+_DIGITAL_SILENCE_RMS = 2.0      # µ-law silence decodes to 0: a concealed lost packet, not a quieter line
+_QUIETER_FRAMES = 3
 
 
 class VadState(Enum):
@@ -94,8 +91,8 @@ class EnergyVad:
         self.last_voiced_end_ms: int | None = None
         self._recent: deque[float] = deque(maxlen=max(1, config.floor_window_ms // FRAME_MS))
         self._min_stat = 0.0
-        self._burst_rms = 0.0
-        self._burst_decay = 0.5 ** (FRAME_MS / max(FRAME_MS, config.noise_burst_halflife_ms))
+        self._quieter = 0
+
 
     @property
     def floor_rms(self) -> float:
@@ -104,7 +101,7 @@ class EnergyVad:
 
     @property
     def threshold_rms(self) -> float:
-        return max(self.cfg.threshold_rms(self.floor_rms), self._burst_rms * _OVER_BURST)
+        return self.cfg.threshold_rms(self.floor_rms)
 
     def _set_state(self, new: VadState, reason: str, out: list[VadRecord]) -> None:
         if (self.state, new) not in _ALLOWED:
@@ -128,12 +125,16 @@ class EnergyVad:
         if not self._calibrated:
             self._calibrate(rms, frame_end_ms)
         self._recent.append(rms)
-        self._burst_rms *= self._burst_decay
         if len(self._recent) >= 20 and frame_end_ms % (5 * FRAME_MS) == 0:
             ordered = sorted(self._recent)            # every 100 ms: the statistic moves slowly anyway
             self._min_stat = ordered[len(ordered) * self.cfg.floor_percentile // 100]
-            if self._calibrated and self._min_stat < self.noise_floor_rms / 2:
-                self.noise_floor_rms = self._min_stat    # the line went 6 dB quieter (an AGC backing off)
+        if self._calibrated and _DIGITAL_SILENCE_RMS < rms < self.noise_floor_rms / 2:
+            self._quieter += 1
+            if self._quieter >= _QUIETER_FRAMES:          # the line went 6 dB quieter (an AGC backing off)
+                self.noise_floor_rms = max(list(self._recent)[-_QUIETER_FRAMES:])
+                self._min_stat = min(self._min_stat, self.noise_floor_rms)
+        else:
+            self._quieter = 0
         if voiced is None:
             voiced = rms > self.threshold_rms
         frame_start_ms = frame_end_ms - FRAME_MS
@@ -163,12 +164,6 @@ class EnergyVad:
             elif frame_end_ms - self.utterance_start_ms >= self.cfg.max_utterance_ms:
                 self._end(silence_ms, True, out)
         return out
-
-    def note_burst(self, peak_rms: float) -> None:
-        """A sound too short to be an utterance, heard outside the echo window: background (other
-        voices, clatter) unless it was far above the floor (then it was the caller)."""
-        if peak_rms < self.floor_rms * 10 ** (self.cfg.noise_burst_max_db / 20.0):
-            self._burst_rms = max(self._burst_rms, peak_rms)
 
     def adopt_floor(self, rms: float) -> None:
         """A steady sound (vetoed as not speech) becomes the new noise floor, so speech over it still

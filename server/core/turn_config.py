@@ -35,11 +35,6 @@ class TurnConfig:
     """Window of the minimum statistic that raises the noise floor under long swelling noise."""
     floor_percentile: int = 10
     """Percentile of the window's frame RMS taken as the minimum statistic."""
-    noise_burst_max_db: int = 18
-    """A sound too short to be an utterance and at most this far over the floor is background (other voices
-    in a cafe, clatter): the threshold is kept 1 dB over the loudest recent one."""
-    noise_burst_halflife_ms: int = 7000
-    """How fast that memory of background bursts fades (its level halves in this time)."""
     floor_track_pct: int = 5
     """Weight of a silent frame in the running noise floor after calibration (EMA, percent)."""
     # --- echo protection and barge-in ---
