@@ -48,6 +48,8 @@ def score(results) -> dict:
             long_enough = end - start >= 500
             speech_ms += end - start
             s["utterances_long" if long_enough else "utterances_short"] += 1
+            if c.condition in SOFT_OR_CAFE:
+                s["soft_cafe_utterances"] += 1
             if not matched:
                 cond["missed"] += 1
                 s["missed_long" if long_enough else "missed_short"] += 1
@@ -65,8 +67,6 @@ def score(results) -> dict:
             if len(answers) > 1 or any(t < end for t in answers):
                 cond["split"] += 1
                 s["split_lossy" if c.condition == "lossy" else "split_other"] += 1
-            if c.condition in SOFT_OR_CAFE:
-                s["soft_cafe_utterances"] += 1
         forwarded_ms += r.forwarded_ms if c.utterances else 0
         stops = sorted(r.pauses_ms + r.barge_ins_ms)
         if c.barge_in_onset_ms is not None:

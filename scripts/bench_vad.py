@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import sys
 import time
 from pathlib import Path
@@ -32,8 +33,7 @@ from bench.vad_corpus import build  # noqa: E402
 from server.core.call_core import CallCore  # noqa: E402
 from server.core.turn_config import TurnConfig  # noqa: E402
 
-def make_factory(name: str):
-    cfg = TurnConfig()
+def make_factory(name: str, cfg: TurnConfig):
     if name == "ours":
         return lambda: CallCore(cfg)
     from bench import detectors
@@ -41,8 +41,8 @@ def make_factory(name: str):
     return lambda: CallCore(cfg, voice_decider=cls(), echo_detection=False)
 
 
-def run(name: str, cases, label: str) -> dict:
-    factory = make_factory(name)
+def run(name: str, cases, label: str, cfg: TurnConfig) -> dict:
+    factory = make_factory(name, cfg)
     t1 = time.perf_counter()
     results = []
     for i, case in enumerate(cases, 1):
@@ -63,11 +63,19 @@ def main() -> int:
     parser.add_argument("--only", choices=("ours", "webrtcvad", "silero"), action="append")
     parser.add_argument("--real-speech", default=None, metavar="DIR",
                         help="directory of the real recordings (default: $REAL_SPEECH_DIR, else ../shared/real-speech)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=MS",
+                        help="override a TurnConfig field for this run, e.g. --set reply_hold_ms=0 (nothing is "
+                             "written unless --out is given)")
     parser.add_argument("--out", default=None,
                         help="file stem for .md/.json (default bench/results/vad_benchmark; with --only, "
                              "nothing is written unless --out is given, so a partial run never replaces the table)")
     args = parser.parse_args()
-    if args.out is None and not args.only:
+    try:
+        overrides = {k: int(v) for k, v in (item.split("=", 1) for item in args.set)}
+        cfg = replace(TurnConfig(), **overrides)
+    except (ValueError, TypeError) as exc:
+        parser.error(f"--set takes FIELD=integer with a TurnConfig field: {exc}")
+    if args.out is None and not args.only and not args.set:
         args.out = str(ROOT / "bench" / "results" / "vad_benchmark")
     names = args.only or ["ours", "webrtcvad", "silero"]
     t0 = time.perf_counter()
@@ -84,13 +92,12 @@ def main() -> int:
     scores: dict[str, dict] = {label: {} for label in corpora}
     for name in names:
         try:
-            make_factory(name)()
+            make_factory(name, cfg)()
         except ImportError as exc:
             print(f"skipping {name}: {exc}", file=sys.stderr)
             continue
         for label, cases in corpora.items():
-            scores[label][name] = run(name, cases, label)
-    cfg = TurnConfig()
+            scores[label][name] = run(name, cases, label, cfg)
     sections = []
     for label in ("real", "espeak"):
         if label not in corpora:
