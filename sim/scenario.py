@@ -43,6 +43,10 @@ turn, the next ``say`` continues it; no AI audio may reach the caller inside it)
 the last step in any case, unless the server hangs up first. ``[realtime] speedup`` (default 8)
 is how much faster than real time the model simulator sends its audio.
 
+``[caller] real_speech = true`` says real recordings instead of the clips when ``../shared/real-speech``
+(or ``$REAL_SPEECH_DIR``) is there: each ``say`` the next real Hebrew utterance, each backchannel the
+next real short sound (``sim.real_voices``); the scenario's clips otherwise.
+
 Instead of ``noise_dbfs`` and ``echo`` (which it excludes), ``[caller] line`` names a telephone-line
 preset of ``sim.line_model`` (``LINES``: clean, network, handset, speakerphone, soft_caller,
 loud_caller, cafe, street, car, hum, babble_10, lossy, agc_pumping, speakerphone_cafe), and an optional
@@ -61,7 +65,8 @@ echo = { gain_db = -10, delay_ms = 200 }
 ```
 Every frame the caller sends then goes through one ``PhoneLine``: its voice (scaled from the
 active level of the scenario's ``say`` clips to ``caller_level_dbfs``), the echo of what it
-played, the line's noise (babble from ``sim.audio.espeak_babble``), AGC, band limit, µ-law and
+played, the line's noise (babble from ``sim.audio.espeak_babble``, or from real voices with
+``real_speech``), AGC, band limit, µ-law and
 packet loss. Both are checked when the scenario is parsed.
 """
 from __future__ import annotations
@@ -119,6 +124,9 @@ class Scenario:
     speedup: float = 8.0
     line: line_model.LineProfile | None = None
     """The caller's telephone line (``[caller] line`` + ``line_overrides``); None: the legacy mix."""
+    real_speech: bool = False
+    """``[caller] real_speech = true``: say real recordings instead of the clips when they are present
+    (``sim.real_voices``), and take the babble from real voices."""
     expect: dict = field(default_factory=dict, compare=False)
     """What the call must leave behind: lead status, service, city, delivered."""
     env: dict = field(default_factory=dict, compare=False)
@@ -179,6 +187,13 @@ def _reply(raw: object, where: str) -> str | ToolReply:
     return ToolReply(raw["tool"], arguments_json)
 
 
+def _flag(table: dict, key: str, source: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ScenarioError(f"{source}: [caller] {key} must be true or false, got {value!r}")
+    return value
+
+
 def _line(caller: dict, source: str) -> line_model.LineProfile | None:
     name, overrides = caller.get("line"), caller.get("line_overrides")
     where = f"{source}: [caller]"
@@ -231,7 +246,8 @@ def parse(text: str, source: str = "<string>") -> Scenario:
         steps=[_step(s, f"{source}: step {i + 1}") for i, s in enumerate(steps)],
         noise_dbfs=caller.get("noise_dbfs"),
         echo=Echo(int(echo["delay_ms"]), float(echo["gain_db"])) if echo else None,
-        speedup=float(realtime.get("speedup", 8.0)), line=_line(caller, source), expect=dict(expect),
+        speedup=float(realtime.get("speedup", 8.0)), real_speech=_flag(caller, "real_speech", source),
+        line=_line(caller, source), expect=dict(expect),
         env={str(k): str(v) for k, v in raw.get("server_env", {}).items()}, source=source)
 
 

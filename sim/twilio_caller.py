@@ -274,6 +274,10 @@ class TwilioCaller:
 
     def run(self, max_duration_s: float = 120.0) -> CallRecord:
         rec, sc = self.record, self.scenario
+        # the line and the real voices are ready before the call: a phone sends audio from the first
+        # millisecond, and a caller that stalled here would hear the greeting late (its echo too)
+        inbound = InboundAudio(sc, self.rng)
+        voices_for(sc)
         stream_url, parameters = self._webhook()
         self._connect(stream_url)
         self._t0 = time.monotonic()
@@ -281,7 +285,6 @@ class TwilioCaller:
         self._send(tw.build_start(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid, parameters))
         receiver = threading.Thread(target=self._receiver, name="sim-twilio-rx", daemon=True)
         receiver.start()
-        inbound = InboundAudio(sc, self.rng)
         timeline = _Timeline(sc.steps, self)
         ai_audible, ai_last_voiced_ms, chunk = False, -10**9, 0
         deadline = time.monotonic()
@@ -333,8 +336,20 @@ class TwilioCaller:
             return len(self._outbound)
 
 
+def voices_for(scenario: Scenario):
+    """The real voices a ``real_speech`` scenario says, or None (its clips are said)."""
+    if not scenario.real_speech:
+        return None
+    from sim.real_voices import real_voices     # reads the recordings: only for scenarios that ask
+    return real_voices()
+
+
 def speech_level_dbfs(scenario: Scenario) -> float | None:
-    """Active level of the scenario's ``say`` clips together (None when the caller says nothing)."""
+    """Active level of the scenario's ``say`` clips together (None when the caller says nothing);
+    real voices are normalised to one level."""
+    if voices_for(scenario) is not None:
+        from bench.real_corpus import SPEECH_DBFS
+        return SPEECH_DBFS
     clips = [sim_audio.clip(step.clip).audio for step in scenario.steps if step.kind == "say"]
     if not clips:
         return None
@@ -352,7 +367,10 @@ class InboundAudio:
         self.phone: line_model.PhoneLine | None = None
         if scenario.line is not None:
             profile = scenario.line
-            babble = sim_audio.espeak_babble(30.0, profile.seed) if profile.noise == "babble" else None
+            voices = voices_for(scenario)
+            babble = None
+            if profile.noise == "babble":
+                babble = voices.babble(30.0, profile.seed) if voices else sim_audio.espeak_babble(30.0, profile.seed)
             self.phone = line_model.PhoneLine(profile, babble=babble, speech_level_dbfs=speech_level_dbfs(scenario))
             return
         echo = scenario.echo
@@ -381,7 +399,20 @@ class _Timeline:
         self.frames: list[np.ndarray] = []
         self.step_started_ms = 0
         self._pause_from_ms: int | None = None
+        self._voices = voices_for(caller.scenario)
+        self._said = {"utterance": 0, "short": 0}
         self._advance(0)
+
+    def _speech(self, step: Step) -> tuple[np.ndarray, int, int, str]:
+        """(float PCM, first voiced ms, end of speech ms, text) of what this ``say`` says."""
+        if self._voices is None:
+            clip = sim_audio.clip(step.clip)
+            start, end = clip.speech_span_ms
+            return ulaw.decode(clip.audio).astype(np.float64), start, end, clip.text
+        kind = "short" if step.backchannel else "utterance"
+        k, self._said[kind] = self._said[kind], self._said[kind] + 1
+        real = self._voices.short_sound(k) if step.backchannel else self._voices.utterance(k)
+        return real.pcm, real.speech_start_ms, real.speech_end_ms, f"(real speech {real.name})"
 
     def _advance(self, t: int) -> None:
         self.index += 1
@@ -392,15 +423,14 @@ class _Timeline:
         step = self.steps[self.index]
         record = self.caller.record
         if step.kind == "say":
-            clip = sim_audio.clip(step.clip)
-            audio = clip.audio
-            speech_start, speech_end = clip.speech_span_ms
+            pcm, speech_start, speech_end, text = self._speech(step)
             # around a thinking pause the clip is cut to its speech, so the pause is exactly pause_ms
             if self.index + 1 < len(self.steps) and self.steps[self.index + 1].kind == "pause_ms":
-                audio = audio[: speech_end * 8]
+                pcm = pcm[: speech_end * 8]
             if self._pause_from_ms is not None:
-                audio, speech_end, speech_start = audio[speech_start * 8:], speech_end - speech_start, 0
-            self.frames = [ulaw.decode(f).astype(np.float64) for f in sim_audio.frames(audio)]
+                pcm, speech_end, speech_start = pcm[speech_start * 8:], speech_end - speech_start, 0
+            pcm = np.concatenate([pcm, np.zeros(-len(pcm) % FRAME_BYTES)])
+            self.frames = list(pcm.reshape(-1, FRAME_BYTES))
             if self._pause_from_ms is not None:          # the turn goes on after a thinking pause
                 record.thinking_pauses.append((self._pause_from_ms, t + speech_start))
                 self._pause_from_ms = None
@@ -408,7 +438,7 @@ class _Timeline:
                 record.backchannels.append((t + speech_start, t + speech_end))
             else:
                 record.speech_ends_ms.append(t + speech_end)
-            self.caller._event("caller_says", clip.text)
+            self.caller._event("caller_says", text)
         elif step.kind == "pause_ms":
             if record.speech_ends_ms:                   # that speech did not end the turn
                 self._pause_from_ms = record.speech_ends_ms.pop()

@@ -32,8 +32,8 @@ def cafe(tmp_path_factory):
 def test_thinking_pauses_are_never_talked_over(pauses):
     assert verdict_failures(pauses, "thinking_pauses") == []
     assert pauses.log_failures("thinking_pause") == []
-    assert [e - s for s, e in pauses.record.thinking_pauses] and all(
-        e - s >= 600 for s, e in pauses.record.thinking_pauses)
+    lengths = [e - s for s, e in pauses.record.thinking_pauses]          # as scripted, to a frame
+    assert len(lengths) == 2 and abs(lengths[0] - 600) <= 20 and abs(lengths[1] - 700) <= 20, lengths
     resumed = pauses.log.count("[HOLD] caller resumed")
     assert resumed >= 1                                                    # a reply was asked early, then dropped
     assert pauses.counters.client_events["response.create"] == 1 + 2 + resumed

@@ -148,6 +148,7 @@ class CallCore:
         self._deleted_items: set[str] = set()
         self._audio_now_ms = 0                     # end of the latest caller frame, caller-audio time
         self._turn_resumed = False                 # this utterance goes on a turn already proven to be speech
+        self._echo_path_noted: tuple[int | None, float] | None = None
         self.guard = ResponseGuard(config.response_created_timeout_ms)
         self.silence = SilencePolicy(config.silence_timeout_ms, config.max_silence_warnings)
         self.ledger = PlayoutLedger()
@@ -254,6 +255,7 @@ class CallCore:
                                          speech_in_progress=self.vad.state is not VadState.SILENCE,
                                          explain_echo=self.echo_detection, self_open=not ai_audible)
         forward = gate.forward
+        self._note_echo_path(gate.verdict, out)
         if gate.opened:
             out.append(Note("INFO", f"[ECHO GATE] caller speech in the echo tail ({self._echo_text(gate.verdict)}) "
                                     "- forwarding with pre-roll"))
@@ -294,6 +296,8 @@ class CallCore:
     def _judge_sound_over_ai(self, gate, frame_rms: float, now_ms: int, out: list[CoreAction]) -> tuple[str, ...]:
         """Pause, resume or interrupt the AI (``BargeInJudge``); the frames to forward on a barge-in."""
         verdict = self.judge.on_frame(gate.near_end, now_ms, 10.0 * math.log10(frame_rms * frame_rms + 1.0))
+        if self.judge.paused or verdict is not None:
+            self.gate.echo.hold_learning(now_ms)       # double talk: no echo path is learnt from it
         if isinstance(verdict, Pause):
             self.stats.pauses += 1
             out.append(PausePlayout())
@@ -312,6 +316,20 @@ class CallCore:
             self._barge_in(verdict, gate.verdict, out)
             return forward
         return ()
+
+    def _note_echo_path(self, verdict, out: list[CoreAction]) -> None:
+        """Log the echo path when it is learnt or moves (the lag by more than two frames, the gain by
+        3 dB): rare, and what an operator needs to read a barge-in line."""
+        if verdict.gain_db is None:
+            return
+        known = self._echo_path_noted
+        moved = known is not None and (
+            (known[0] is None) != (verdict.lag_ms is None)
+            or (known[0] is not None and abs(known[0] - verdict.lag_ms) > 2 * FRAME_MS))
+        if known is None or moved or abs(known[1] - verdict.gain_db) >= 3:
+            self._echo_path_noted = (verdict.lag_ms, verdict.gain_db)
+            what = "no echo, quiet line" if verdict.lag_ms is None else "echo path"
+            out.append(Note("INFO", f"[ECHO] {what}: {self._echo_text(verdict)}"))
 
     @staticmethod
     def _echo_text(verdict) -> str:
@@ -503,6 +521,7 @@ class CallCore:
             out.append(Note("DEBUG", f"[REALTIME] {e}"))
 
     def _on_audio_delta(self, e: rt.AudioDelta, out: list[CoreAction], ev: RealtimeReceived | None = None) -> None:
+        """``ev``: the event as received (a held reply keeps it); None when the hold releases it."""
         if e.response_id in self._cancelled:
             self.stats.dropped_deltas += 1
             return

@@ -96,8 +96,15 @@ class EchoDetector:
         self._from_path = False
         self._candidate: tuple[int, float] | None = None
         self._frames = 0
+        self._learn_after_ms = 0
 
     # --- inputs -----------------------------------------------------------------------------
+
+    def hold_learning(self, now_ms: int) -> None:
+        """The caller made a sound over the AI (double talk): windows holding it would teach a wrong
+        path, so nothing is learnt until they have passed."""
+        self._learn_after_ms = max(self._learn_after_ms, now_ms + self.window * SLOT_MS)
+        self._candidate = None
 
     def on_reference(self, now_ms: int, energy: float) -> None:
         self._ref.record(now_ms // SLOT_MS, energy)
@@ -109,7 +116,7 @@ class EchoDetector:
         ref_recent_max = max(self._ref.window(slot - self.max_lag - 1, slot))
         active = ref_recent_max >= _REF_ACTIVE
         every = self.tracking_every if self._from_path else self.update_every
-        if active and self._frames % every == 0:
+        if active and self._frames % every == 0 and now_ms >= self._learn_after_ms:
             self._estimate(slot)
         if not active:
             return EchoVerdict(False, True, 0.0, self._lag_ms(), self.gain_db)
