@@ -51,7 +51,6 @@ class Abandoned:
     """None: the response was not created yet."""
     pause_ms: int
     item_ids: tuple[str, ...]
-    held_events: int
 
 
 @dataclass
@@ -141,8 +140,7 @@ class ReplyHold:
             return None
         hold, self._hold = self._hold, None
         self._set(HoldState.IDLE)
-        return Abandoned(hold.response_id, audio_start_ms - hold.speech_end_ms, tuple(hold.item_ids),
-                         len(hold.events))
+        return Abandoned(hold.response_id, audio_start_ms - hold.speech_end_ms, tuple(hold.item_ids))
 
     def cancel(self) -> None:
         """The reply went away on its own (failed, no audio, link lost): nothing to hold."""
