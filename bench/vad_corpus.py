@@ -109,10 +109,8 @@ def _place(track: np.ndarray, at_ms: int, audio: np.ndarray) -> None:
 
 
 def _speech_case(rng, name, condition, clips, pause_ms=0, noise_dbfs=LINE_NOISE_DBFS) -> Case:
-    parts = [_pcm(c) for c in clips]
-    spans = [sim_audio.clip(c).speech_span_ms for c in clips]
     # cut each clip to its voiced span so the pause between them is exactly pause_ms
-    voiced = [p[s * 8:e * 8] for p, (s, e) in zip(parts, spans)]
+    voiced = [_voiced(c) for c in clips]
     speech_ms = sum(len(v) // 8 for v in voiced) + pause_ms * (len(voiced) - 1)
     total_ms = LEAD_IN_MS + speech_ms + TAIL_MS
     track = _noise(rng, total_ms * 8, noise_dbfs)

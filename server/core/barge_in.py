@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
+from server.core.speech_likeness import modulation_db
 from server.core.ulaw import FRAME_MS
 
 
@@ -98,7 +99,7 @@ class BargeInJudge:
         self._window.append(near_end)
         sustained_ms = sum(self._window) * FRAME_MS
         if self.phase is Phase.WATCHING:
-            if sustained_ms >= self.pause_after_ms and _std(self._recent_db) >= self.onset_modulation_db:
+            if sustained_ms >= self.pause_after_ms and modulation_db(self._recent_db) >= self.onset_modulation_db:
                 self._set(Phase.PAUSED)
                 self.sound_ms, self._quiet_ms, self._paused_at_ms = sustained_ms, 0, now_ms
                 self._onset_ms, self._db = now_ms - sustained_ms, list(self._recent_db)   # with its rise
@@ -114,7 +115,7 @@ class BargeInJudge:
         if long_sound:
             self._set(Phase.WATCHING)
             self._window.clear()
-            if _std(self._db) < self.min_modulation_db:
+            if modulation_db(self._db) < self.min_modulation_db:
                 return Resume(self.sound_ms, now_ms - self._paused_at_ms, steady=True)
             return Interrupt(self.sound_ms, now_ms - self._paused_at_ms)
         if self._quiet_ms >= self.resume_after_ms:
@@ -129,12 +130,3 @@ class BargeInJudge:
         self.sound_ms = self._quiet_ms = 0
         self._window.clear()
         self._recent_db.clear()
-
-
-def _std(values) -> float:
-    """Standard deviation of frame energies in dB: how much a sound rises and falls."""
-    values = list(values)
-    if len(values) < 2:
-        return 0.0
-    mean = sum(values) / len(values)
-    return (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5

@@ -25,11 +25,16 @@ class SpeechLikeness:
         self._db.append(10.0 * math.log10(energy + 1.0))
 
     def modulation_db(self, duration_ms: int) -> float:
-        values = self._db[: max(1, duration_ms // 20)]
-        if len(values) < 2:
-            return 0.0
-        mean = sum(values) / len(values)
-        return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        return modulation_db(self._db[: max(1, duration_ms // 20)])
 
     def is_speech(self, duration_ms: int) -> bool:
         return self.modulation_db(duration_ms) >= self.min_modulation_db
+
+
+def modulation_db(values) -> float:
+    """Standard deviation of frame energies in dB: how much a sound rises and falls."""
+    values = list(values)
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
