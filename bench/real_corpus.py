@@ -221,7 +221,7 @@ def _good(src: Source, s: int, e: int) -> bool:
     return float(lab.voiced[cells].mean()) >= MIN_VOICED_FRACTION
 
 
-def _segments(src: Source, min_ms: int, max_ms: int) -> list[tuple[int, int]]:
+def usable_segments(src: Source, min_ms: int, max_ms: int) -> list[tuple[int, int]]:
     return [(s, e) for s, e in src.labels.segments if min_ms <= e - s <= max_ms and _good(src, s, e)]
 
 
@@ -232,7 +232,7 @@ def _pairs(src: Source, min_ms: int = 400, max_ms: int = 2500, max_total_ms: int
             and (a[1] - a[0]) + (b[1] - b[0]) <= max_total_ms]
 
 
-def _short(src: Source, min_ms: int = 150, max_ms: int = 400) -> list[tuple[int, int]]:
+def short_sound_segments(src: Source, min_ms: int = 150, max_ms: int = 400) -> list[tuple[int, int]]:
     whole = set(src.labels.segments)
     found = [(s, e) for s, e in speech_labeller.short_sounds(labels=src.labels, max_ms=max_ms)
              if e - s >= min_ms and _good(src, s, e)]
@@ -409,7 +409,7 @@ def build(directory: Path, seed: int = 20261130) -> list[Case]:
         lang = group[0].language
         if lang != "he" and lang in languages_done:
             continue
-        picked = _choose(rng, _candidates(group, lambda src: _segments(src, 500, 4000)))
+        picked = _choose(rng, _candidates(group, lambda src: usable_segments(src, 500, 4000)))
         if not picked:
             continue
         if lang == "he":
@@ -422,7 +422,7 @@ def build(directory: Path, seed: int = 20261130) -> list[Case]:
         for src in group:
             if len(hebrew) >= MAX_CLEAN_HEBREW:
                 break
-            picked = _choose(rng, [(src, seg) for seg in _segments(src, 500, 4000)])
+            picked = _choose(rng, [(src, seg) for seg in usable_segments(src, 500, 4000)])
             if picked:
                 hebrew.append(picked[0])
     hebrew = hebrew[:MAX_CLEAN_HEBREW]
@@ -473,7 +473,7 @@ def build(directory: Path, seed: int = 20261130) -> list[Case]:
     order = list(speakers.items())
 
     # 3. backchannels over the AI: a short word that must neither trigger nor cancel
-    shorts = [(sp, _choose(rng, _candidates(g, _short))) for sp, g in order]
+    shorts = [(sp, _choose(rng, _candidates(g, short_sound_segments))) for sp, g in order]
     shorts = [(sp, c[0]) for sp, c in shorts if c]
     for k, (line, after_ms) in enumerate(BACKCHANNEL_PLAN):
         if not shorts:
@@ -486,7 +486,7 @@ def build(directory: Path, seed: int = 20261130) -> list[Case]:
                           reference=ai, backchannels=[bc], line=line, source="real"))
 
     # 4. barge-in: >= 1 s of speech while the AI talks
-    long_segs = [(sp, _choose(rng, _candidates(g, lambda src: _segments(src, 1000, 3000)))) for sp, g in order]
+    long_segs = [(sp, _choose(rng, _candidates(g, lambda src: usable_segments(src, 1000, 3000)))) for sp, g in order]
     long_segs = [(sp, c[0]) for sp, c in long_segs if c]
     he_long = [x for x in long_segs if x[1][0].language == "he"]
     other_long = [x for x in long_segs if x[1][0].language != "he"]

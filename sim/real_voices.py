@@ -34,8 +34,8 @@ class RealVoices:
         self.directory = directory
         sources = [s for s in real_corpus.load_sources(directory)
                    if s.language == "he" and not s.stem.startswith(real_corpus.NOT_A_CALLER)]
-        self._utterances = [(src, seg) for src in sources for seg in real_corpus._segments(src, 800, 3000)]
-        self._short = [(src, seg) for src in sources for seg in real_corpus._short(src)]
+        self._utterances = [(src, seg) for src in sources for seg in real_corpus.usable_segments(src, 800, 3000)]
+        self._short = [(src, seg) for src in sources for seg in real_corpus.short_sound_segments(src)]
         if not self._utterances or not self._short:
             raise ValueError(f"{directory}: no usable Hebrew utterances or short sounds")
 
