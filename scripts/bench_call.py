@@ -1,13 +1,26 @@
 #!/usr/bin/env python3
-"""Benchmark whole calls on loopback: response latency and server CPU per call minute.
+"""Benchmark whole calls on loopback: CPU per call minute, pacing, latency, memory, model input.
 
-    .venv/bin/python scripts/bench_call.py                    # 3 sequential calls of two_turns
-    .venv/bin/python scripts/bench_call.py --calls 5 --concurrent 4
+    .venv/bin/python scripts/bench_call.py                         # 1, 30 and 60 calls at once
+    .venv/bin/python scripts/bench_call.py --levels 1,10 --rounds 2
 
-Latency is ground truth from the caller simulator: end of the caller's speech -> first AI audio
-frame received from the server, with the model simulator's first-audio delay at the scenario's
-value (0 for two_turns). CPU is utime+stime of the gunicorn worker (/proc) over the calls, divided
-by the summed call minutes. Prints a table and writes bench/results/call_bench.json.
+One server (``gunicorn -k eventlet -w 1``, exactly as deployed) and the simulators on this machine;
+for each level, ``--rounds`` rounds of that many calls of ``--scenario`` at once (their starts
+spread over ``--spread-ms``, as real calls never arrive on the same millisecond). Per level:
+
+* CPU seconds per call minute: utime+stime of the worker (/proc) over the level, divided by the
+  summed call minutes.
+* Outbound pacing lateness, p50/p99: how long after its deadline each assistant frame went out
+  (the server's own histogram, ``/healthz?perf=1``; a worker that cannot keep up shows here first).
+* End of speech -> ``response.create``, p50/p95 (the server's histogram: from the last voiced caller
+  frame by the caller-audio clock to the send).
+* End of speech -> first AI audio at the caller, p50/p95: ground truth from the caller simulator.
+* Input audio sent to the model per caller utterance, beyond the speech itself (the model
+  simulator's count of appended audio, the caller simulator's count of speech said).
+* The worker's peak RSS (VmHWM) and its RSS at the end.
+
+Prints a table and writes bench/results/call_bench.json (or ``--out``). Bounded: at most 3 rounds
+of at most 80 calls per level.
 """
 from __future__ import annotations
 
@@ -18,6 +31,7 @@ import statistics
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,71 +39,144 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sim import scenario as scenario_mod  # noqa: E402
 from sim.loopback import ROOT, LoopbackCall  # noqa: E402
 
+MAX_CALLS = 80
+MAX_ROUNDS = 3
+
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def percentile(values: list[int], pct: float) -> float:
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process, in MB."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def percentile(values: list[int], pct: float) -> float | None:
+    if not values:
+        return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def histogram_percentile(counts: list[int], pct: float) -> int | None:
+    total = sum(counts)
+    if not total:
+        return None
+    rank, seen = max(1, -(-total * pct // 100)), 0
+    for value, count in enumerate(counts):
+        seen += count
+        if seen >= rank:
+            return value
+    return len(counts) - 1
+
+
+def perf(loop: LoopbackCall) -> dict:
+    with urllib.request.urlopen(f"{loop.base_url}/healthz?perf=1", timeout=5) as resp:
+        return json.loads(resp.read())["perf"]
+
+
+def diff(after: list[int], before: list[int]) -> list[int]:
+    return [a - b for a, b in zip(after, before)]
+
+
+def run_level(loop: LoopbackCall, pid: int, calls: int, rounds: int, spread_ms: int) -> dict:
+    latencies: list[int] = []
+    call_ms, speech_ms, utterances = 0, 0, 0
+    failures: list[str] = []
+    perf0 = perf(loop)
+    appended0 = loop.realtime.counters.appended_ms
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    for round_no in range(rounds):
+        records: list = []
+        lock = threading.Lock()
+
+        def one(delay_s: float) -> None:
+            time.sleep(delay_s)
+            rec = loop.call(max_duration_s=120)
+            with lock:
+                records.append(rec)
+
+        threads = [threading.Thread(target=one, args=(i * spread_ms / 1000 / max(1, calls),)) for i in range(calls)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        health = loop.wait_idle(30)
+        for rec in records:
+            latencies += [v for v in rec.response_latencies_ms() if v is not None]
+            call_ms += rec.duration_ms
+            speech_ms += rec.speech_ms
+            utterances += len(rec.speech_ends_ms)
+            failures += rec.failures
+        print(f"  {calls} calls, round {round_no + 1}/{rounds}: {len(latencies)} answers so far, "
+              f"failures {len(failures)}, after: active={health['active_calls']} threads={health['green_threads']}",
+              flush=True)
+    cpu = cpu_seconds(pid) - cpu0
+    wall = time.monotonic() - t0
+    perf1 = perf(loop)
+    rss_mb, peak_mb = memory_mb(pid)
+    late = diff(perf1["tx_lateness_ms"], perf0["tx_lateness_ms"])
+    eou = diff(perf1["eou_to_create_ms"], perf0["eou_to_create_ms"])
+    appended_ms = loop.realtime.counters.appended_ms - appended0
+    return {
+        "calls_at_once": calls, "rounds": rounds, "calls": calls * rounds, "utterances": utterances,
+        "cpu_s_per_call_minute": round(cpu / (call_ms / 60000), 3) if call_ms else None,
+        "worker_cpu_pct_of_core": round(100 * cpu / wall, 1),
+        "tx_lateness_p50_ms": histogram_percentile(late, 50), "tx_lateness_p99_ms": histogram_percentile(late, 99),
+        "tx_frames": sum(late),
+        "eou_to_create_p50_ms": histogram_percentile(eou, 50), "eou_to_create_p95_ms": histogram_percentile(eou, 95),
+        "latency_p50_ms": percentile(latencies, 50), "latency_p95_ms": percentile(latencies, 95),
+        "input_audio_beyond_speech_ms_per_utterance":
+            round((appended_ms - speech_ms) / utterances) if utterances else None,
+        "input_audio_s": round(appended_ms / 1000, 1), "caller_speech_s": round(speech_ms / 1000, 1),
+        "call_minutes": round(call_ms / 60000, 2), "server_cpu_s": round(cpu, 2), "wall_s": round(wall, 1),
+        "worker_rss_mb": round(rss_mb, 1), "worker_peak_rss_mb": round(peak_mb, 1),
+        "failures": failures[:10], "failure_count": len(failures),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="two_turns")
-    parser.add_argument("--calls", type=int, default=3, help="rounds of calls (bounded: at most 50)")
-    parser.add_argument("--concurrent", type=int, default=1, help="calls at once per round (at most 20)")
+    parser.add_argument("--levels", default="1,30,60", help="calls at once, comma separated (each 1..80)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds per level (1..3)")
+    parser.add_argument("--spread-ms", type=int, default=3000, help="call starts spread over this long")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "call_bench.json"))
+    parser.add_argument("--label", default="", help="a name for this run in the output (e.g. before/after)")
     args = parser.parse_args()
-    if not 1 <= args.calls <= 50 or not 1 <= args.concurrent <= 20:
-        parser.error("--calls must be 1..50 and --concurrent 1..20")
+    try:
+        levels = [int(v) for v in args.levels.split(",") if v.strip()]
+    except ValueError:
+        parser.error(f"--levels {args.levels!r} must be integers separated by commas")
+    if not levels or any(not 1 <= n <= MAX_CALLS for n in levels) or not 1 <= args.rounds <= MAX_ROUNDS:
+        parser.error(f"each level must be 1..{MAX_CALLS} and --rounds 1..{MAX_ROUNDS}")
     sc = scenario_mod.load(args.scenario)
-    latencies: list[int] = []
-    call_ms = 0
-    failures: list[str] = []
+    results = []
     with LoopbackCall(sc, ROOT / "runs" / "bench" / "server.log") as loop:
         pid = loop.server_pid()
         if pid is None:
             print("error: could not find the gunicorn worker process", file=sys.stderr)
             return 1
-        cpu0, t0 = cpu_seconds(pid), time.monotonic()
-        for round_no in range(args.calls):
-            records: list = []
-            threads = [threading.Thread(target=lambda: records.append(loop.call(max_duration_s=120)))
-                       for _ in range(args.concurrent)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            health = loop.wait_idle(10)
-            for rec in records:
-                latencies += [v for v in rec.response_latencies_ms() if v is not None]
-                call_ms += rec.duration_ms
-                failures += rec.failures
-            print(f"round {round_no + 1}/{args.calls}: {len(records)} calls, latencies "
-                  f"{[v for r in records for v in r.response_latencies_ms()]}, after: {health}", flush=True)
-        cpu = cpu_seconds(pid) - cpu0
-        wall = time.monotonic() - t0
+        idle_rss_mb, _ = memory_mb(pid)
+        print(f"worker pid {pid}, idle RSS {idle_rss_mb:.1f} MB; scenario {sc.name}", flush=True)
+        for calls in levels:
+            print(f"level: {calls} calls at once", flush=True)
+            results.append(run_level(loop, pid, calls, args.rounds, args.spread_ms))
         errors = dict(loop.realtime.counters.errors)
-    result = {
-        "scenario": sc.name, "first_audio_delay_ms": sc.first_audio_delay_ms, "calls": args.calls * args.concurrent,
-        "concurrent": args.concurrent, "utterances": len(latencies),
-        "latency_median_ms": statistics.median(latencies) if latencies else None,
-        "latency_p95_ms": percentile(latencies, 95) if latencies else None,
-        "latency_max_ms": max(latencies) if latencies else None,
-        "server_cpu_s": round(cpu, 3), "call_minutes": round(call_ms / 60000, 3),
-        "cpu_s_per_call_minute": round(cpu / (call_ms / 60000), 3) if call_ms else None,
-        "wall_s": round(wall, 1), "model_errors": errors, "failures": failures,
-    }
-    print("\n| metric | value |\n|---|---|")
-    for key, value in result.items():
-        print(f"| {key} | {value} |")
+    keys = [k for k in results[0] if k != "failures"]
+    print("\n| metric | " + " | ".join(f"{r['calls_at_once']} at once" for r in results) + " |")
+    print("|---|" + "---|" * len(results))
+    for key in keys:
+        print(f"| {key} | " + " | ".join(str(r[key]) for r in results) + " |")
+    out = {"label": args.label, "scenario": sc.name, "idle_rss_mb": round(idle_rss_mb, 1), "model_errors": errors,
+           "levels": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n")
-    print(f"\nwritten to {args.out}")
-    return 0 if not failures and not errors else 1
+    Path(args.out).write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n")
+    print(f"\nidle RSS {idle_rss_mb:.1f} MB; model errors {errors}\nwritten to {args.out}")
+    return 0 if not any(r["failure_count"] for r in results) and not errors else 1
 
 
 if __name__ == "__main__":

@@ -93,9 +93,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
-        return jsonify(status="draining" if registry.draining else "ok", version=__version__,
-                       active_calls=registry.active,
-                       calls_total=registry.total, green_threads=green.live_count())
+        health = dict(status="draining" if registry.draining else "ok", version=__version__,
+                      active_calls=registry.active, calls_total=registry.total, green_threads=green.live_count())
+        if request.args.get("perf"):        # histograms for scripts/bench_call.py, counts per ms
+            health["perf"] = {"tx_lateness_ms": registry.tx_lateness.counts,
+                              "eou_to_create_ms": registry.eou_to_create.counts}
+        return jsonify(**health)
 
     log.info("ProSaaS voice agent %s ready: realtime=%s model=%s database=%s businesses=%d (%s)", __version__,
              settings.openai_realtime_url, settings.openai_realtime_model,

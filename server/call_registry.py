@@ -6,6 +6,8 @@ newest 1000). ``draining`` is set on SIGTERM (``gunicorn.conf.py``) and read by 
 """
 from __future__ import annotations
 
+from server.core.pacer import MsHistogram
+
 FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed"})
 """Hangup reasons after which the caller hears the fallback message."""
 _KEEP = 1000
@@ -28,6 +30,8 @@ class CallRegistry:
         self.ended: dict[str, str] = {}
         self.answered: dict[str, bool] = {}      # CallSids this process answered at the webhook
         self.draining = False
+        self.tx_lateness = MsHistogram(250)      # outbound pacing lateness of every frame, ms
+        self.eou_to_create = MsHistogram(3000)   # caller's end of speech -> response.create, ms
 
     def record_answered(self, call_sid: str) -> None:
         _remember(self.answered, call_sid, True)

@@ -48,6 +48,7 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
                                 RealtimeReceived, ResumePlayout, SendMark, SendResponseCreate, SendToolOutput,
                                 SessionReady, ShutdownRequested, Tick, TruncateAssistant)
 from server.call_registry import FAILURE_REASONS, CallRegistry
+from server.core.pacer import Pacer
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.leads.capture import SAVE_LEAD_TOOL, LeadCapture
@@ -234,6 +235,8 @@ class MediaCall:
                 green.kill(t)          # e.g. a reader whose stalled peer never answered the close
         self.realtime.abort()
         s = self.core.stats
+        for delay_ms in s.eou_to_create_ms:
+            self.registry.eou_to_create.add(delay_ms)
         self.log.info("[CALL SUMMARY] turns=%d responses=%d barge_ins=%d errors=%s frames_sent=%d "
                       "frames_blocked=%d dropped_in=%d malformed_in=%d dropped_deltas=%d reconnects=%d "
                       "dropped_while_down=%d hangup=%s green_threads_alive=%d",
@@ -502,23 +505,24 @@ class MediaCall:
             self.trigger_response(item.reason)
 
     def _tx_loop(self) -> None:
-        clock_start_ms, frames_sent = 0, 0
+        pacer = Pacer(FRAME_MS, TX_LEAD_MS, TX_RESYNC_MS, self.registry.tx_lateness)
         while not self.stopping.is_set():
             if self.tx_paused:
                 green.sleep(FRAME_MS / 2000.0)
-                clock_start_ms, frames_sent = 0, 0     # resume at once, on a fresh clock
+                pacer.restart()                      # resume at once, on a fresh clock
                 continue
-            if not self.tx_q and not self._refill_tx():
-                continue
+            if not self.tx_q:
+                if not self._refill_tx():
+                    continue
+                pacer.starved(green.monotonic_ms())
             entry = self.tx_q.popleft()
             generation = self.playout_generation
             now_ms = green.monotonic_ms()
-            due_ms = clock_start_ms + frames_sent * FRAME_MS - TX_LEAD_MS
-            if now_ms - due_ms > TX_RESYNC_MS:
-                clock_start_ms, frames_sent, due_ms = now_ms, 0, now_ms - TX_LEAD_MS
+            due_ms = pacer.due_ms(now_ms)
             if due_ms > now_ms:
                 green.sleep((due_ms - now_ms) / 1000.0)
             if generation != self.playout_generation:
+                pacer.restart()
                 continue                  # cleared while we waited for this frame's turn
             if self.tx_paused:
                 self.tx_q.appendleft(entry)   # paused while we waited: this frame goes out on resume
@@ -529,7 +533,7 @@ class MediaCall:
                 continue
             if not self._twilio_send(tw.media_message(self.stream_sid, frame)):
                 return
-            frames_sent += 1
+            pacer.sent(green.monotonic_ms())
             if kind == "ai":
                 self._apply(self.core.handle(AssistantFramePlayed(key, green.monotonic_ms(), frame)))
 

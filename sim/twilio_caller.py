@@ -52,6 +52,7 @@ class CallRecord:
     stream_sid: str = ""
     events: list = field(default_factory=list)            # (t_ms, kind, detail)
     speech_ends_ms: list = field(default_factory=list)    # ground truth: end of each caller turn's speech
+    speech_ms: int = 0                                    # caller speech said, backchannels included
     thinking_pauses: list = field(default_factory=list)   # (start, end) of each pause_ms inside a turn
     backchannels: list = field(default_factory=list)      # (start, end) of each backchannel said over the AI
     arrivals: list = field(default_factory=list)          # (t_ms, voiced) per outbound media message
@@ -434,6 +435,7 @@ class _Timeline:
             if self._pause_from_ms is not None:          # the turn goes on after a thinking pause
                 record.thinking_pauses.append((self._pause_from_ms, t + speech_start))
                 self._pause_from_ms = None
+            record.speech_ms += speech_end - speech_start
             if step.backchannel:
                 record.backchannels.append((t + speech_start, t + speech_end))
             else:

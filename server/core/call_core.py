@@ -112,6 +112,8 @@ class CallStats:
     vetoed_utterances: int = 0
     latencies_ms: list = field(default_factory=list)
     """Caller's last voiced frame -> first AI audio released to the caller, per answered caller turn."""
+    eou_to_create_ms: list = field(default_factory=list)
+    """Caller's last voiced frame -> ``response.create`` sent, per caller turn."""
     tool_calls: int = 0
     pauses: int = 0
     backchannels: int = 0
@@ -209,6 +211,8 @@ class CallCore:
         if not isinstance(decision, SendCreate):
             return [Note("INFO", f"[RESPONSE GUARD] Active response in progress ({decision.blocking}) "
                                  f"– skipping new response ({reason})")]
+        if reason == "end_of_speech" and self._caller_speech_end_ms is not None:
+            self.stats.eou_to_create_ms.append(now_ms - self._caller_speech_end_ms)
         return [SendResponseCreate(reason, self.prompts.get(reason)),
                 Note("INFO", f"✅ [BUILD 196.2] response.create sent (manual trigger) reason={reason}")]
 
