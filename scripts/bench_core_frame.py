@@ -60,15 +60,17 @@ def time_core(tree: Path, inbound: list[bytes], played: list[bytes]) -> list[flo
     core_mod = importlib.import_module("server.core.call_core")
     events = importlib.import_module("server.core.events")
     config = importlib.import_module("server.core.turn_config")
+    with_b64 = "payload_b64" in events.CallerFrame.__dataclass_fields__
     runs = []
     for _ in range(5):
         core, spent = core_mod.CallCore(config.TurnConfig()), 0.0
         for k, (frame, ref) in enumerate(zip(inbound, played)):
             now_ms = (k + 1) * 20
             core.handle(events.AssistantFramePlayed("item", now_ms, ref))
-            payload = base64.b64encode(frame).decode()
+            # older trees also carried the frame's base64 text (``payload_b64``)
+            fields = (frame, base64.b64encode(frame).decode()) if with_b64 else (frame,)
             t0 = time.perf_counter()
-            core.handle(events.CallerFrame(frame, payload, now_ms, now_ms))
+            core.handle(events.CallerFrame(*fields, now_ms, now_ms))
             spent += time.perf_counter() - t0
         runs.append(spent / len(inbound) * 1e6)
     return runs

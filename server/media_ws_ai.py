@@ -3,11 +3,12 @@
 Green threads of one call (all spawned through ``server.green`` and all ended with the call):
 
 * Twilio RX (the request's own green thread): every inbound frame -> ``CallCore`` -> actions.
-* audio sender: ``realtime_audio_in_queue`` -> ``input_audio_buffer.append`` / ``.commit``.
-  It is the ONLY path of caller audio to OpenAI; the commit marker travels in the same queue so
-  it is sent after every frame forwarded before the end of utterance.
-* command sender: ``[TRIGGER_RESPONSE]`` commands -> ``trigger_response(reason)``, the one sender
-  of ``response.create``.
+* audio sender: ``realtime_audio_in_queue`` -> ``input_audio_buffer.append`` / ``.commit`` and
+  ``[TRIGGER_RESPONSE]`` -> ``trigger_response(reason)``, the one sender of ``response.create``.
+  It is the ONLY path of caller audio to OpenAI; commit and trigger markers travel in the same
+  queue, so a commit follows every frame forwarded before the end of utterance. Caller audio
+  (only utterances reach it) goes out in appends of ``APPEND_BATCH_MS``; a marker sends what is
+  gathered first, so batching never delays a commit.
 * Realtime reader: OpenAI events -> core; assistant audio -> ``realtime_audio_out_queue``.
 * TX: ``realtime_audio_out_queue`` -> exact 160-byte frames (``tx_q``) -> Twilio, paced at 20 ms
   by deadline from the frame count, then tail silence and the ``assistant_tts_end`` mark. The core
@@ -26,6 +27,7 @@ executes what the core returns and logs its notes.
 """
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 from collections import deque
@@ -34,6 +36,7 @@ from dataclasses import dataclass, replace
 from simple_websocket import ConnectionClosed
 
 from server import green
+from server.audio_in_queue import AudioInQueue
 from server.business.directory import Answering
 from server.business.profiles import session_instructions
 from server.call_logging import call_logger, mask_phone
@@ -58,8 +61,8 @@ from server.settings import Settings
 log = logging.getLogger(__name__)
 
 AUDIO_IN_QUEUE_FRAMES = 500          # 10 s of caller audio; oldest dropped beyond
+APPEND_BATCH_MS = 200                # one input_audio_buffer.append per this much caller audio
 AUDIO_OUT_QUEUE_CHUNKS = 2000
-COMMAND_QUEUE = 32
 TX_LEAD_MS = 40                      # frames go out this far ahead of their play time (jitter margin)
 RECONNECT_BACKOFF_MS = (250, 1000, 2500)   # bounded: three tries, ~4 s, then the fallback message
 SHUTDOWN_GOODBYE_LIMIT_MS = 20000   # under gunicorn's graceful_timeout (25 s)
@@ -100,9 +103,8 @@ class MediaCall:
         self.log = logging.LoggerAdapter(log, {})
         self.core = CallCore(settings.turn, settings.prompts)
         self.realtime = RealtimeConnection(settings)
-        self.audio_in_q = green.Queue(AUDIO_IN_QUEUE_FRAMES)      # realtime_audio_in_queue
+        self.audio_in_q = AudioInQueue(AUDIO_IN_QUEUE_FRAMES)     # realtime_audio_in_queue
         self.audio_out_q = green.Queue(AUDIO_OUT_QUEUE_CHUNKS)    # realtime_audio_out_queue
-        self.command_q = green.Queue(COMMAND_QUEUE)
         self.tx_q: deque = deque()
         self.out_q_bytes = 0
         self.playout_generation = 0
@@ -119,7 +121,6 @@ class MediaCall:
         self.stream_sid = ""
         self.call_sid = ""
         self.hangup_reason: str | None = None
-        self.dropped_in = 0
         self.malformed_in = 0
         self._caller_audio_ms = 0
         self._threads: list = []
@@ -134,7 +135,7 @@ class MediaCall:
         self.registry.total += 1
         try:
             self._threads = [green.spawn(fn) for fn in (self._realtime_reader, self._audio_sender,
-                                                         self._command_sender, self._tx_loop, self._ticker)]
+                                                         self._tx_loop, self._ticker)]
             self.log.info("[PIPELINE] LIVE AUDIO PIPELINE ACTIVE: Twilio → realtime_audio_in_queue → "
                           "send_audio_chunk (single path)")
             self._rx_loop()
@@ -222,11 +223,11 @@ class MediaCall:
     def _teardown(self) -> None:
         self.stopping.set()
         self.realtime.close()
-        for q in (self.audio_in_q, self.audio_out_q, self.command_q):
-            try:
-                q.put_nowait(_STOP)
-            except green.Full:
-                pass
+        self.audio_in_q.put(_STOP)
+        try:
+            self.audio_out_q.put_nowait(_STOP)
+        except green.Full:
+            pass
         deadline = green.monotonic_ms() + 1000
         while any(not green.is_dead(t) for t in self._threads) and green.monotonic_ms() < deadline:
             green.sleep(0.02)
@@ -241,7 +242,7 @@ class MediaCall:
                       "frames_blocked=%d dropped_in=%d malformed_in=%d dropped_deltas=%d reconnects=%d "
                       "dropped_while_down=%d hangup=%s green_threads_alive=%d",
                       s.turns, s.responses_created, s.barge_ins, dict(s.errors), s.frames_sent, s.frames_blocked,
-                      self.dropped_in, self.malformed_in, s.dropped_deltas, self.reconnects, self.dropped_while_down,
+                      self.audio_in_q.dropped_audio, self.malformed_in, s.dropped_deltas, self.reconnects, self.dropped_while_down,
                       self.hangup_reason or "caller",
                       sum(1 for t in self._threads if not green.is_dead(t)))
 
@@ -281,11 +282,11 @@ class MediaCall:
             if isinstance(a, Note):
                 self.log.log(logging.getLevelName(a.level), a.text)
             elif isinstance(a, ForwardAudio):
-                self._put_audio_in(a.payload_b64)
+                self.audio_in_q.put(a.audio)
             elif isinstance(a, CommitAndTrigger):
-                self._put_audio_in(_Commit(a.reason))
+                self.audio_in_q.put(_Commit(a.reason))
             elif isinstance(a, QueueTrigger):
-                self.command_q.put(_Trigger(a.reason))
+                self.audio_in_q.put(_Trigger(a.reason))
             elif isinstance(a, SendResponseCreate):
                 self._realtime_send(rt.response_create(a.instructions))
             elif isinstance(a, QueueAssistantAudio):
@@ -315,21 +316,6 @@ class MediaCall:
                     self.lead_saved_complete = saved and a.lead.status == "complete"
             elif isinstance(a, HangUp):
                 self._stop(a.reason)
-
-    def _put_audio_in(self, item) -> None:
-        while True:
-            try:
-                self.audio_in_q.put_nowait(item)
-                return
-            except green.Full:
-                try:          # drop the oldest audio, never a commit marker
-                    oldest = self.audio_in_q.get_nowait()
-                except green.Empty:
-                    continue
-                if isinstance(oldest, _Commit):
-                    self.audio_in_q.put(oldest)
-                    return
-                self.dropped_in += 1
 
     def _clear_playback(self) -> None:
         """Barge-in: nothing queued before this point may reach the caller."""
@@ -390,7 +376,7 @@ class MediaCall:
                 if not audio:
                     continue
                 self._caller_audio_ms += max(1, len(audio) // BYTES_PER_MS)   # duration from the audio itself
-                self._apply(self.core.handle(CallerFrame(audio, event.payload_b64, self._caller_audio_ms, now_ms)))
+                self._apply(self.core.handle(CallerFrame(audio, self._caller_audio_ms, now_ms)))
             elif isinstance(event, tw.Mark):
                 self._apply(self.core.handle(MarkAcked(event.name, now_ms)))
             elif isinstance(event, tw.Stop):
@@ -486,23 +472,26 @@ class MediaCall:
     def _audio_sender(self) -> None:
         while not self.stopping.is_set() and not self.session_ready.wait(0.2):
             pass
+        batch = bytearray()
         while not self.stopping.is_set():
             item = self.audio_in_q.get()
+            if isinstance(item, bytes):
+                batch += item
+                if len(batch) >= APPEND_BATCH_MS * BYTES_PER_MS:
+                    self._append(batch)
+                continue
+            if batch:
+                self._append(batch)
             if item is _STOP:
                 return
             if isinstance(item, _Commit):
                 self._realtime_send(rt.input_audio_commit())
-                self.command_q.put(_Trigger(item.reason))
-            else:
-                self._realtime_send(rt.input_audio_append(item))
-
-    def _command_sender(self) -> None:
-        while not self.stopping.is_set():
-            item = self.command_q.get()
-            if item is _STOP:
-                return
             self.log.info("[TRIGGER_RESPONSE] reason=%s", item.reason)
             self.trigger_response(item.reason)
+
+    def _append(self, batch: bytearray) -> None:
+        self._realtime_send(rt.input_audio_append(base64.b64encode(batch).decode("ascii")))
+        batch.clear()
 
     def _tx_loop(self) -> None:
         pacer = Pacer(FRAME_MS, TX_LEAD_MS, TX_RESYNC_MS, self.registry.tx_lateness)

@@ -27,7 +27,10 @@ class RealtimeConnection:
         self._ws = websocket.create_connection(
             self._settings.realtime_ws_url, timeout=timeout_s,
             header=[f"Authorization: Bearer {self._settings.openai_api_key.reveal()}"],
-            enable_multithread=True)
+            enable_multithread=True,
+            # The JSON parser rejects invalid UTF-8 anyway; websocket-client's own check is pure
+            # Python over every byte of every model message (a tenth of a busy worker's time).
+            skip_utf8_validation=True)
         self._ws.settimeout(None)
 
     def send(self, text: str) -> None:

@@ -35,7 +35,7 @@ class Call:
             self.audio_ms += 20
             if played_item is not None:            # AI audio playing at the same time
                 out += self.core.handle(AssistantFramePlayed(played_item, self.now_ms, played))
-            out += self.core.handle(CallerFrame(frame, b64(frame), self.audio_ms, self.now_ms))
+            out += self.core.handle(CallerFrame(frame, self.audio_ms, self.now_ms))
         self.actions += out
         return out
 
@@ -77,7 +77,16 @@ def test_utterance_is_forwarded_and_triggers_exactly_once():
     call.frames(SPEECH, 50)                     # 1 s of speech
     out = call.frames(SILENT, CFG.eou_silence_ms // 20)   # silence -> end of utterance
     assert [v for v in verbs(call.actions) if not isinstance(v, ForwardAudio)] == [CommitAndTrigger("end_of_speech")]
-    assert sum(isinstance(a, ForwardAudio) for a in call.actions) == 70 + CFG.eou_silence_ms // 20   # every frame
+    # only the utterance reaches the model: its pre-roll, its speech, the quiet up to the commit
+    forwarded = [a.audio for a in call.actions if isinstance(a, ForwardAudio)]
+    eou_frames = CFG.eou_silence_ms // 20 - 1          # the frame that ends the utterance is not sent
+    pre_roll = CFG.pre_roll_ms // 20
+    assert len(forwarded) == pre_roll + 50 + eou_frames
+    assert forwarded[:pre_roll] + forwarded[-eou_frames:] == [SILENT] * (pre_roll + eou_frames)
+    assert SILENT not in forwarded[pre_roll:-eou_frames]
+    commit_at = call.actions.index(CommitAndTrigger("end_of_speech"))
+    assert not any(isinstance(a, ForwardAudio) for a in call.actions[commit_at:])
+    assert not any(isinstance(a, ForwardAudio) for a in call.frames(SILENT, 100))   # nothing between turns
     assert "🎤 END OF UTTERANCE: 1.0s, echo_blocked=False" in notes(out)
     assert "🎯 [BUILD 196.3] SPEECH→SILENCE: Triggering AI response (conversation #1)" in notes(out)
     assert call.core.state is Pipeline.PROCESSING
@@ -348,7 +357,7 @@ def test_an_echo_tail_that_outlasts_the_echo_window_is_never_forwarded():
         else:
             during_tail += call.frames(echo, 1, played_item="item_1", played=frame)
     after = call.frames(SILENT, 20)
-    assert {a.payload_b64 for a in during_tail if isinstance(a, ForwardAudio)} <= {b64(SILENT)}   # no echo
+    assert {a.audio for a in during_tail if isinstance(a, ForwardAudio)} <= {SILENT}   # no echo
     assert not any(isinstance(a, CommitAndTrigger) for a in during_tail + after)
     assert call.core.stats.echo_blocked_utterances == 1
 

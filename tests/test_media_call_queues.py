@@ -1,37 +1,57 @@
-"""The bounded caller-audio queue of a call: when OpenAI cannot keep up, the oldest audio goes
-first, counted, and an end-of-utterance commit marker is never dropped."""
-from server.media_ws_ai import AUDIO_IN_QUEUE_FRAMES, MediaCall, _Commit
-from server.call_registry import CallRegistry
-from server.settings import Settings
+"""``realtime_audio_in_queue``: when OpenAI cannot keep up, the oldest audio goes first, counted;
+a commit marker is never dropped nor moved, and the newest frame is never the one lost."""
+from server.audio_in_queue import AudioInQueue
+from server.media_ws_ai import AUDIO_IN_QUEUE_FRAMES, _Commit, _Trigger
+
+FRAMES = 50
 
 
-def make_call() -> MediaCall:
-    settings = Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "TWILIO_AUTH_TOKEN": "tok"})
-    return MediaCall(ws=None, settings=settings, registry=CallRegistry())
+def frame(i: int) -> bytes:
+    return b"frame%d" % i
 
 
-def drain(call: MediaCall) -> list:
+def drain(q: AudioInQueue) -> list:
     items = []
-    while call.audio_in_q.qsize():
-        items.append(call.audio_in_q.get_nowait())
+    while len(q):
+        items.append(q.get())
     return items
 
 
 def test_oldest_audio_is_dropped_and_counted():
-    call = make_call()
-    for i in range(AUDIO_IN_QUEUE_FRAMES + 25):
-        call._put_audio_in(f"frame{i}")
-    items = drain(call)
-    assert len(items) == AUDIO_IN_QUEUE_FRAMES
-    assert items[0] == "frame25" and items[-1] == f"frame{AUDIO_IN_QUEUE_FRAMES + 24}"
-    assert call.dropped_in == 25
+    q = AudioInQueue(FRAMES)
+    for i in range(FRAMES + 25):
+        q.put(frame(i))
+    items = drain(q)
+    assert items == [frame(i) for i in range(25, FRAMES + 25)]     # the newest frame is kept
+    assert q.dropped_audio == 25
 
 
-def test_a_commit_marker_survives_a_full_queue():
-    call = make_call()
-    call._put_audio_in(_Commit("end_of_speech"))
-    for i in range(AUDIO_IN_QUEUE_FRAMES + 10):
-        call._put_audio_in(f"frame{i}")
-    items = drain(call)
-    assert len(items) == AUDIO_IN_QUEUE_FRAMES
-    assert sum(isinstance(x, _Commit) for x in items) == 1
+def test_a_commit_marker_at_the_head_of_a_full_queue_stays_first():
+    q = AudioInQueue(FRAMES)
+    q.put(_Commit("end_of_speech"))
+    for i in range(FRAMES + 10):
+        q.put(frame(i))
+    items = drain(q)
+    assert items[0] == _Commit("end_of_speech")            # still ahead of every newer frame
+    assert items[1:] == [frame(i) for i in range(10, FRAMES + 10)]
+    assert q.dropped_audio == 10
+
+
+def test_markers_keep_their_place_between_the_frames_they_follow():
+    q = AudioInQueue(FRAMES)
+    for i in range(FRAMES):
+        q.put(frame(i))
+    q.put(_Commit("end_of_speech"))
+    q.put(_Trigger("silence_warning"))
+    for i in range(FRAMES, FRAMES + 5):
+        q.put(frame(i))
+    items = drain(q)
+    commit_at = items.index(_Commit("end_of_speech"))
+    assert items[commit_at + 1] == _Trigger("silence_warning")
+    assert items[:commit_at] == [frame(i) for i in range(5, FRAMES)]   # the oldest before the commit went
+    assert items[commit_at + 2:] == [frame(i) for i in range(FRAMES, FRAMES + 5)]
+    assert q.dropped_audio == 5
+
+
+def test_the_call_bounds_its_queue_at_ten_seconds():
+    assert AUDIO_IN_QUEUE_FRAMES * 20 == 10_000

@@ -106,7 +106,7 @@ class World:
                     self.apply(self.core.handle(AssistantFramePlayed("item_" + self.server_active, self.now, AI_PLAYED)))
                 frame = pattern[i % len(pattern)]
                 self.frames_in += 1
-                self.apply(self.core.handle(CallerFrame(frame, base64.b64encode(frame).decode(), self.audio_ms, self.now)))
+                self.apply(self.core.handle(CallerFrame(frame, self.audio_ms, self.now)))
         elif kind == "server":
             what = s[1]
             if what == "created" and self.pending_creates and not self.server_active:

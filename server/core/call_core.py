@@ -255,7 +255,7 @@ class CallCore:
         if voiced is not None:
             barge_threshold = 0.0 if voiced else float("inf")
         ai_audible = self.is_ai_speaking and self._playing_response is not None
-        gate = self.gate.on_caller_frame(ev.payload_b64, frame_rms ** 2, ev.now_ms, in_window, barge_threshold,
+        gate = self.gate.on_caller_frame(ev.audio, frame_rms ** 2, ev.now_ms, in_window, barge_threshold,
                                          speech_in_progress=self.vad.state is not VadState.SILENCE,
                                          explain_echo=self.echo_detection, self_open=not ai_audible)
         forward = gate.forward
@@ -269,8 +269,8 @@ class CallCore:
             self.stats.frames_blocked += 1
         else:
             self.stats.frames_sent += len(forward)
-        for payload in forward:
-            out.append(ForwardAudio(payload))
+        for audio in forward:
+            out.append(ForwardAudio(audio))
         self._forwarded_since_commit_bytes += len(forward) * len(ev.audio)
         if before is VadState.SILENCE and self.vad.state is not VadState.SILENCE:
             self._utt_forwarded_ms, self._utt_bytes, self._utt_blocked_at_start = 0, 0, gate.blocked

@@ -14,6 +14,12 @@ An utterance that *began* inside the echo window stays held when the window expi
 echo detector has seen it as the caller's (the gate opens) or it ends: a speakerphone's echo tail
 outlasts the window, and forwarding it made the AI answer its own voice. An utterance that began
 outside the window is forwarded from its start.
+
+Between utterances nothing reaches OpenAI: the model bills every second of input audio it is
+sent (and reads it again on later turns), and the line between turns carries nothing it needs.
+The last ``pre_roll_ms`` of that quiet is kept and goes out with the utterance's first frame, so
+the onset the VAD needed a frame or two to be sure of is never lost. An utterance's audio is
+therefore its pre-roll, its speech and the end-of-utterance silence up to the commit.
 """
 from __future__ import annotations
 
@@ -27,8 +33,8 @@ from server.core.ulaw import FRAME_MS
 
 @dataclass(frozen=True)
 class GateResult:
-    forward: tuple[str, ...]
-    """Payloads to forward now, oldest first (pre-roll, then this frame); empty when held back."""
+    forward: tuple[bytes, ...]
+    """Frames to forward now, oldest first (pre-roll, then this frame); empty when held back."""
     blocked: bool
     opened: bool
     """The gate opened on this frame: sustained speech the echo does not explain."""
@@ -51,12 +57,13 @@ class CallerGate:
         self._run_ms = 0                       # length of the current near-end run, from its first frame
         self._born_in_window = False
         self._speaking = False
-        self._held: deque[str] = deque(maxlen=max(1, (cfg.pre_roll_ms + cfg.barge_in_confirm_ms) // FRAME_MS + 1))
+        self._pre_roll_frames = cfg.pre_roll_ms // FRAME_MS
+        self._held: deque[bytes] = deque(maxlen=max(1, (cfg.pre_roll_ms + cfg.barge_in_confirm_ms) // FRAME_MS + 1))
 
     def on_played(self, now_ms: int, energy: float) -> None:
         self.echo.on_reference(now_ms, energy)
 
-    def on_caller_frame(self, payload_b64: str, energy: float, now_ms: int, in_echo_window: bool,
+    def on_caller_frame(self, audio: bytes, energy: float, now_ms: int, in_echo_window: bool,
                         barge_threshold_rms: float, speech_in_progress: bool,
                         explain_echo: bool = True, self_open: bool = True) -> GateResult:
         """``explain_echo=False``: every loud frame counts as the caller's (the field's plain rule).
@@ -68,24 +75,29 @@ class CallerGate:
         self._run_ms = 0 if self.near_end_ms == 0 else self._run_ms + FRAME_MS
         if speech_in_progress and not self._speaking:
             self._born_in_window = in_echo_window
+            while len(self._held) > self._pre_roll_frames:    # quiet before the onset: its pre-roll only
+                self._held.popleft()
         self._speaking = speech_in_progress
         if self.is_open or (not in_echo_window and not (speech_in_progress and self._born_in_window)):
-            held = tuple(self._held) if speech_in_progress and not self.is_open else ()
+            if not speech_in_progress and not self.is_open:
+                self._held.append(audio)              # between utterances: the next one's pre-roll
+                return GateResult((), False, False, verdict, near_end)
+            held = tuple(self._held) if not self.is_open else ()
             self._held.clear()
-            return GateResult(held + (payload_b64,), False, False, verdict, near_end)
+            return GateResult(held + (audio,), False, False, verdict, near_end)
         if self_open and self.near_end_ms >= self.cfg.barge_in_min_ms:
-            return GateResult(self.open(payload_b64), False, True, verdict, near_end)
-        self._held.append(payload_b64)
+            return GateResult(self.open(audio), False, True, verdict, near_end)
+        self._held.append(audio)
         return GateResult((), True, False, verdict, near_end)
 
-    def open(self, payload_b64: str | None = None) -> tuple[str, ...]:
+    def open(self, audio: bytes | None = None) -> tuple[bytes, ...]:
         """Open for the caller's speech: the held frames since its onset plus ``pre_roll_ms`` before
-        it (oldest first), then ``payload_b64`` (this frame, if it was not held yet)."""
+        it (oldest first), then ``audio`` (this frame, if it was not held yet)."""
         self.is_open = True
         keep = (self._run_ms + self.cfg.pre_roll_ms) // FRAME_MS
         held = tuple(self._held)[-keep:] if keep else ()
         self._held.clear()
-        return held + ((payload_b64,) if payload_b64 is not None else ())
+        return held + ((audio,) if audio is not None else ())
 
     def close(self) -> None:
         """The caller's utterance is over: the next one must prove itself again."""

@@ -17,7 +17,6 @@ class SessionReady:
 @dataclass(frozen=True)
 class CallerFrame:
     audio: bytes
-    payload_b64: str
     audio_end_ms: int
     """End of this frame in caller-audio time (frames x 20 ms since the stream started)."""
     now_ms: int
@@ -87,7 +86,8 @@ CoreEvent = (RealtimeLinkLost | RealtimeLinkRestored | ShutdownRequested | Sessi
 
 @dataclass(frozen=True)
 class ForwardAudio:
-    payload_b64: str
+    audio: bytes
+    """µ-law caller audio for ``input_audio_buffer.append`` (one or more frames)."""
 
 
 @dataclass(frozen=True)

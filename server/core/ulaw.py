@@ -9,6 +9,8 @@ serves the VAD (energy of caller frames) and the simulators (rendering audio).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 FRAME_BYTES = 160          # 20 ms of 8 kHz µ-law
@@ -39,7 +41,14 @@ def _decode_one(code: int) -> int:
 
 _ENCODE = np.array([_encode_one(s) for s in range(-32768, 32768)], dtype=np.uint8)
 _DECODE = np.array([_decode_one(u) for u in range(256)], dtype=np.int16)
-_DECODE_SQUARED = _DECODE.astype(np.float64) ** 2
+_SQUARED = [int(v) * int(v) for v in _DECODE]      # a plain list: one 20 ms frame sums faster in C than numpy's per-call overhead
+
+
+def energy(ulaw: bytes) -> float:
+    """Mean square of the decoded int16 samples (exact: integer sums)."""
+    if not ulaw:
+        return 0.0
+    return sum(map(_SQUARED.__getitem__, ulaw)) / len(ulaw)
 
 
 def decode(ulaw: bytes) -> np.ndarray:
@@ -55,9 +64,7 @@ def encode(pcm16: np.ndarray | bytes) -> bytes:
 
 def rms(ulaw: bytes) -> float:
     """RMS of the decoded int16 samples, without materialising them."""
-    if not ulaw:
-        return 0.0
-    return float(np.sqrt(_DECODE_SQUARED[np.frombuffer(ulaw, dtype=np.uint8)].mean()))
+    return math.sqrt(energy(ulaw))
 
 
 def silence(duration_ms: int) -> bytes:

@@ -1,0 +1,54 @@
+"""``realtime_audio_in_queue``: the one path of caller audio to OpenAI, and the markers that follow it.
+
+A commit (and the ``response.create`` after it) must reach OpenAI after every frame forwarded
+before the end of utterance, so markers travel in the same queue as the audio, in order. The
+queue is bounded in audio: when the model link stalls, the oldest *audio* is dropped and counted,
+never a marker and never the newest frame (a plain bounded queue would do the opposite: drop the
+marker or move it behind newer audio, and lose the new frame uncounted).
+
+One consumer (the audio sender) blocks in ``get``; producers never block.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from server import green
+
+
+class AudioInQueue:
+    def __init__(self, max_audio_items: int) -> None:
+        self.max_audio_items = max_audio_items
+        self.dropped_audio = 0
+        self._items: deque = deque()
+        self._audio_items = 0
+        self._bell = green.Queue(1)        # rung on every put; the consumer sleeps on it
+
+    def put(self, item) -> None:
+        if isinstance(item, bytes):
+            if self._audio_items >= self.max_audio_items:
+                self._drop_oldest_audio()
+            self._audio_items += 1
+        self._items.append(item)
+        try:
+            self._bell.put_nowait(None)
+        except green.Full:
+            pass
+
+    def get(self):
+        while not self._items:
+            self._bell.get()
+        item = self._items.popleft()
+        if isinstance(item, bytes):
+            self._audio_items -= 1
+        return item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _drop_oldest_audio(self) -> None:
+        for index, item in enumerate(self._items):
+            if isinstance(item, bytes):
+                del self._items[index]
+                self._audio_items -= 1
+                self.dropped_audio += 1
+                return
