@@ -16,7 +16,7 @@ def post_worker_init(worker):
 
     def on_sigterm(signum, frame):
         if registry is not None:
-            registry.draining = True          # calls see it on their next tick
+            registry.start_draining()         # every call's timer is rung: goodbye after the turn
         if outbox is not None:
             outbox.stop()                     # undelivered leads stay in the outbox for the next start
         if callable(previous):

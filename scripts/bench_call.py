@@ -21,13 +21,21 @@ spread over ``--spread-ms``, as real calls never arrive on the same millisecond)
 
 Prints a table and writes bench/results/call_bench.json (or ``--out``). Bounded: at most 3 rounds
 of at most 80 calls per level.
+
+``--reference-cmd`` runs the same calls against another application instead, on the same
+simulators: the command is started with ``PORT``, ``OPENAI_API_KEY`` and ``OPENAI_REALTIME_URL``
+(the simulator's address) in its environment and measured the same way (its own process's CPU and
+memory; no server histograms). ``--reference-webhook`` is its webhook path. This is how Twilio's
+Python sample (FastAPI + websockets, server VAD, pure pass-through) is compared in one run; its
+code is not part of this repository: check it out beside it and point the command at it.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import statistics
+import shlex
+import subprocess
 import sys
 import threading
 import time
@@ -37,7 +45,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sim import scenario as scenario_mod  # noqa: E402
-from sim.loopback import ROOT, LoopbackCall  # noqa: E402
+from sim.loopback import AUTH_TOKEN, ROOT, SIM_API_KEY, LoopbackCall, free_port  # noqa: E402
+from sim.realtime_server import RealtimeSimulator  # noqa: E402
+from sim.realtime_session import ReplyScript  # noqa: E402
+from sim.twilio_caller import TwilioCaller  # noqa: E402
 
 MAX_CALLS = 80
 MAX_ROUNDS = 3
@@ -73,9 +84,64 @@ def histogram_percentile(counts: list[int], pct: float) -> int | None:
     return len(counts) - 1
 
 
-def perf(loop: LoopbackCall) -> dict:
+def perf(loop) -> dict:
+    if not isinstance(loop, LoopbackCall):
+        return {"tx_lateness_ms": [], "eou_to_create_ms": []}       # another application: no histograms
     with urllib.request.urlopen(f"{loop.base_url}/healthz?perf=1", timeout=5) as resp:
         return json.loads(resp.read())["perf"]
+
+
+class ReferenceServer:
+    """Another application answering the same calls (``--reference-cmd``), on the same simulators."""
+
+    def __init__(self, scenario, command: str, webhook_path: str, log_path: Path) -> None:
+        self.scenario, self.command, self.webhook_path, self.log_path = scenario, command, webhook_path, log_path
+        self.realtime: RealtimeSimulator | None = None
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+
+    def __enter__(self) -> "ReferenceServer":
+        sc = self.scenario
+        self.realtime = RealtimeSimulator(ReplyScript.from_scenario_replies(sc.replies), sc.first_audio_delay_ms,
+                                          speedup=sc.speedup)
+        self.realtime.start()
+        self.port = free_port()
+        env = dict(os.environ, PORT=str(self.port), OPENAI_API_KEY=SIM_API_KEY, OPENAI_REALTIME_URL=self.realtime.url)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "w", encoding="utf-8") as log:
+            self.process = subprocess.Popen(shlex.split(self.command), env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"reference server exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"reference server did not answer within 30 s; see {self.log_path}")
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        if self.realtime is not None:
+            self.realtime.stop()
+
+    def server_pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def call(self, max_duration_s: float = 120.0):
+        base = f"http://127.0.0.1:{self.port}"
+        return TwilioCaller(base, self.scenario, AUTH_TOKEN, webhook_path=self.webhook_path,
+                            stream_base=f"ws://127.0.0.1:{self.port}").run(max_duration_s)
+
+    def wait_idle(self, timeout_s: float) -> dict:
+        time.sleep(1.0)                        # no health endpoint: give its sockets a moment to close
+        return {"active_calls": "?", "green_threads": "?"}
 
 
 def diff(after: list[int], before: list[int]) -> list[int]:
@@ -87,7 +153,7 @@ def run_level(loop: LoopbackCall, pid: int, calls: int, rounds: int, spread_ms: 
     call_ms, speech_ms, utterances = 0, 0, 0
     failures: list[str] = []
     perf0 = perf(loop)
-    appended0 = loop.realtime.counters.appended_ms
+    appended0, committed0 = loop.realtime.counters.appended_ms, loop.realtime.counters.committed_ms
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     for round_no in range(rounds):
         records: list = []
@@ -121,6 +187,7 @@ def run_level(loop: LoopbackCall, pid: int, calls: int, rounds: int, spread_ms: 
     late = diff(perf1["tx_lateness_ms"], perf0["tx_lateness_ms"])
     eou = diff(perf1["eou_to_create_ms"], perf0["eou_to_create_ms"])
     appended_ms = loop.realtime.counters.appended_ms - appended0
+    committed_ms = loop.realtime.counters.committed_ms - committed0
     return {
         "calls_at_once": calls, "rounds": rounds, "calls": calls * rounds, "utterances": utterances,
         "cpu_s_per_call_minute": round(cpu / (call_ms / 60000), 3) if call_ms else None,
@@ -131,7 +198,10 @@ def run_level(loop: LoopbackCall, pid: int, calls: int, rounds: int, spread_ms: 
         "latency_p50_ms": percentile(latencies, 50), "latency_p95_ms": percentile(latencies, 95),
         "input_audio_beyond_speech_ms_per_utterance":
             round((appended_ms - speech_ms) / utterances) if utterances else None,
-        "input_audio_s": round(appended_ms / 1000, 1), "caller_speech_s": round(speech_ms / 1000, 1),
+        "committed_beyond_speech_ms_per_utterance":
+            round((committed_ms - speech_ms) / utterances) if utterances else None,
+        "input_audio_s": round(appended_ms / 1000, 1), "committed_audio_s": round(committed_ms / 1000, 1),
+        "caller_speech_s": round(speech_ms / 1000, 1),
         "call_minutes": round(call_ms / 60000, 2), "server_cpu_s": round(cpu, 2), "wall_s": round(wall, 1),
         "worker_rss_mb": round(rss_mb, 1), "worker_peak_rss_mb": round(peak_mb, 1),
         "failures": failures[:10], "failure_count": len(failures),
@@ -146,6 +216,9 @@ def main() -> int:
     parser.add_argument("--spread-ms", type=int, default=3000, help="call starts spread over this long")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "call_bench.json"))
     parser.add_argument("--label", default="", help="a name for this run in the output (e.g. before/after)")
+    parser.add_argument("--reference-cmd", default="", help="measure this application instead (see above)")
+    parser.add_argument("--reference-webhook", default="/incoming-call", help="its webhook path")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured calls first (imports, caches)")
     args = parser.parse_args()
     try:
         levels = [int(v) for v in args.levels.split(",") if v.strip()]
@@ -155,13 +228,21 @@ def main() -> int:
         parser.error(f"each level must be 1..{MAX_CALLS} and --rounds 1..{MAX_ROUNDS}")
     sc = scenario_mod.load(args.scenario)
     results = []
-    with LoopbackCall(sc, ROOT / "runs" / "bench" / "server.log") as loop:
+    if args.reference_cmd:
+        target = ReferenceServer(sc, args.reference_cmd, args.reference_webhook, ROOT / "runs" / "bench" / "reference.log")
+    else:
+        target = LoopbackCall(sc, ROOT / "runs" / "bench" / "server.log")
+    with target as loop:
         pid = loop.server_pid()
         if pid is None:
             print("error: could not find the gunicorn worker process", file=sys.stderr)
             return 1
         idle_rss_mb, _ = memory_mb(pid)
         print(f"worker pid {pid}, idle RSS {idle_rss_mb:.1f} MB; scenario {sc.name}", flush=True)
+        for _ in range(args.warmup):
+            warm = loop.call(max_duration_s=120)
+            print(f"warm-up call: {len(warm.response_latencies_ms())} answers, failures {warm.failures}", flush=True)
+            loop.wait_idle(30)
         for calls in levels:
             print(f"level: {calls} calls at once", flush=True)
             results.append(run_level(loop, pid, calls, args.rounds, args.spread_ms))
@@ -171,7 +252,7 @@ def main() -> int:
     print("|---|" + "---|" * len(results))
     for key in keys:
         print(f"| {key} | " + " | ".join(str(r[key]) for r in results) + " |")
-    out = {"label": args.label, "scenario": sc.name, "idle_rss_mb": round(idle_rss_mb, 1), "model_errors": errors,
+    out = {"label": args.label, "target": args.reference_cmd or "this server", "scenario": sc.name, "idle_rss_mb": round(idle_rss_mb, 1), "model_errors": errors,
            "levels": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n")

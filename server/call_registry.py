@@ -30,8 +30,21 @@ class CallRegistry:
         self.ended: dict[str, str] = {}
         self.answered: dict[str, bool] = {}      # CallSids this process answered at the webhook
         self.draining = False
+        self._drain_listeners: set = set()
         self.tx_lateness = MsHistogram(250)      # outbound pacing lateness of every frame, ms
         self.eou_to_create = MsHistogram(3000)   # caller's end of speech -> response.create, ms
+
+    def start_draining(self) -> None:
+        """SIGTERM: every call hears of it at once (its timer is rung), not on a poll."""
+        self.draining = True
+        for ring in list(self._drain_listeners):
+            ring()
+
+    def on_drain(self, ring) -> None:
+        self._drain_listeners.add(ring)
+
+    def forget_drain(self, ring) -> None:
+        self._drain_listeners.discard(ring)
 
     def record_answered(self, call_sid: str) -> None:
         _remember(self.answered, call_sid, True)

@@ -13,8 +13,9 @@ Green threads of one call (all spawned through ``server.green`` and all ended wi
 * TX: ``realtime_audio_out_queue`` -> exact 160-byte frames (``tx_q``) -> Twilio, paced at 20 ms
   by deadline from the frame count, then tail silence and the ``assistant_tts_end`` mark. The core
   can pause it (a sound over the AI is being judged) and resume it where it stopped.
-* ticker: every ``drain_poll_ms`` -> core ``Tick`` (drain checks, watchdogs, silence, status
-  line); it also starts the session renewal and the goodbye of a draining server.
+* timer: sleeps until the core's ``next_deadline_ms`` (or a ring of its doorbell: an event moved
+  that deadline earlier, or the server started draining), then sends the core a ``Tick``. There
+  is no fixed poll: a call between turns wakes about once a second.
 
 The call's business (by the called number) gives the session its instructions, greeting, voice
 and silence settings, and the ``save_lead`` tool; ``CallRecords`` writes the call, its lead (complete
@@ -43,12 +44,12 @@ from server.call_logging import call_logger, mask_phone
 from server.call_records import CallRecords
 from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
-from server.core.call_core import CallCore
+from server.core.call_core import CallCore, CallOutcome
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame,
                                 CancelResponse, ClearPlayback, CommitAndTrigger, DeleteItem, EndAssistantAudio,
                                 ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, PausePlayout,
                                 QueueAssistantAudio, QueueTrigger, RealtimeLinkLost, RealtimeLinkRestored,
-                                RealtimeReceived, ResumePlayout, SendMark, SendResponseCreate, SendToolOutput,
+                                RealtimeReceived, RenewSession, ReplayConversation, ResumePlayout, SendMark, SendResponseCreate, SendToolOutput,
                                 SessionReady, ShutdownRequested, Tick, TruncateAssistant)
 from server.call_registry import FAILURE_REASONS, CallRegistry
 from server.core.pacer import Pacer
@@ -65,8 +66,8 @@ APPEND_BATCH_MS = 200                # one input_audio_buffer.append per this mu
 AUDIO_OUT_QUEUE_CHUNKS = 2000
 TX_LEAD_MS = 40                      # frames go out this far ahead of their play time (jitter margin)
 RECONNECT_BACKOFF_MS = (250, 1000, 2500)   # bounded: three tries, ~4 s, then the fallback message
-SHUTDOWN_GOODBYE_LIMIT_MS = 20000   # under gunicorn's graceful_timeout (25 s)
 TX_RESYNC_MS = 200                   # a TX loop this late restarts its clock instead of bursting
+TIMER_MAX_SLEEP_MS = 1000            # the timer looks at the server's draining flag at least this often
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class MediaCall:
         self.recorded = False
         self.lead_saved_complete = False
         self.log = logging.LoggerAdapter(log, {})
-        self.core = CallCore(settings.turn, settings.prompts)
+        self.core = CallCore(settings.turn, settings.prompts, session_renew_ms=settings.openai_session_renew_ms)
         self.realtime = RealtimeConnection(settings)
         self.audio_in_q = AudioInQueue(AUDIO_IN_QUEUE_FRAMES)     # realtime_audio_in_queue
         self.audio_out_q = green.Queue(AUDIO_OUT_QUEUE_CHUNKS)    # realtime_audio_out_queue
@@ -115,8 +116,9 @@ class MediaCall:
         self.session_ready = green.Event()
         self.link_down = False                     # between a lost model link and its replacement
         self.replay_pending = False
-        self.realtime_connected_ms = 0
         self.reconnects = 0
+        self._timer_bell = green.Queue(1)            # rung when the core's next deadline moved earlier
+        self._timer_wake_ms = 0                      # when the timer is due to wake next
         self.dropped_while_down = 0
         self.stream_sid = ""
         self.call_sid = ""
@@ -135,16 +137,20 @@ class MediaCall:
         self.registry.total += 1
         try:
             self._threads = [green.spawn(fn) for fn in (self._realtime_reader, self._audio_sender,
-                                                         self._tx_loop, self._ticker)]
+                                                         self._tx_loop, self._timer)]
+            self.registry.on_drain(self._ring_timer)
             self.log.info("[PIPELINE] LIVE AUDIO PIPELINE ACTIVE: Twilio → realtime_audio_in_queue → "
                           "send_audio_chunk (single path)")
             self._rx_loop()
         finally:
             self._teardown()
-            self._record_end()
-            self.registry.record_end(self.call_sid, self.hangup_reason or "caller_hung_up",
-                                     failed=self.hangup_reason in FAILURE_REASONS)
+            reason = self.hangup_reason or "caller_hung_up"
+            end = self.core.finish(reason, failed=reason in FAILURE_REASONS)
+            self._log_summary(end)
+            self._record_end(end)
+            self.registry.record_end(self.call_sid, reason, failed=reason in FAILURE_REASONS)
             self._close_twilio()
+            self.registry.forget_drain(self._ring_timer)
             self.registry.active -= 1
 
     def _await_start(self) -> tw.Start | None:
@@ -191,34 +197,27 @@ class MediaCall:
         if profile.greeting:
             prompts["greeting"] = profile.greeting
         lead = LeadCapture(profile.services, profile.cities, profile.required_fields, caller_phone=caller or None)
-        self.core = CallCore(turn, prompts, lead=lead)
+        self.core = CallCore(turn, prompts, lead=lead, session_renew_ms=self.settings.openai_session_renew_ms)
         self.log.info("[BUSINESS] %s answers %s (%s)", profile.name, to_number or "?",
                       "default profile" if profile.is_default else f"business {self.answering.business_id}")
         self.recorded = self.records.call_started(self.call_sid, self.stream_sid, self.answering, to_number,
                                                   mask_phone(caller) if caller else "")
 
-    def _record_end(self) -> None:
-        """The call's record, and a partial lead if the caller left before the lead was complete."""
+    def _record_end(self, end: CallOutcome) -> None:
+        """The call's record, and its lead: a complete one whose in-call write failed is written once
+        more, a partial one (the caller left first) is written now."""
         if self.records is None or not self.recorded or self.answering is None:
             return
-        lead = self.core.lead
-        outcome = "no_lead"
-        if lead is not None and lead.complete:
-            outcome = "lead_captured"
-            if not self.lead_saved_complete:       # the in-call write failed: try once more
-                self.lead_saved_complete = self.records.save_lead(self.call_sid, lead.snapshot(), True, self.answering)
-        elif lead is not None and lead.has_content:
-            outcome = "partial_lead"
-            snapshot = lead.snapshot()
+        if end.outcome == "lead_captured" and not self.lead_saved_complete:
+            self.lead_saved_complete = self.records.save_lead(self.call_sid, end.lead, True, self.answering)
+        elif end.outcome == "partial_lead":
             self.log.info("[LEAD] call ended before the lead was complete - partial lead (missing %s)",
-                          list(snapshot.missing))
-            self.records.save_lead(self.call_sid, snapshot, True, self.answering)
-        if self.hangup_reason in FAILURE_REASONS:
-            outcome = "failed" if outcome == "no_lead" else outcome
-        s = self.core.stats
-        self.records.call_ended(self.call_sid, outcome=outcome, hangup_reason=self.hangup_reason or "caller_hung_up",
+                          list(end.lead.missing))
+            self.records.save_lead(self.call_sid, end.lead, True, self.answering)
+        s = end.stats
+        self.records.call_ended(self.call_sid, outcome=end.outcome, hangup_reason=end.hangup_reason,
                                 turns=s.turns, responses=s.responses_created, barge_ins=s.barge_ins,
-                                latencies_ms=list(s.latencies_ms), transcript=list(self.core.conversation))
+                                latencies_ms=list(s.latencies_ms), transcript=list(end.transcript))
 
     def _teardown(self) -> None:
         self.stopping.set()
@@ -235,7 +234,9 @@ class MediaCall:
             if not green.is_dead(t):
                 green.kill(t)          # e.g. a reader whose stalled peer never answered the close
         self.realtime.abort()
-        s = self.core.stats
+
+    def _log_summary(self, end: CallOutcome) -> None:
+        s = end.stats
         for delay_ms in s.eou_to_create_ms:
             self.registry.eou_to_create.add(delay_ms)
         self.log.info("[CALL SUMMARY] turns=%d responses=%d barge_ins=%d errors=%s frames_sent=%d "
@@ -316,6 +317,14 @@ class MediaCall:
                     self.lead_saved_complete = saved and a.lead.status == "complete"
             elif isinstance(a, HangUp):
                 self._stop(a.reason)
+            elif isinstance(a, ReplayConversation):
+                for role, text in a.turns:
+                    self._realtime_send(rt.conversation_text_item(role, text))
+            elif isinstance(a, RenewSession):
+                self.realtime.close()                  # the reader reconnects and replays the conversation
+        deadline_ms = self.core.next_deadline_ms()
+        if deadline_ms is not None and deadline_ms < self._timer_wake_ms:
+            self._ring_timer()
 
     def _clear_playback(self) -> None:
         """Barge-in: nothing queued before this point may reach the caller."""
@@ -404,7 +413,6 @@ class MediaCall:
                            "the fallback message", green.monotonic_ms() - started_ms, type(exc).__name__, exc)
             self._stop("realtime_unavailable")
             return
-        self.realtime_connected_ms = green.monotonic_ms()
         self.log.info("[REALTIME] connected to %s", self.settings.openai_realtime_url)
         while not self.stopping.is_set():
             try:
@@ -456,7 +464,6 @@ class MediaCall:
                 continue
             self.reconnects += 1
             self.replay_pending = True
-            self.realtime_connected_ms = green.monotonic_ms()
             self.log.info("[REALTIME] reconnected after %d attempt(s), %dms after the loss", attempt,
                           green.monotonic_ms() - lost_ms)
             return True
@@ -464,9 +471,7 @@ class MediaCall:
 
     def _replay_conversation(self) -> None:
         self.replay_pending = False
-        for role, text in self.core.conversation:
-            self.realtime.send(rt.conversation_text_item(role, text))
-        self.link_down = False
+        self.link_down = False                 # the core's ReplayConversation comes first
         self._apply(self.core.handle(RealtimeLinkRestored(green.monotonic_ms())))
 
     def _audio_sender(self) -> None:
@@ -544,21 +549,30 @@ class MediaCall:
             self.tx_q.extend(("ai", item_id, f) for f in self.framer.push(audio))
         return bool(self.tx_q)
 
-    def _ticker(self) -> None:
-        period_s = self.settings.turn.drain_poll_ms / 1000.0
-        drain_started_ms: int | None = None
+    def _ring_timer(self) -> None:
+        try:
+            self._timer_bell.put_nowait(None)
+        except green.Full:
+            pass
+
+    def _timer(self) -> None:
+        """``Tick`` at the core's deadlines; also notices a draining server (rung, or within a second)."""
+        draining_noted = False
         while not self.stopping.is_set():
-            green.sleep(period_s)
-            if self.registry.draining and drain_started_ms is None:
-                drain_started_ms = green.monotonic_ms()
-                self._apply(self.core.handle(ShutdownRequested(drain_started_ms)))
-            if (not self.link_down and self.realtime_connected_ms
-                    and green.monotonic_ms() - self.realtime_connected_ms > self.settings.openai_session_renew_ms
-                    and self.core.state.value == "LISTENING" and not self.core.guard.busy and not self.core.is_ai_speaking):
-                self.log.info("[REALTIME] renewing the session before OpenAI's 60-minute limit")
-                self.realtime_connected_ms = 0
-                self.realtime.close()                  # the reader reconnects and replays
-            if drain_started_ms is not None and green.monotonic_ms() - drain_started_ms > SHUTDOWN_GOODBYE_LIMIT_MS:
-                self.log.warning("[SHUTDOWN] goodbye not finished after %dms - closing", SHUTDOWN_GOODBYE_LIMIT_MS)
-                self._stop("shutdown")
-            self._apply(self.core.handle(Tick(green.monotonic_ms(), len(self.tx_q), self.audio_out_q.qsize())))
+            now_ms = green.monotonic_ms()
+            deadline_ms = self.core.next_deadline_ms()
+            self._timer_wake_ms = min(now_ms + TIMER_MAX_SLEEP_MS,
+                                      deadline_ms if deadline_ms is not None else now_ms + TIMER_MAX_SLEEP_MS)
+            if self._timer_wake_ms > now_ms:
+                try:
+                    self._timer_bell.get(timeout=(self._timer_wake_ms - now_ms) / 1000.0)
+                except green.Empty:
+                    pass
+            if self.stopping.is_set():
+                return
+            now_ms = green.monotonic_ms()
+            if self.registry.draining and not draining_noted:
+                draining_noted = True
+                self._apply(self.core.handle(ShutdownRequested(now_ms)))
+            self._timer_wake_ms = 0                   # awake: events need not ring until it sleeps again
+            self._apply(self.core.handle(Tick(now_ms, len(self.tx_q), self.audio_out_q.qsize())))

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from server.core import ulaw
-from server.core.playout import Framer
-from server.core.ulaw import FRAME_BYTES
+from sim.line_model import ulaw_decode, ulaw_encode
+
+FRAME_BYTES = 160          # 20 ms of 8 kHz µ-law
+FRAME_MS = 20
+SILENCE_BYTE = 0xFF        # µ-law "positive zero"
 
 CLIPS_DIR = Path(__file__).resolve().parent / "clips"
 VOICED_RMS = 300.0          # a 20 ms frame louder than this counts as speech in the ground truth
@@ -54,9 +56,9 @@ def clip(name: str) -> Clip:
 
 
 def frames(audio: bytes) -> list[bytes]:
-    """Split into 160-byte frames, padding the last with µ-law silence (the server's own framer)."""
-    framer = Framer()
-    return framer.push(audio) + framer.flush()
+    """Split into 160-byte frames, padding the last with µ-law silence."""
+    padded = bytes(audio) + bytes([SILENCE_BYTE]) * (-len(audio) % FRAME_BYTES)
+    return [padded[i:i + FRAME_BYTES] for i in range(0, len(padded), FRAME_BYTES)]
 
 
 def envelope(audio: bytes) -> np.ndarray:
@@ -64,7 +66,7 @@ def envelope(audio: bytes) -> np.ndarray:
     n = len(audio) // FRAME_BYTES
     if n == 0:
         return np.zeros(0)
-    pcm = ulaw.decode(audio[: n * FRAME_BYTES]).astype(np.float64).reshape(n, FRAME_BYTES)
+    pcm = ulaw_decode(audio[: n * FRAME_BYTES]).astype(np.float64).reshape(n, FRAME_BYTES)
     return np.sqrt((pcm ** 2).mean(axis=1))
 
 
@@ -98,7 +100,7 @@ def espeak_babble(seconds: float, seed: int, voices: int = 6) -> np.ndarray:
     for name in chosen:
         c = library()[name]
         start, end = c.speech_span_ms
-        speech = ulaw.decode(c.audio[start * 8:end * 8]).astype(np.float64)
+        speech = ulaw_decode(c.audio[start * 8:end * 8]).astype(np.float64)
         voice = np.resize(np.roll(speech, -int(rng.integers(0, len(speech)))), n)
         mix += voice / max(np.sqrt(np.mean(voice ** 2)), 1.0)
     # far-field: the other tables are metres away in a hard room, so their voices reach the phone
@@ -114,7 +116,7 @@ def mix_to_ulaw(*parts: np.ndarray | None) -> bytes:
     for p in parts:
         if p is not None:
             total = total + p
-    return ulaw.encode(np.clip(np.round(total), -32768, 32767).astype(np.int16))
+    return ulaw_encode(np.clip(np.round(total), -32768, 32767).astype(np.int16))
 
 
 def voiced_span_ms(audio: bytes) -> int:

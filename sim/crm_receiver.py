@@ -6,7 +6,8 @@ way a careful CRM would, in this order:
 1. count the attempt and read the whole body (an unread body makes the kernel reset the connection,
    and the sender would see a reset instead of our status);
 2. "down" (``set_down()``) -> 503, so a sender's retry policy can be exercised;
-3. ``X-ProSaaS-Signature`` checked with ``server.delivery.signing.verify`` against the wall clock
+3. ``X-ProSaaS-Signature`` checked against the wall clock by this receiver's own ``verify_signature``,
+   written from the documented format (README, "Lead delivery"), never the server's signing code
    -> 401 if bad or missing (counted in ``rejected``);
 4. body not JSON -> 400; no ``X-ProSaaS-Delivery`` id -> 400 (nothing to dedupe on);
 5. a delivery id seen before -> 200 again (the sender's earlier 200 may have been lost) but counted
@@ -22,6 +23,8 @@ Run ``python -m sim.crm_receiver --port 8765 --secret S`` to watch leads arrive,
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import sys
 import threading
@@ -29,10 +32,30 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from server.delivery.signing import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+SIGNATURE_HEADER = "X-ProSaaS-Signature"
+DELIVERY_HEADER = "X-ProSaaS-Delivery"
+TOLERANCE_S = 300
 
 _MAX_BODY_BYTES = 1_000_000
 _POLL_INTERVAL_S = 0.05   # serve_forever's shutdown latency; the default 0.5 s would slow every stop()
+
+
+def verify_signature(secret: str, body: bytes, header: str | None, now_s: int, tolerance_s: int = TOLERANCE_S) -> bool:
+    """``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`` (several ``v1`` allowed: one must
+    match), with ``t`` no further than ``tolerance_s`` from now."""
+    if not header:
+        return False
+    fields: dict[str, list[str]] = {}
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        fields.setdefault(key, []).append(value)
+    stamps = fields.get("t", [])
+    if len(stamps) != 1 or not stamps[0].isdigit() or len(stamps[0]) > 15:
+        return False
+    if abs(now_s - int(stamps[0])) > tolerance_s:
+        return False
+    expected = hmac.new(secret.encode(), stamps[0].encode() + b"." + body, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))
 
 
 class _Server(ThreadingHTTPServer):
@@ -179,7 +202,7 @@ class CrmReceiver:
                 return 503, {"ok": False, "error": "down"}
         if body is None:
             return 400, {"ok": False, "error": "bad Content-Length"}
-        if not verify(self._secret, body, headers.get(SIGNATURE_HEADER), int(time.time())):
+        if not verify_signature(self._secret, body, headers.get(SIGNATURE_HEADER), int(time.time())):
             with self._cond:
                 self._rejected += 1
             return 401, {"ok": False, "error": "bad signature"}

@@ -34,6 +34,7 @@ from sim import audio as sim_audio
 from sim.ga_validation import CLIENT_EVENT_TYPES, validate_client_event
 from sim.scenario import ToolReply
 
+VAD_SPEECH_RMS = 500.0      # about -36 dBFS: the simulated server VAD's speech level
 _BYTES_PER_MS = {"audio/pcmu": 8, "audio/pcma": 8, "audio/pcm": 48}
 
 
@@ -91,6 +92,7 @@ class SimCounters:
     responses_cancelled: int = 0
     commits: int = 0
     appended_ms: int = 0
+    committed_ms: int = 0
     transcripts: list = field(default_factory=list)
     committed_audio: list = field(default_factory=list)   # µ-law bytes of every commit
     replies: list = field(default_factory=list)   # (clip or None, transcript, status) per response
@@ -136,6 +138,7 @@ class RealtimeSession:
         self.speedup = speedup
         self.session = default_session(_new_id("sess"))
         self.buffer = bytearray()
+        self._vad = {"audio_ms": 0, "speaking": False, "run_ms": 0, "quiet_ms": 0, "item_id": None}
         self.items: dict[str, dict] = {}          # item_id -> {"role", "audio_ms"}, plus "call_id" for function calls
         self.last_item_id: str | None = None
         self.active: dict | None = None           # {"id", "cancel": Event}
@@ -222,6 +225,53 @@ class RealtimeSession:
         with self._lock:
             self.buffer.extend(chunk)
             self.counters.appended_ms += len(chunk) // self._bytes_per_ms()
+        self._server_vad(chunk)
+
+    def _server_vad(self, chunk: bytes) -> None:
+        """The session's own turn detection (``server_vad``, on by default; our server turns it off).
+        An energy decision per 20 ms stands in for the real model's: speech after 60 ms above
+        ``VAD_SPEECH_RMS`` (``input_audio_buffer.speech_started``; with ``interrupt_response`` an
+        active response is cancelled), its end after ``silence_duration_ms`` below it
+        (``speech_stopped``; the buffer from ``prefix_padding_ms`` before the speech is committed
+        and, with ``create_response``, a response starts). µ-law input only."""
+        detection = self.session["audio"]["input"].get("turn_detection")
+        if not detection or detection.get("type") not in ("server_vad", "semantic_vad") or self._bytes_per_ms() != 8:
+            return
+        vad = self._vad
+        for start in range(0, len(chunk) - 159, 160):
+            vad["audio_ms"] += 20
+            loud = sim_audio.envelope(chunk[start:start + 160])[0] > VAD_SPEECH_RMS
+            if not vad["speaking"]:
+                vad["run_ms"] = vad["run_ms"] + 20 if loud else 0
+                if vad["run_ms"] >= 60:
+                    self._speech_started(detection, vad["audio_ms"] - vad["run_ms"])
+            else:
+                vad["quiet_ms"] = 0 if loud else vad["quiet_ms"] + 20
+                if vad["quiet_ms"] >= detection.get("silence_duration_ms", 500):
+                    self._speech_stopped(detection, vad["audio_ms"])
+
+    def _speech_started(self, detection: dict, onset_ms: int) -> None:
+        vad = self._vad
+        vad.update(speaking=True, quiet_ms=0, item_id=_new_id("item"))
+        keep = (vad["audio_ms"] - onset_ms + detection.get("prefix_padding_ms", 300)) * 8
+        with self._lock:
+            del self.buffer[:max(0, len(self.buffer) - keep)]       # what came before is never committed
+            active = self.active
+        self.send({"type": "input_audio_buffer.speech_started", "item_id": vad["item_id"],
+                   "audio_start_ms": max(0, onset_ms - detection.get("prefix_padding_ms", 300))})
+        if active is not None and detection.get("interrupt_response", True):
+            active["cancel"].set()
+
+    def _speech_stopped(self, detection: dict, end_ms: int) -> None:
+        vad = self._vad
+        vad.update(speaking=False, run_ms=0)
+        self.send({"type": "input_audio_buffer.speech_stopped", "item_id": vad["item_id"], "audio_end_ms": end_ms})
+        self._on_input_audio_buffer_commit({})
+        if detection.get("create_response", True):
+            with self._lock:
+                busy = self.active is not None
+            if not busy:
+                self._on_response_create({})
 
     def _on_input_audio_buffer_clear(self, event: dict) -> None:
         with self._lock:
@@ -242,6 +292,7 @@ class RealtimeSession:
             self.last_item_id = item_id
             self.counters.commits += 1
             self.counters.committed_audio.append(audio)
+            self.counters.committed_ms += int(have_ms)
         item = {"id": item_id, "type": "message", "object": "realtime.item", "status": "completed", "role": "user",
                 "content": [{"type": "input_audio", "transcript": None}]}
         self.send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous})

@@ -30,13 +30,10 @@ from typing import Callable
 
 import numpy as np
 import websocket
-from twilio.request_validator import RequestValidator
-
-from server.core import twilio_codec as tw
-from server.core import ulaw
-from server.core.ulaw import FRAME_BYTES, FRAME_MS
 from sim import audio as sim_audio
 from sim import line_model
+from sim import twilio_wire as wire
+from sim.audio import FRAME_BYTES, FRAME_MS
 from sim.scenario import Scenario, Step
 
 VOICED_RMS = sim_audio.VOICED_RMS
@@ -82,13 +79,19 @@ class TwilioCaller:
     def __init__(self, base_url: str, scenario: Scenario, auth_token: str,
                  from_number: str = "+972501234567", to_number: str = "+97235550100",
                  on_event: Callable[[int, str, str], None] | None = None, seed: int = 7,
-                 recv_buffer_bytes: int | None = None) -> None:
+                 recv_buffer_bytes: int | None = None, webhook_path: str = "/webhook/incoming_call",
+                 stream_base: str | None = None) -> None:
         """``recv_buffer_bytes``: a small socket receive buffer, so that a caller who stops reading
-        really pushes back on the server (loopback buffers otherwise absorb minutes of audio)."""
+        really pushes back on the server (loopback buffers otherwise absorb minutes of audio).
+        ``webhook_path`` and ``stream_base`` (``ws://host:port`` to dial instead of the TwiML's
+        scheme and host, as a tunnel would) let it call another application, e.g. a reference
+        server in ``scripts/bench_call.py``."""
+        self.webhook_path = webhook_path
+        self.stream_base = stream_base
         self.recv_buffer_bytes = recv_buffer_bytes
         self.base_url = base_url.rstrip("/")
         self.scenario = scenario
-        self.validator = RequestValidator(auth_token)
+        self.auth_token = auth_token
         self.from_number, self.to_number = from_number, to_number
         self.on_event = on_event
         self.rng = np.random.default_rng(seed)
@@ -132,12 +135,12 @@ class TwilioCaller:
     # --- call setup -------------------------------------------------------------------------
 
     def _webhook(self) -> tuple[str, dict[str, str]]:
-        url = f"{self.base_url}/webhook/incoming_call"
+        url = f"{self.base_url}{self.webhook_path}"
         params = {"AccountSid": self.account_sid, "ApiVersion": "2010-04-01", "CallSid": self.record.call_sid,
                   "CallStatus": "ringing", "Called": self.to_number, "Caller": self.from_number,
                   "Direction": "inbound", "From": self.from_number, "To": self.to_number}
         req = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), method="POST",
-                                     headers={"X-Twilio-Signature": self.validator.compute_signature(url, params),
+                                     headers={"X-Twilio-Signature": wire.signature(self.auth_token, url, params),
                                               "Content-Type": "application/x-www-form-urlencoded"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             twiml = resp.read().decode()
@@ -160,7 +163,7 @@ class TwilioCaller:
         url = self._after_stream_url
         params = {**self._webhook_params, "CallStatus": "in-progress"}
         req = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), method="POST",
-                                     headers={"X-Twilio-Signature": self.validator.compute_signature(url, params),
+                                     headers={"X-Twilio-Signature": wire.signature(self.auth_token, url, params),
                                               "Content-Type": "application/x-www-form-urlencoded"})
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
@@ -174,7 +177,10 @@ class TwilioCaller:
         self._event("after_stream", "; ".join(f"{tag} {text}".strip() for tag, text in self.record.after_stream))
 
     def _connect(self, stream_url: str) -> None:
-        signature = self.validator.compute_signature(stream_url, {})
+        if self.stream_base:
+            parts = urllib.parse.urlsplit(stream_url)
+            stream_url = self.stream_base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+        signature = wire.signature(self.auth_token, stream_url, {})
         sockopt = ((socket.SOL_SOCKET, socket.SO_RCVBUF, self.recv_buffer_bytes),) if self.recv_buffer_bytes else ()
         self._ws = websocket.create_connection(stream_url, timeout=10, header=[f"X-Twilio-Signature: {signature}"],
                                                sockopt=sockopt)
@@ -190,12 +196,12 @@ class TwilioCaller:
         self._connect(stream_url)
         self._t0 = time.monotonic()
         if send_start:
-            self.send_raw(tw.build_connected())
+            self.send_raw(wire.connected())
             self.send_raw(self.start_message(params))
         return params
 
     def start_message(self, params: dict[str, str], seq: int = 1) -> str:
-        return tw.build_start(seq, self.account_sid, self.record.stream_sid, self.record.call_sid, params)
+        return wire.start(seq, self.account_sid, self.record.stream_sid, self.record.call_sid, params)
 
     def send_raw(self, message: str | bytes) -> bool:
         if isinstance(message, bytes):
@@ -221,22 +227,25 @@ class TwilioCaller:
                 break
             if not text:
                 break
-            event = tw.parse(text)
-            if isinstance(event, tw.Media):
-                audio = event.audio()
+            message = wire.parse_outbound(text)
+            if message.kind == "invalid":
+                rec.violations.append(f"31951 invalid message ({message.problem}): {str(text)[:120]}")
+                continue
+            if message.stream_sid != rec.stream_sid:
+                rec.violations.append(f"31951 wrong streamSid in {text[:80]}")
+            if message.kind == "media":
+                audio = message.audio
                 voiced = sim_audio.envelope(audio).max(initial=0.0) > VOICED_RMS
                 with self._lock:
                     self._outbound.extend(audio)
                     self._queued_total += len(audio)
                     rec.arrivals.append((self.now_ms(), bool(voiced)))
                     rec.bytes_received += len(audio)
-                self._check_shape(text, event.stream_sid)
-            elif isinstance(event, tw.Mark):
+            elif message.kind == "mark":
                 with self._lock:
-                    rec.marks_received.append(event.name)
-                    self._pending_marks.append((self._queued_total, event.name))
-                self._check_shape(text, event.stream_sid)
-            elif isinstance(event, tw.Clear):
+                    rec.marks_received.append(message.name)
+                    self._pending_marks.append((self._queued_total, message.name))
+            else:                                   # clear
                 with self._lock:
                     rec.clears += 1
                     self._outbound.clear()
@@ -245,17 +254,11 @@ class TwilioCaller:
                 self._event("clear", f"{len(cleared)} marks flushed")
                 for _, name in cleared:
                     self._echo_mark(name, cleared=True)
-            else:
-                rec.violations.append(f"31951 invalid message: {text[:120]}")
         self._server_closed.set()
-
-    def _check_shape(self, text: str, stream_sid: str) -> None:
-        if stream_sid != self.record.stream_sid:
-            self.record.violations.append(f"31951 wrong streamSid in {text[:80]}")
 
     def _echo_mark(self, name: str, cleared: bool = False) -> None:
         self.record.marks_echoed.append((self.now_ms(), name, cleared))
-        self._send(tw.build_mark_echo(self._next_seq(), self.record.stream_sid, name))
+        self._send(wire.mark(self._next_seq(), self.record.stream_sid, name))
 
     # --- the real-time loop -----------------------------------------------------------------
 
@@ -270,7 +273,7 @@ class TwilioCaller:
             self._echo_mark(name)
         pcm = np.zeros(FRAME_BYTES)
         if chunk:
-            pcm[: len(chunk)] = ulaw.decode(chunk)
+            pcm[: len(chunk)] = line_model.ulaw_decode(chunk)
         return pcm
 
     def run(self, max_duration_s: float = 120.0) -> CallRecord:
@@ -282,8 +285,8 @@ class TwilioCaller:
         stream_url, parameters = self._webhook()
         self._connect(stream_url)
         self._t0 = time.monotonic()
-        self._send(tw.build_connected())
-        self._send(tw.build_start(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid, parameters))
+        self._send(wire.connected())
+        self._send(wire.start(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid, parameters))
         receiver = threading.Thread(target=self._receiver, name="sim-twilio-rx", daemon=True)
         receiver.start()
         timeline = _Timeline(sc.steps, self)
@@ -311,11 +314,11 @@ class TwilioCaller:
             caller_pcm = timeline.next_frame(t, ai_last_voiced_ms, self._buffered_bytes())
             if caller_pcm is None:
                 rec.hung_up_by = "caller"
-                self._send(tw.build_stop(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid))
+                self._send(wire.stop(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid))
                 self._event("hangup", "caller sent stop")
                 break
             chunk += 1
-            ok = self._send(tw.build_inbound_media(self._next_seq(), rec.stream_sid, chunk, chunk * FRAME_MS - FRAME_MS,
+            ok = self._send(wire.media(self._next_seq(), rec.stream_sid, chunk, chunk * FRAME_MS - FRAME_MS,
                                                    inbound.frame(caller_pcm, played)))
             rec.frames_sent += ok
             deadline += FRAME_MS / 1000.0
@@ -354,7 +357,7 @@ def speech_level_dbfs(scenario: Scenario) -> float | None:
     clips = [sim_audio.clip(step.clip).audio for step in scenario.steps if step.kind == "say"]
     if not clips:
         return None
-    level = line_model.active_level_dbfs(ulaw.decode(b"".join(clips)).astype(np.float64))
+    level = line_model.active_level_dbfs(line_model.ulaw_decode(b"".join(clips)).astype(np.float64))
     return level if np.isfinite(level) else None
 
 
@@ -409,7 +412,7 @@ class _Timeline:
         if self._voices is None:
             clip = sim_audio.clip(step.clip)
             start, end = clip.speech_span_ms
-            return ulaw.decode(clip.audio).astype(np.float64), start, end, clip.text
+            return line_model.ulaw_decode(clip.audio).astype(np.float64), start, end, clip.text
         kind = "short" if step.backchannel else "utterance"
         k, self._said[kind] = self._said[kind], self._said[kind] + 1
         real = self._voices.short_sound(k) if step.backchannel else self._voices.utterance(k)

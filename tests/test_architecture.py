@@ -9,13 +9,39 @@ FORBIDDEN = {"socket", "threading", "time", "logging", "os", "eventlet", "gevent
 
 
 def _imports(path: Path) -> set[str]:
+    """Every module a file imports: ``import x.y`` gives x.y; ``from x import y`` gives x and x.y
+    (y may be a module: ``from server import green`` is an import of server.green)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
     return names
+
+
+def test_the_import_check_sees_from_imports(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from server import green\nfrom os import path\n", encoding="utf-8")
+    assert {"server.green", "os", "os.path"} <= _imports(probe)
+
+
+CORE_INTERFACE = {"handle", "request_response", "next_deadline_ms", "finish"}
+
+
+def test_the_shell_reads_no_core_internals():
+    """The per-call handler gives the core facts and executes its verbs: it never looks inside it
+    (no state, guard, flags or stats); the only ways in are the core's public interface."""
+    tree = ast.parse((ROOT / "server" / "media_ws_ai.py").read_text(encoding="utf-8"))
+    used = {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "core" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    assert used and used <= CORE_INTERFACE, used - CORE_INTERFACE
+    aliased = [node for node in ast.walk(tree) if isinstance(node, ast.Assign)
+               and isinstance(node.value, ast.Attribute) and node.value.attr == "core"
+               and not any(isinstance(t, ast.Attribute) and t.attr == "core" for t in node.targets)]
+    assert not aliased, "the core is not passed around under another name to read it"
 
 
 def test_pure_core_imports_no_io():

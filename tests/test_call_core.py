@@ -2,13 +2,16 @@
 import base64
 
 from server.core import realtime_protocol as rt
-from server.core.call_core import TTS_END_MARK, CallCore, Pipeline
+import pytest
+
+from server.core.call_core import TTS_END_MARK, CallCore, Cause, ForbiddenTransition, Pipeline
 from server.core.energy_vad import VadState
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
                                 ClearPlayback, CommitAndTrigger, DeleteItem, HangUp, PausePlayout, ResumePlayout,
                                 TruncateAssistant,
                                 EndAssistantAudio, ForwardAudio, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
-                                RealtimeReceived, SendMark, SendResponseCreate, SessionReady, Tick)
+                                RealtimeReceived, RenewSession, SendMark, SendResponseCreate, SessionReady,
+                                ShutdownRequested, Tick)
 from server.core.turn_config import TurnConfig
 from tests.audio_helpers import SILENT, SPEECH, VOICE, b64, tone
 
@@ -511,3 +514,80 @@ def test_a_paused_playout_is_resumed_when_the_ai_stops_being_audible():
     call.core.handle(AssistantPlayoutFinished("resp_1", call.now_ms))
     out = call.core.handle(MarkAcked(TTS_END_MARK, call.now_ms))           # its last frames were already out
     assert ResumePlayout() in out and not call.core.is_ai_speaking
+
+
+# --- timers come from the core ------------------------------------------------------------------
+
+def wake(call: Call) -> list:
+    """The shell's timer: jump to the core's next deadline and tick there."""
+    deadline = call.core.next_deadline_ms()
+    assert deadline is not None and deadline >= call.now_ms
+    return call.tick(deadline - call.now_ms)
+
+
+def test_an_idle_call_sleeps_until_its_next_deadline_not_on_a_poll():
+    call = Call()
+    call.frames(SILENT, 5)
+    wakes, out = 0, []
+    while not any(isinstance(a, QueueTrigger) for a in out):
+        out = wake(call)
+        wakes += 1
+    # 8 s of silence reached in a handful of wakes (the status line every 2.5 s), not 160 ticks
+    assert QueueTrigger("silence_warning") in out
+    assert wakes <= CFG.silence_timeout_ms // CFG.status_interval_ms + 2
+    assert call.now_ms - 10_000 - 100 == CFG.silence_timeout_ms    # the first wake started the clock
+
+
+def test_a_pending_response_is_watched_by_its_own_deadline():
+    call = Call()
+    call.core.handle(SessionReady(call.now_ms))
+    call.core.request_response("greeting", call.now_ms)
+    assert call.core.next_deadline_ms() == call.now_ms + CFG.response_created_timeout_ms
+    out = wake(call)
+    assert any("[WATCHDOG] no response.created" in n for n in notes(out))
+
+
+def test_the_session_is_renewed_at_its_age_limit_only_between_turns():
+    call = Call()
+    call.core = CallCore(CFG, {"greeting": "Greet"}, session_renew_ms=60_000)
+    call.core.handle(SessionReady(call.now_ms))
+    call.core.request_response("greeting", call.now_ms)
+    call.rt(rt.ResponseCreated("resp_1"))                 # a response in flight: the call is busy
+    renew_at = call.now_ms + 60_000
+    while call.now_ms < renew_at + 5000:
+        out = wake(call)
+        assert RenewSession() not in out                  # busy: looked at again a second later
+    call.rt(rt.ResponseDone("resp_1", "completed", None))   # no audio: listening again
+    out = wake(call)
+    while RenewSession() not in out:
+        out = wake(call)
+    assert "[REALTIME] renewing the session before OpenAI's 60-minute limit" in notes(out)
+    assert call.now_ms - renew_at <= 5000 + 1000
+
+
+def test_a_draining_server_says_goodbye_after_the_turn_and_hangs_up_at_the_limit():
+    call = Call()
+    call.frames(SILENT, 5)
+    out = call.core.handle(ShutdownRequested(call.now_ms))
+    assert QueueTrigger("goodbye") in out                      # idle: the goodbye starts at once
+    call.core.request_response("goodbye", call.now_ms)
+    call.rt(rt.ResponseCreated("resp_bye"))
+    call.rt(rt.AudioDelta("resp_bye", "item_bye", b64(VOICE * 5)))     # it plays, and never finishes
+    out = []
+    while not any(isinstance(a, HangUp) for a in out):
+        out = wake(call)
+    assert HangUp("shutdown") in out
+    assert "[SHUTDOWN] goodbye not finished after 20000ms - closing" in notes(out)
+
+
+def test_the_pipeline_table_forbids_a_prompt_over_a_speaking_ai():
+    call = Call()
+    call.core.handle(SessionReady(call.now_ms))
+    call.core.request_response("greeting", call.now_ms)
+    call.rt(rt.ResponseCreated("resp_1"))
+    call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE * 5)))
+    assert call.core.state is Pipeline.SPEAKING
+    with pytest.raises(ForbiddenTransition, match="SPEAKING -> PROCESSING on silence prompt or goodbye"):
+        call.core._set_state(Pipeline.PROCESSING, Cause.PROMPT, "silence_warning", [])
+    call.core._set_state(Pipeline.PROCESSING, Cause.UTTERANCE, "caller's turn over unplayed audio", [])
+    assert call.core.state is Pipeline.PROCESSING        # the one race the table allows

@@ -7,9 +7,9 @@ import time
 import pytest
 import websocket
 
-from server.core import twilio_codec as tw
 from sim import audio as sim_audio
 from sim import scenario as scenario_mod
+from sim import twilio_wire as wire
 from sim.loopback import AUTH_TOKEN, LoopbackCall, free_port
 from sim.twilio_caller import TwilioCaller
 
@@ -56,7 +56,7 @@ def test_caller_vanishing_mid_sentence_ends_everything_within_a_second(tmp_path)
         caller = TwilioCaller(loop.base_url, sc, AUTH_TOKEN)
         caller.open_stream()
         for i, frame in enumerate(sim_audio.frames(sim_audio.clip("caller_service").audio)[:60]):
-            caller.send_raw(tw.build_inbound_media(i + 2, caller.record.stream_sid, i + 1, 20 * i, frame))
+            caller.send_raw(wire.media(i + 2, caller.record.stream_sid, i + 1, 20 * i, frame))
             time.sleep(0.02)
         deadline = time.monotonic() + 5
         while loop.health()["active_calls"] == 0 and time.monotonic() < deadline:
@@ -94,12 +94,12 @@ def test_malformed_input_is_counted_and_ignored_while_a_healthy_call_runs_beside
         params = caller.open_stream(send_start=False)
         sid = caller.record.stream_sid
         caller.send_raw('{"event":"media","media":{"payload":"/w=="},"streamSid":"' + sid + '"}')   # media before start
-        caller.send_raw(tw.build_connected())
+        caller.send_raw(wire.connected())
         caller.send_raw(caller.start_message(params))
         for message in MALFORMED + [b"\x00\x01\x02"]:       # ... and a binary frame
             caller.send_raw(message)
         for size in (1, 100, 333, 8000):                      # odd payload sizes
-            caller.send_raw(tw.build_inbound_media(50, sid, 50, 1000, b"\xff" * size))
+            caller.send_raw(wire.media(50, sid, 50, 1000, b"\xff" * size))
         caller.send_raw(caller.start_message(params, seq=99))  # a second start
         for _ in range(300):                                  # then 300 more bad messages: logged at a bounded rate
             caller.send_raw("{broken")
@@ -284,7 +284,7 @@ def test_a_caller_who_stops_reading_neither_grows_memory_nor_stalls_another_call
         for second in range(14):                               # the stalled caller keeps talking for 14 s
             for i in range(50):
                 frame = speech[(second * 50 + i) % len(speech)] if second % 4 == 1 else b"\xff" * 160
-                stalled.send_raw(tw.build_inbound_media(seq, stalled.record.stream_sid, seq, 20 * seq, frame))
+                stalled.send_raw(wire.media(seq, stalled.record.stream_sid, seq, 20 * seq, frame))
                 seq += 1
                 time.sleep(0.02)
             rss_peak = max(rss_peak, _rss_kib(pid))
@@ -326,7 +326,7 @@ def test_a_stalled_openai_socket_neither_wedges_the_call_nor_grows_memory(tmp_pa
             rss_before, rss_peak = _rss_kib(pid), 0
             speech = sim_audio.frames(sim_audio.clip("caller_service").audio)
             for seq in range(2, 2 + 50 * 30):                  # 30 s of caller audio into a model that never reads
-                caller.send_raw(tw.build_inbound_media(seq, caller.record.stream_sid, seq, 20 * seq,
+                caller.send_raw(wire.media(seq, caller.record.stream_sid, seq, 20 * seq,
                                                        speech[seq % len(speech)]))
                 time.sleep(0.02)
                 if seq % 250 == 0:

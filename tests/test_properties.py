@@ -14,6 +14,7 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
                                 QueueAssistantAudio, QueueTrigger, RealtimeReceived, SendResponseCreate,
                                 SessionReady, Tick)
 from server.core.turn_config import TurnConfig
+from sim import twilio_wire as wire
 from tests.audio_helpers import SILENT, SPEECH, VOICE, tone
 
 CFG = TurnConfig()
@@ -27,7 +28,6 @@ step = st.one_of(
     st.tuples(st.just("trigger"), st.sampled_from(["end_of_speech", "greeting", "silence_warning"])),
     st.tuples(st.just("tick"), st.integers(1, 3000)),
     st.tuples(st.just("playout"), st.sampled_from(["finished", "mark_ack"])),
-    st.tuples(st.just("session_ready")),
     st.tuples(st.just("scene"), st.sampled_from(["ai_speaks", "barge_in", "stale_delta", "interrupted"])),
 )
 SCENES = {   # short stories the plain steps reach only rarely
@@ -144,7 +144,7 @@ class World:
                 self.apply(self.core.handle(AssistantPlayoutFinished(self.server_active, self.now)))
             else:
                 self.apply(self.core.handle(MarkAcked(TTS_END_MARK, self.now)))
-        elif kind == "session_ready":
+        elif kind == "session_ready":        # once, first, as the shell sends it (a repeat is ignored)
             self.apply(self.core.handle(SessionReady(self.now)))
         elif kind == "scene":
             for sub in SCENES[s[1]]:
@@ -152,10 +152,10 @@ class World:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(step, min_size=1, max_size=60))
-def test_core_invariants_hold_for_any_interleaving(steps):
+@given(st.booleans(), st.lists(step, min_size=1, max_size=60))
+def test_core_invariants_hold_for_any_interleaving(greeted, steps):
     world = World()
-    for s in steps:
+    for s in [("session_ready",)] * greeted + steps + [("session_ready",)] * greeted:
         world.run(s)
     assert world.violations == []
     assert world.vad_frames == world.frames_in          # the VAD sees every frame
@@ -184,9 +184,9 @@ def test_the_random_worlds_reach_the_interesting_states():
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
                            max_leaves=12)
-VALID_TWILIO = [tw.build_connected(), tw.build_start(1, "AC1", "MZ1", "CA1", {"a": "b"}),
-                tw.build_inbound_media(2, "MZ1", 1, 0, b"\xff" * 160), tw.build_mark_echo(3, "MZ1", "m"),
-                tw.build_stop(4, "AC1", "MZ1", "CA1"), tw.clear_message("MZ1")]
+VALID_TWILIO = [wire.connected(), wire.start(1, "AC1", "MZ1", "CA1", {"a": "b"}),
+                wire.media(2, "MZ1", 1, 0, b"\xff" * 160), wire.mark(3, "MZ1", "m"),
+                wire.stop(4, "AC1", "MZ1", "CA1"), tw.clear_message("MZ1")]
 
 
 def _mutate(obj, data):

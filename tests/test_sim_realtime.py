@@ -329,3 +329,28 @@ def test_scenario_reply_errors_name_the_file_and_reply(reply, complaint):
         scenario_mod.parse(f'[realtime]\nreplies = ["ai_greeting", {reply}]\n' + STEPS, "bad.toml")
     assert str(exc.value).startswith("bad.toml: [realtime] reply 2: ")
     assert complaint in str(exc.value)
+
+
+def test_server_vad_commits_the_utterance_with_its_padding_and_answers():
+    """The session's default turn detection (our server turns it off; Twilio's sample relies on it):
+    speech_started, speech_stopped after the silence, the utterance committed with its prefix
+    padding only, and a response."""
+    from sim.realtime_session import RealtimeSession, ReplyScript, SimCounters
+    events: list = []
+    counters = SimCounters()
+    session = RealtimeSession(events.append, ReplyScript([]), counters, speedup=1000.0)
+    session.on_client_text(json.dumps({"type": "session.update", "session": {
+        "type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"},
+                                                "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}}}))
+    quiet, loud = b"\xff" * 160, bytes([0x10, 0x90] * 80)     # silence; a ±10 000 square wave
+    for frame in [quiet] * 100 + [loud] * 50 + [quiet] * 30:   # 2 s quiet, 1 s speech, 0.6 s quiet
+        session.on_client_text(json.dumps({"type": "input_audio_buffer.append",
+                                           "audio": base64.b64encode(frame).decode()}))
+    kinds = [e["type"] for e in events]
+    for kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                 "input_audio_buffer.committed", "response.created"):
+        assert kind in kinds
+    started = next(e for e in events if e["type"] == "input_audio_buffer.speech_started")
+    assert started["audio_start_ms"] == 2000 - 300
+    assert counters.committed_ms == 300 + 1000 + 500         # padding, speech, silence up to the stop
+    assert counters.appended_ms == 3600

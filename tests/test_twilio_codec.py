@@ -2,6 +2,7 @@ import base64
 import json
 
 from server.core import twilio_codec as tw
+from sim import twilio_wire as wire
 
 SID = "MZ" + "a" * 32
 CALL = "CA" + "b" * 32
@@ -16,27 +17,27 @@ def test_outbound_messages_exact_json():
 
 
 def test_twilio_side_messages_use_strings_for_numbers():
-    start = json.loads(tw.build_start(1, ACCOUNT, SID, CALL, {"From": "+972501234567"}))
+    start = json.loads(wire.start(1, ACCOUNT, SID, CALL, {"From": "+972501234567"}))
     assert start == {"event": "start", "sequenceNumber": "1", "streamSid": SID,
                      "start": {"accountSid": ACCOUNT, "streamSid": SID, "callSid": CALL, "tracks": ["inbound"],
                                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
                                "customParameters": {"From": "+972501234567"}}}
-    media = json.loads(tw.build_inbound_media(4, SID, 2, 20, b"\x01\x02"))
+    media = json.loads(wire.media(4, SID, 2, 20, b"\x01\x02"))
     assert media == {"event": "media", "sequenceNumber": "4", "streamSid": SID,
                      "media": {"track": "inbound", "chunk": "2", "timestamp": "20", "payload": "AQI="}}
-    assert json.loads(tw.build_stop(9, ACCOUNT, SID, CALL)) == {
+    assert json.loads(wire.stop(9, ACCOUNT, SID, CALL)) == {
         "event": "stop", "sequenceNumber": "9", "streamSid": SID, "stop": {"accountSid": ACCOUNT, "callSid": CALL}}
-    assert json.loads(tw.build_connected()) == {"event": "connected", "protocol": "Call", "version": "1.0.0"}
+    assert json.loads(wire.connected()) == {"event": "connected", "protocol": "Call", "version": "1.0.0"}
 
 
 def test_round_trips():
-    start = tw.parse(tw.build_start(1, ACCOUNT, SID, CALL, {"To": "+97235550100"}))
+    start = tw.parse(wire.start(1, ACCOUNT, SID, CALL, {"To": "+97235550100"}))
     assert start == tw.Start(SID, CALL, ACCOUNT, ("inbound",), "audio/x-mulaw", 8000, 1, {"To": "+97235550100"})
-    media = tw.parse(tw.build_inbound_media(5, SID, 3, 40, b"\xff" * 160))
+    media = tw.parse(wire.media(5, SID, 3, 40, b"\xff" * 160))
     assert media == tw.Media(SID, "inbound", 3, 40, base64.b64encode(b"\xff" * 160).decode())
     assert media.audio() == b"\xff" * 160
-    assert tw.parse(tw.build_mark_echo(6, SID, "m1")) == tw.Mark(SID, "m1")
-    assert tw.parse(tw.build_stop(7, ACCOUNT, SID, CALL)) == tw.Stop(SID, CALL)
+    assert tw.parse(wire.mark(6, SID, "m1")) == tw.Mark(SID, "m1")
+    assert tw.parse(wire.stop(7, ACCOUNT, SID, CALL)) == tw.Stop(SID, CALL)
     assert tw.parse(tw.clear_message(SID)) == tw.Clear(SID)
     # what our server sends parses too (the caller simulator reads it)
     assert tw.parse(tw.media_message(SID, b"\x01")).audio() == b"\x01"

@@ -32,6 +32,13 @@ Theory of operation. The shell feeds facts (``server.core.events``) stamped with
   the follow-up response is one more ``QueueTrigger`` through the same guard (never a second
   response in flight). A lead that becomes complete makes the follow-up the goodbye, and the
   smart hangup follows its playout (``Lead captured: True``).
+* Time: the core says when it next needs waking (``next_deadline_ms``) and the shell sends a
+  ``Tick`` then, never on a fixed poll: response and audio watchdogs, the silence clock, the
+  drain of a finished response (polled every ``drain_poll_ms`` while one is pending), the status
+  line, the session renewal before OpenAI's 60-minute limit (``RenewSession`` once the call is
+  idle) and the goodbye limit of a draining server. Conditions that events change (the goodbye of
+  a draining server, the hangup after a goodbye that never played) are re-checked after every
+  event, so they need no timer.
 * Stale events expected from the race between two peers (a delta of a cancelled response, the
   echo of a cleared mark) are dropped quietly and counted.
 
@@ -58,8 +65,8 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
                                 ClearPlayback, CommitAndTrigger, CoreAction, CoreEvent, DeleteItem, EndAssistantAudio,
                                 ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, PausePlayout, QueueAssistantAudio,
                                 QueueTrigger, RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, ResumePlayout,
-                                SendMark, SendResponseCreate, SendToolOutput, SessionReady, ShutdownRequested, Tick,
-                                TruncateAssistant)
+                                RenewSession, ReplayConversation, SendMark, SendResponseCreate, SendToolOutput, SessionReady,
+                                ShutdownRequested, Tick, TruncateAssistant)
 from server.core.playout import PlayoutLedger
 from server.core.reply_hold import ReplyHold
 from server.core.response_guard import ResponseGuard, SendCreate
@@ -67,12 +74,14 @@ from server.core.silence_policy import SilencePolicy, SilenceStep
 from server.core.speech_likeness import SpeechLikeness
 from server.core.turn_config import TurnConfig
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, rms
-from server.leads.capture import LeadCapture
+from server.leads.capture import LeadCapture, LeadSnapshot
 
 TTS_END_MARK = "assistant_tts_end"
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS      # OpenAI refuses commits under 100 ms
 TOOL_RESULT = "tool_result"                # trigger reason of the response that follows a tool answer
 MAX_TOOL_CHAIN = 3                         # tool answers in a row without the caller speaking
+SHUTDOWN_GOODBYE_LIMIT_MS = 20000          # under gunicorn's graceful_timeout (25 s)
+RENEW_RETRY_MS = 1000                      # a renewal that found the call busy looks again this much later
 
 
 class Pipeline(Enum):
@@ -81,14 +90,39 @@ class Pipeline(Enum):
     SPEAKING = "SPEAKING"
 
 
-_PIPELINE_ALLOWED = {
-    (Pipeline.LISTENING, Pipeline.PROCESSING),
-    (Pipeline.PROCESSING, Pipeline.SPEAKING),
-    (Pipeline.PROCESSING, Pipeline.LISTENING),
-    (Pipeline.SPEAKING, Pipeline.LISTENING),
-    (Pipeline.SPEAKING, Pipeline.PROCESSING),
-    (Pipeline.LISTENING, Pipeline.SPEAKING),     # audio of a response triggered while listening
+class Cause(Enum):
+    """Why the pipeline moves: the transition table allows each move for some causes only."""
+    GREETING = "greeting"
+    UTTERANCE = "end of utterance"
+    TOOL = "tool answer"
+    PROMPT = "silence prompt or goodbye"
+    FIRST_AUDIO = "first audio"
+    NO_AUDIO = "response ended without audio or a watchdog gave up"
+    RESUMED = "caller resumed during the hold"
+    BARGE_IN = "barge-in"
+    PLAYED = "played to the end"
+
+
+_L, _P, _S = Pipeline.LISTENING, Pipeline.PROCESSING, Pipeline.SPEAKING
+_PIPELINE_ALLOWED: dict[tuple[Pipeline, Pipeline], frozenset[Cause]] = {
+    (_L, _P): frozenset({Cause.GREETING, Cause.UTTERANCE, Cause.TOOL, Cause.PROMPT}),
+    (_P, _S): frozenset({Cause.FIRST_AUDIO}),
+    (_L, _S): frozenset({Cause.FIRST_AUDIO}),           # audio of a response asked for while listening
+    (_P, _L): frozenset({Cause.NO_AUDIO, Cause.RESUMED, Cause.BARGE_IN}),
+    (_S, _L): frozenset({Cause.PLAYED, Cause.BARGE_IN, Cause.NO_AUDIO}),
+    # The reply's first frames are queued, not played yet, when the caller's turn ends or a tool's
+    # answer comes: a new turn begins over an AI that was never heard.
+    (_S, _P): frozenset({Cause.UTTERANCE, Cause.TOOL}),
 }
+"""Forbidden, among others: a greeting, silence prompt or goodbye over an AI that is speaking;
+SPEAKING or LISTENING from anything but a response's first audio."""
+
+STRICT_TRANSITIONS = False
+"""Tests set it: a forbidden transition raises instead of being logged (a warning in production)."""
+
+
+class ForbiddenTransition(RuntimeError):
+    pass
 
 
 @dataclass
@@ -121,14 +155,29 @@ class CallStats:
     """Replies requested at an end of utterance and abandoned unheard because the caller went on."""
 
 
+@dataclass(frozen=True)
+class CallOutcome:
+    outcome: str
+    """``lead_captured``, ``partial_lead``, ``no_lead`` or ``failed``."""
+    hangup_reason: str
+    lead: LeadSnapshot | None
+    stats: CallStats
+    transcript: tuple[tuple[str, str], ...]
+
+
 class CallCore:
     def __init__(self, config: TurnConfig, prompts: Mapping[str, str] | None = None,
                  voice_decider: Callable[[bytes], bool] | None = None, echo_detection: bool = True,
-                 lead: LeadCapture | None = None) -> None:
+                 lead: LeadCapture | None = None, session_renew_ms: int | None = None) -> None:
         """``voice_decider`` (frame -> voiced) replaces the energy decision of the VAD and
         ``echo_detection=False`` treats every voiced frame as the caller's: both exist so other
-        detectors can be measured under exactly the same turn-taking rules (scripts/bench_vad.py)."""
+        detectors can be measured under exactly the same turn-taking rules (scripts/bench_vad.py).
+        ``session_renew_ms``: age of a model session at which it is renewed (None: never)."""
         self.cfg = config
+        self.session_renew_ms = session_renew_ms
+        self._renew_at_ms: int | None = None
+        self._session_ready = False
+        self._shutdown_at_ms: int | None = None
         self.prompts = dict(prompts or {})
         self.voice_decider = voice_decider
         self.echo_detection = echo_detection
@@ -194,7 +243,25 @@ class CallCore:
         out: list[CoreAction] = []
         self._now_ms = event.now_ms
         self._handlers[type(event)](event, out)
+        if self._shutdown or self._hangup_after_playout is not None:
+            self._check_ending(out)
         return out
+
+    def next_deadline_ms(self) -> int | None:
+        """When the shell must send the next ``Tick`` (None: no timer needed until the next event)."""
+        deadlines = [self.guard.next_deadline_ms(), self._renew_at_ms, self._status_due_ms()]
+        if self._drains and not self.judge.paused:
+            deadlines.append(self._now_ms + self.cfg.drain_poll_ms)
+        if self.state is Pipeline.PROCESSING and self._eou_at_ms is not None:
+            deadlines.append(self._eou_at_ms + self.cfg.no_audio_timeout_ms)
+        if self.state is Pipeline.LISTENING and self.hangup_reason is None:
+            deadlines.append(self.silence.deadline_ms(self._now_ms))
+        if self._shutdown_at_ms is not None and self.hangup_reason is None:
+            deadlines.append(self._shutdown_at_ms + SHUTDOWN_GOODBYE_LIMIT_MS)
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def _status_due_ms(self) -> int:
+        return (self._now_ms if self._last_status_ms is None else self._last_status_ms) + self.cfg.status_interval_ms
 
     def request_response(self, reason: str, now_ms: int) -> list[CoreAction]:
         """The one way to a ``response.create``: guarded against active or pending responses."""
@@ -221,10 +288,12 @@ class CallCore:
 
     # --- state funnel -----------------------------------------------------------------------
 
-    def _set_state(self, new: Pipeline, note: str, out: list[CoreAction]) -> None:
+    def _set_state(self, new: Pipeline, cause: Cause, note: str, out: list[CoreAction]) -> None:
         if new is self.state:
             return
-        if (self.state, new) not in _PIPELINE_ALLOWED:
+        if cause not in _PIPELINE_ALLOWED.get((self.state, new), ()):
+            if STRICT_TRANSITIONS:
+                raise ForbiddenTransition(f"{self.state.value} -> {new.value} on {cause.value} ({note})")
             out.append(Note("WARNING", f"[STATE] unexpected {self.state.value} -> {new.value} ({note})"))
         self.state = new
         if new is Pipeline.LISTENING:
@@ -234,9 +303,14 @@ class CallCore:
     # --- caller side ------------------------------------------------------------------------
 
     def _on_session_ready(self, ev: SessionReady, out: list[CoreAction]) -> None:
+        if self._session_ready:
+            out.append(Note("WARNING", "[GREETING] the session was ready already - no second greeting"))
+            return
+        self._session_ready = True
+        self._session_started(ev.now_ms)
         out.append(Note("INFO", "[GREETING] Bot speaks first..."))
         out.append(Note("INFO", "[GREETING] Using OpenAI Realtime for greeting (same session, same pipeline)"))
-        self._set_state(Pipeline.PROCESSING, "greeting", out)
+        self._set_state(Pipeline.PROCESSING, Cause.GREETING, "greeting", out)
         self._eou_at_ms = ev.now_ms
         out.append(QueueTrigger("greeting"))
 
@@ -360,7 +434,7 @@ class CallCore:
         self._cancelled.add(rid)
         self._drains.pop(rid, None)
         self._stop_speaking()
-        self._set_state(Pipeline.LISTENING, "barge-in", out)
+        self._set_state(Pipeline.LISTENING, Cause.BARGE_IN, "barge-in", out)
 
     def _stop_speaking(self, out: list[CoreAction] | None = None) -> None:
         """The AI is no longer audible: nothing plays and nothing stays paused (``out`` given: a paused
@@ -394,7 +468,7 @@ class CallCore:
         self._caller_speech_end_ms = None
         self._turn_resumed = True          # its first part was speech: the rest is not vetoed as steady sound
         if self.state is Pipeline.PROCESSING:
-            self._set_state(Pipeline.LISTENING, "caller resumed during the hold", out)
+            self._set_state(Pipeline.LISTENING, Cause.RESUMED, "caller resumed during the hold", out)
 
     def _delete_items(self, item_ids, out: list[CoreAction]) -> None:
         for item_id in item_ids:
@@ -451,7 +525,7 @@ class CallCore:
             # The audio never reached OpenAI; the answer is asked for once the link is back.
             self._resume_after_restore = True
             self.stats.turns += 1
-            self._set_state(Pipeline.PROCESSING, "utterance during reconnection", out)
+            self._set_state(Pipeline.PROCESSING, Cause.UTTERANCE, "utterance during reconnection", out)
             out.append(Note("WARNING", "[UTT] OpenAI link is down - the answer follows the reconnection"))
             return
         self.user_has_spoken = True
@@ -462,7 +536,7 @@ class CallCore:
         out.append(Note("INFO", f"[UTT] END at {rec.end_ms}ms, duration={dur}ms, triggering response"))
         out.append(Note("INFO", f"🎯 [BUILD 196.3] SPEECH→SILENCE: Triggering AI response "
                                 f"(conversation #{self.conversation_index})"))
-        self._set_state(Pipeline.PROCESSING, f"len={self._utt_bytes} | silence_ms={rec.silence_ms}", out)
+        self._set_state(Pipeline.PROCESSING, Cause.UTTERANCE, f"len={self._utt_bytes} | silence_ms={rec.silence_ms}", out)
         self._eou_at_ms = now_ms
         self._caller_speech_end_ms = now_ms - rec.silence_ms
         self._tool_chain = 0
@@ -545,7 +619,7 @@ class CallCore:
             if self._caller_speech_end_ms is not None:
                 self.stats.latencies_ms.append(self._now_ms - self._caller_speech_end_ms)
                 self._caller_speech_end_ms = None
-            self._set_state(Pipeline.SPEAKING, f"first audio of {e.response_id}", out)
+            self._set_state(Pipeline.SPEAKING, Cause.FIRST_AUDIO, f"first audio of {e.response_id}", out)
             out.append(Note("INFO", f"TTS_START | frames={len(audio) // 160}"))
         out.append(QueueAssistantAudio(e.response_id, e.item_id, audio))
 
@@ -591,7 +665,7 @@ class CallCore:
         track = self._responses.get(e.response_id)
         if (track is None or not track.audio_started) and self.state is Pipeline.PROCESSING:
             self._eou_at_ms = None
-            self._set_state(Pipeline.LISTENING, "response ended without audio", out)
+            self._set_state(Pipeline.LISTENING, Cause.NO_AUDIO, "response ended without audio", out)
             if self._hangup_after_playout is not None:
                 self._hang_up(self._hangup_after_playout, out)
         if self._deferred_reason is not None and e.response_id in self._cancelled:
@@ -629,7 +703,7 @@ class CallCore:
         if ev.name == TTS_END_MARK and not self.ledger.marks_pending:
             self._stop_speaking(out)
             if self.state is Pipeline.SPEAKING:
-                self._set_state(Pipeline.LISTENING, "buffer_reset", out)
+                self._set_state(Pipeline.LISTENING, Cause.PLAYED, "buffer_reset", out)
             if self._hangup_after_playout is not None and not self.guard.busy and not self._follow_up_owed:
                 self._hang_up(self._hangup_after_playout, out)
 
@@ -640,6 +714,19 @@ class CallCore:
         out.append(Note("INFO", f"📞 [SMART HANGUP] Reason: {reason}"))
         out.append(Note("INFO", f"📞 [SMART HANGUP] Lead captured: {self.lead_captured}"))
         out.append(HangUp(reason))
+
+    def finish(self, hangup_reason: str, failed: bool) -> "CallOutcome":
+        """The call is over: what it achieved, the lead to keep (complete, or partial when the
+        caller left first), its figures and transcript. ``failed``: the call ended on a failure."""
+        lead = self.lead
+        outcome, kept = "no_lead", None
+        if lead is not None and lead.complete:
+            outcome, kept = "lead_captured", lead.snapshot()
+        elif lead is not None and lead.has_content:
+            outcome, kept = "partial_lead", lead.snapshot()
+        if failed and outcome == "no_lead":
+            outcome = "failed"
+        return CallOutcome(outcome, hangup_reason, kept, self.stats, tuple(self.conversation))
 
     @property
     def lead_captured(self) -> bool:
@@ -684,13 +771,14 @@ class CallCore:
             return False
         self._follow_up_owed = True
         if not self.is_ai_speaking:
-            self._set_state(Pipeline.PROCESSING, f"tool answer for {e.response_id}", out)
+            self._set_state(Pipeline.PROCESSING, Cause.TOOL, f"tool answer for {e.response_id}", out)
         self._eou_at_ms = self._now_ms
         out.append(QueueTrigger(TOOL_RESULT))
         return True
 
     def _on_link_lost(self, ev: RealtimeLinkLost, out: list[CoreAction]) -> None:
         self.link_up = False
+        self._renew_at_ms = None
         in_flight = self.guard.active_response_id
         if in_flight is not None:
             self._cancelled.add(in_flight)
@@ -704,8 +792,13 @@ class CallCore:
         out.append(Note("WARNING", f"[REALTIME] link lost ({ev.reason}); {len(self.conversation)} turns kept "
                                    f"for the new session{'; an answer is owed' if self._resume_after_restore else ''}"))
 
+    def _session_started(self, now_ms: int) -> None:
+        self._renew_at_ms = None if self.session_renew_ms is None else now_ms + self.session_renew_ms
+
     def _on_link_restored(self, ev: RealtimeLinkRestored, out: list[CoreAction]) -> None:
         self.link_up = True
+        self._session_started(ev.now_ms)
+        out.append(ReplayConversation(tuple(self.conversation)))
         out.append(Note("INFO", f"[REALTIME] link restored, {len(self.conversation)} turns replayed"))
         if self._resume_after_restore:
             self._resume_after_restore = False
@@ -713,7 +806,10 @@ class CallCore:
             out.append(QueueTrigger("resume"))
 
     def _on_shutdown(self, ev: ShutdownRequested, out: list[CoreAction]) -> None:
+        if self._shutdown:
+            return
         self._shutdown = True
+        self._shutdown_at_ms = ev.now_ms
         out.append(Note("INFO", "[SHUTDOWN] server stopping - goodbye after the current turn"))
 
     # --- time -------------------------------------------------------------------------------
@@ -726,24 +822,20 @@ class CallCore:
                                        f"({expired.reason}) - clearing pending, not re-sending"))
             if self.state is Pipeline.PROCESSING:
                 self._eou_at_ms = None
-                self._set_state(Pipeline.LISTENING, "watchdog: no response.created", out)
+                self._set_state(Pipeline.LISTENING, Cause.NO_AUDIO, "watchdog: no response.created", out)
         if (self.state is Pipeline.PROCESSING and self._eou_at_ms is not None
                 and ev.now_ms - self._eou_at_ms >= self.cfg.no_audio_timeout_ms):
             out.append(Note("WARNING", f"[WATCHDOG] no AI audio {ev.now_ms - self._eou_at_ms}ms after end of "
                                        "utterance - back to LISTENING, no new response"))
             self._eou_at_ms = None
             self._caller_speech_end_ms = None      # unanswered: no latency figure for this turn
-            self._set_state(Pipeline.LISTENING, "watchdog: no audio", out)
+            self._set_state(Pipeline.LISTENING, Cause.NO_AUDIO, "watchdog: no audio", out)
         self._check_silence(ev.now_ms, out)
-        if (self._shutdown and self.link_up and self._hangup_after_playout is None and self.hangup_reason is None
-                and self.state is Pipeline.LISTENING and not self.guard.busy and not self.is_ai_speaking):
-            self._hangup_after_playout = "shutdown"
-            self._set_state(Pipeline.PROCESSING, "goodbye (shutdown)", out)
-            self._eou_at_ms = ev.now_ms
-            out.append(QueueTrigger(SilenceStep.GOODBYE.value))
-        if (self._hangup_after_playout is not None and self.state is Pipeline.LISTENING and not self.guard.busy
-                and not self._follow_up_owed and not self.is_ai_speaking and not self.ledger.marks_pending):
-            self._hang_up(self._hangup_after_playout, out)     # the goodbye failed or had no audio
+        self._check_renewal(ev.now_ms, out)
+        if (self._shutdown_at_ms is not None and self.hangup_reason is None
+                and ev.now_ms - self._shutdown_at_ms >= SHUTDOWN_GOODBYE_LIMIT_MS):
+            out.append(Note("WARNING", f"[SHUTDOWN] goodbye not finished after {SHUTDOWN_GOODBYE_LIMIT_MS}ms - closing"))
+            self._hang_up("shutdown", out)
         if self._last_status_ms is None:
             self._last_status_ms = ev.now_ms
         elif ev.now_ms - self._last_status_ms >= self.cfg.status_interval_ms:
@@ -771,6 +863,31 @@ class CallCore:
             elif isinstance(result, DrainSuperseded):
                 out.append(Note("DEBUG", f"[AUDIO_DRAIN] {response_id} superseded by {result.newer_response_id}"))
 
+    def _check_ending(self, out: list[CoreAction]) -> None:
+        """After every event once the call is ending: start a draining server's goodbye when the
+        call is idle; hang up when a goodbye ended without being heard (failed or no audio)."""
+        idle = self.state is Pipeline.LISTENING and not self.guard.busy and not self.is_ai_speaking
+        if (self._shutdown and self.link_up and self._hangup_after_playout is None and self.hangup_reason is None
+                and idle):
+            self._hangup_after_playout = "shutdown"
+            self._set_state(Pipeline.PROCESSING, Cause.PROMPT, "goodbye (shutdown)", out)
+            self._eou_at_ms = self._now_ms
+            out.append(QueueTrigger(SilenceStep.GOODBYE.value))
+        elif (self._hangup_after_playout is not None and idle and not self._follow_up_owed
+                and not self.ledger.marks_pending):
+            self._hang_up(self._hangup_after_playout, out)     # the goodbye failed or had no audio
+
+    def _check_renewal(self, now_ms: int, out: list[CoreAction]) -> None:
+        """A model session is renewed before OpenAI's 60-minute limit, between turns only."""
+        if self._renew_at_ms is None or now_ms < self._renew_at_ms:
+            return
+        if not (self.link_up and self.state is Pipeline.LISTENING and not self.guard.busy and not self.is_ai_speaking):
+            self._renew_at_ms = now_ms + RENEW_RETRY_MS
+            return
+        self._renew_at_ms = None
+        out.append(Note("INFO", "[REALTIME] renewing the session before OpenAI's 60-minute limit"))
+        out.append(RenewSession())
+
     def _check_silence(self, now_ms: int, out: list[CoreAction]) -> None:
         listening = (self.link_up and self.state is Pipeline.LISTENING and not self.guard.busy and not self.is_ai_speaking
                      and self.vad.state is VadState.SILENCE and self.hangup_reason is None
@@ -779,12 +896,12 @@ class CallCore:
         if step is SilenceStep.WARN:
             out.append(Note("INFO", f"🔇 [SILENCE] {self.cfg.silence_timeout_ms}ms of caller silence - prompt "
                                     f"{self.silence.warnings}/{self.cfg.max_silence_warnings} (silence_warning)"))
-            self._set_state(Pipeline.PROCESSING, "silence_warning", out)
+            self._set_state(Pipeline.PROCESSING, Cause.PROMPT, "silence_warning", out)
             self._eou_at_ms = now_ms
             out.append(QueueTrigger(SilenceStep.WARN.value))
         elif step is SilenceStep.GOODBYE:
             out.append(Note("INFO", "🔇 [SILENCE] Max warnings exceeded - initiating polite hangup"))
             self._hangup_after_playout = "silence_timeout"
-            self._set_state(Pipeline.PROCESSING, "goodbye", out)
+            self._set_state(Pipeline.PROCESSING, Cause.PROMPT, "goodbye", out)
             self._eou_at_ms = now_ms
             out.append(QueueTrigger(SilenceStep.GOODBYE.value))

@@ -157,6 +157,17 @@ class TruncateAssistant:
 
 
 @dataclass(frozen=True)
+class ReplayConversation:
+    """Give a new model session the conversation so far, as text items, oldest first."""
+    turns: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class RenewSession:
+    """Replace the model session now (the call is idle): the conversation is replayed into the new one."""
+
+
+@dataclass(frozen=True)
 class HangUp:
     reason: str
 
@@ -183,6 +194,6 @@ class Note:
     text: str
 
 
-CoreAction = (ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
+CoreAction = (RenewSession | ReplayConversation | ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
               | QueueAssistantAudio | EndAssistantAudio | SendMark | CancelResponse | ClearPlayback
               | PausePlayout | ResumePlayout | DeleteItem | TruncateAssistant | HangUp | SendToolOutput | LeadChanged | Note)

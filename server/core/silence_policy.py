@@ -32,6 +32,10 @@ class SilencePolicy:
     def quiet_ms(self, now_ms: int) -> int:
         return 0 if self._quiet_since_ms is None else now_ms - self._quiet_since_ms
 
+    def deadline_ms(self, now_ms: int) -> int:
+        """When the silence clock next runs out; ``now_ms`` when it has not started (a tick starts it)."""
+        return now_ms if self._quiet_since_ms is None else self._quiet_since_ms + self.timeout_ms
+
     def on_tick(self, now_ms: int, listening: bool) -> SilenceStep | None:
         """``listening``: the pipeline waits for the caller (no response pending or audible)."""
         if not listening:

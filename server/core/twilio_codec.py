@@ -176,36 +176,3 @@ def mark_message(stream_sid: str, name: str) -> str:
 
 def clear_message(stream_sid: str) -> str:
     return _dump({"event": "clear", "streamSid": stream_sid})
-
-
-# --- what Twilio sends (used by the caller simulator) --------------------------------------
-
-def build_connected() -> str:
-    return _dump({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-
-
-def build_start(seq: int, account_sid: str, stream_sid: str, call_sid: str,
-                custom_parameters: dict[str, str]) -> str:
-    return _dump({"event": "start", "sequenceNumber": str(seq),
-                  "start": {"accountSid": account_sid, "streamSid": stream_sid, "callSid": call_sid,
-                            "tracks": ["inbound"],
-                            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                            "customParameters": dict(custom_parameters)},
-                  "streamSid": stream_sid})
-
-
-def build_inbound_media(seq: int, stream_sid: str, chunk: int, timestamp_ms: int, audio: bytes) -> str:
-    return _dump({"event": "media", "sequenceNumber": str(seq),
-                  "media": {"track": "inbound", "chunk": str(chunk), "timestamp": str(timestamp_ms),
-                            "payload": base64.b64encode(audio).decode("ascii")},
-                  "streamSid": stream_sid})
-
-
-def build_mark_echo(seq: int, stream_sid: str, name: str) -> str:
-    return _dump({"event": "mark", "sequenceNumber": str(seq), "streamSid": stream_sid,
-                  "mark": {"name": name}})
-
-
-def build_stop(seq: int, account_sid: str, stream_sid: str, call_sid: str) -> str:
-    return _dump({"event": "stop", "sequenceNumber": str(seq),
-                  "stop": {"accountSid": account_sid, "callSid": call_sid}, "streamSid": stream_sid})

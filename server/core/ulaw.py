@@ -1,8 +1,9 @@
 """G.711 µ-law <-> int16 PCM through numpy lookup tables, bit-exact with CPython's ``audioop``.
 
 ``audioop`` is deprecated in 3.11 and gone in 3.13, so the tables are built here from the
-reference algorithm (CPython ``st_14linear2ulaw`` / ``st_ulaw2linear16``). Built once at import:
-the encoder table is 64 KiB, the decoder 256 entries.
+reference algorithm (CPython ``st_14linear2ulaw`` / ``st_ulaw2linear16``). The decoder (256
+entries) is built at import; the encoder (64 KiB, 65 536 Python steps) on first use: the live
+server never encodes (µ-law passes through both ways), only the simulators and benchmarks do.
 
 With OpenAI ``audio/pcmu`` on both sides no transcoding happens on the live path; the codec
 serves the VAD (energy of caller frames) and the simulators (rendering audio).
@@ -39,7 +40,7 @@ def _decode_one(code: int) -> int:
     return (0x84 - t) if (code & 0x80) else (t - 0x84)
 
 
-_ENCODE = np.array([_encode_one(s) for s in range(-32768, 32768)], dtype=np.uint8)
+_ENCODE: np.ndarray | None = None
 _DECODE = np.array([_decode_one(u) for u in range(256)], dtype=np.int16)
 _SQUARED = [int(v) * int(v) for v in _DECODE]      # a plain list: one 20 ms frame sums faster in C than numpy's per-call overhead
 
@@ -58,6 +59,9 @@ def decode(ulaw: bytes) -> np.ndarray:
 
 def encode(pcm16: np.ndarray | bytes) -> bytes:
     """int16 samples (array or little-endian bytes) -> µ-law bytes."""
+    global _ENCODE
+    if _ENCODE is None:
+        _ENCODE = np.array([_encode_one(s) for s in range(-32768, 32768)], dtype=np.uint8)
     samples = np.frombuffer(pcm16, dtype="<i2") if isinstance(pcm16, (bytes, bytearray)) else pcm16
     return _ENCODE[samples.astype(np.int32) + 32768].tobytes()
 
