@@ -21,7 +21,7 @@ class AudioInQueue:
         self.dropped_audio = 0
         self._items: deque = deque()
         self._audio_items = 0
-        self._bell = green.Queue(1)        # rung on every put; the consumer sleeps on it
+        self._bell = green.Bell()          # rung on every put; the consumer sleeps on it
 
     def put(self, item) -> None:
         if isinstance(item, bytes):
@@ -29,14 +29,11 @@ class AudioInQueue:
                 self._drop_oldest_audio()
             self._audio_items += 1
         self._items.append(item)
-        try:
-            self._bell.put_nowait(None)
-        except green.Full:
-            pass
+        self._bell.ring()
 
     def get(self):
         while not self._items:
-            self._bell.get()
+            self._bell.wait()
         item = self._items.popleft()
         if isinstance(item, bytes):
             self._audio_items -= 1

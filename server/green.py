@@ -102,5 +102,26 @@ class Event:
         return self._flag
 
 
+class Bell:
+    """A doorbell for one sleeper: ``ring`` never blocks and one pending ring is enough; ``wait``
+    returns when rung (True) or after ``timeout_s`` (False)."""
+
+    def __init__(self) -> None:
+        self._rings = _queue(1)
+
+    def ring(self) -> None:
+        try:
+            self._rings.put_nowait(None)
+        except Full:
+            pass
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        try:
+            self._rings.get(timeout=timeout_s)
+            return True
+        except Empty:
+            return False
+
+
 def monotonic_ms() -> int:
     return int(time.monotonic() * 1000)

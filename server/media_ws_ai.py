@@ -10,9 +10,10 @@ Green threads of one call (all spawned through ``server.green`` and all ended wi
   (only utterances reach it) goes out in appends of ``APPEND_BATCH_MS``; a marker sends what is
   gathered first, so batching never delays a commit.
 * Realtime reader: OpenAI events -> core; assistant audio -> ``realtime_audio_out_queue``.
-* TX: ``realtime_audio_out_queue`` -> exact 160-byte frames (``tx_q``) -> Twilio, paced at 20 ms
-  by deadline from the frame count, then tail silence and the ``assistant_tts_end`` mark. The core
-  can pause it (a sound over the AI is being judged) and resume it where it stopped.
+* TX: ``realtime_audio_out_queue`` -> exact 160-byte frames (``tx_q``) -> Twilio, two whole frames
+  per media message, paced by deadline from the frame count (``Pacer``), then tail silence and
+  the ``assistant_tts_end`` mark. The core can pause it (a sound over the AI is being judged) and
+  resume it where it stopped.
 * timer: sleeps until the core's ``next_deadline_ms`` (or a ring of its doorbell: an event moved
   that deadline earlier, or the server started draining), then sends the core a ``Tick``. There
   is no fixed poll: a call between turns wakes about once a second.
@@ -21,10 +22,11 @@ The call's business (by the called number) gives the session its instructions, g
 and silence settings, and the ``save_lead`` tool; ``CallRecords`` writes the call, its lead (complete
 as soon as the model saves it, partial when the caller leaves first) and queues the lead's delivery.
 
-A lost model link is replaced by the reader: bounded reconnects, the same session configuration,
-the conversation so far replayed as text (``RealtimeLinkLost`` / ``RealtimeLinkRestored`` tell the
-core); caller audio is dropped, counted, while the link is down. The handler decides nothing: it
-executes what the core returns and logs its notes.
+A lost model link is replaced by the reader on the core's schedule (``RealtimeLinkLost`` in,
+``Reconnect`` verbs out, ``ReconnectFailed`` back in, a ``HangUp`` when it gives up): the same
+session configuration, then the conversation the core replays (``ReplayConversation``); caller
+audio is dropped, counted, while the link is down. The handler decides nothing: it executes what
+the core returns and logs its notes; it reads none of the core's state.
 """
 from __future__ import annotations
 
@@ -45,12 +47,12 @@ from server.call_records import CallRecords
 from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
 from server.core.call_core import CallCore, CallOutcome
-from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame,
-                                CancelResponse, ClearPlayback, CommitAndTrigger, DeleteItem, EndAssistantAudio,
-                                ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, PausePlayout,
-                                QueueAssistantAudio, QueueTrigger, RealtimeLinkLost, RealtimeLinkRestored,
-                                RealtimeReceived, RenewSession, ReplayConversation, ResumePlayout, SendMark, SendResponseCreate, SendToolOutput,
-                                SessionReady, ShutdownRequested, Tick, TruncateAssistant)
+from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
+                                ClearPlayback, CommitAndTrigger, ConfigureSession, DeleteItem, EndAssistantAudio,
+                                ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, PausePlayout, QueueAssistantAudio,
+                                QueueTrigger, RealtimeLinkLost, RealtimeReceived, Reconnect, ReconnectFailed,
+                                RenewSession, ReplayConversation, ResumePlayout, SendMark, SendResponseCreate,
+                                SendToolOutput, ShutdownRequested, StartAudio, Tick, TruncateAssistant)
 from server.call_registry import FAILURE_REASONS, CallRegistry
 from server.core.pacer import Pacer
 from server.core.playout import Framer
@@ -65,7 +67,7 @@ AUDIO_IN_QUEUE_FRAMES = 500          # 10 s of caller audio; oldest dropped beyo
 APPEND_BATCH_MS = 200                # one input_audio_buffer.append per this much caller audio
 AUDIO_OUT_QUEUE_CHUNKS = 2000
 TX_LEAD_MS = 40                      # frames go out this far ahead of their play time (jitter margin)
-RECONNECT_BACKOFF_MS = (250, 1000, 2500)   # bounded: three tries, ~4 s, then the fallback message
+TX_FRAMES_PER_MESSAGE = 2            # 40 ms per Twilio media message: half the sends and wake-ups of 20 ms
 TX_RESYNC_MS = 200                   # a TX loop this late restarts its clock instead of bursting
 TIMER_MAX_SLEEP_MS = 1000            # the timer looks at the server's draining flag at least this often
 
@@ -113,11 +115,11 @@ class MediaCall:
         self.framer = Framer()
         self.twilio_lock = green.Lock()
         self.stopping = green.Event()
-        self.session_ready = green.Event()
+        self.audio_path_open = green.Event()
         self.link_down = False                     # between a lost model link and its replacement
-        self.replay_pending = False
         self.reconnects = 0
-        self._timer_bell = green.Queue(1)            # rung when the core's next deadline moved earlier
+        self._reconnect_plan: Reconnect | None = None
+        self._timer_bell = green.Bell()              # rung when the core's next deadline moved earlier
         self._timer_wake_ms = 0                      # when the timer is due to wake next
         self.dropped_while_down = 0
         self.stream_sid = ""
@@ -138,7 +140,7 @@ class MediaCall:
         try:
             self._threads = [green.spawn(fn) for fn in (self._realtime_reader, self._audio_sender,
                                                          self._tx_loop, self._timer)]
-            self.registry.on_drain(self._ring_timer)
+            self.registry.on_drain(self._timer_bell.ring)
             self.log.info("[PIPELINE] LIVE AUDIO PIPELINE ACTIVE: Twilio → realtime_audio_in_queue → "
                           "send_audio_chunk (single path)")
             self._rx_loop()
@@ -150,7 +152,7 @@ class MediaCall:
             self._record_end(end)
             self.registry.record_end(self.call_sid, reason, failed=reason in FAILURE_REASONS)
             self._close_twilio()
-            self.registry.forget_drain(self._ring_timer)
+            self.registry.forget_drain(self._timer_bell.ring)
             self.registry.active -= 1
 
     def _await_start(self) -> tw.Start | None:
@@ -281,7 +283,9 @@ class MediaCall:
     def _apply(self, actions) -> None:
         for a in actions:
             if isinstance(a, Note):
-                self.log.log(logging.getLevelName(a.level), a.text)
+                level = logging.getLevelName(a.level)
+                if self.log.isEnabledFor(level):
+                    self.log.log(level, a.text)          # the line of a.code in server.core.log_lines
             elif isinstance(a, ForwardAudio):
                 self.audio_in_q.put(a.audio)
             elif isinstance(a, CommitAndTrigger):
@@ -317,14 +321,23 @@ class MediaCall:
                     self.lead_saved_complete = saved and a.lead.status == "complete"
             elif isinstance(a, HangUp):
                 self._stop(a.reason)
-            elif isinstance(a, ReplayConversation):
+            elif isinstance(a, ConfigureSession):       # sent while the link is still marked down
+                self._send_configuration()
+            elif isinstance(a, StartAudio):
+                self.audio_path_open.set()
+            elif isinstance(a, ReplayConversation):     # a new session is ready: sends flow again
+                self.link_down = False
                 for role, text in a.turns:
                     self._realtime_send(rt.conversation_text_item(role, text))
+            elif isinstance(a, Reconnect):
+                self._reconnect_plan = a                 # the reader's reconnect loop carries it out
             elif isinstance(a, RenewSession):
                 self.realtime.close()                  # the reader reconnects and replays the conversation
+        if not actions:
+            return              # nothing happened that could bring a deadline forward (most frames)
         deadline_ms = self.core.next_deadline_ms()
         if deadline_ms is not None and deadline_ms < self._timer_wake_ms:
-            self._ring_timer()
+            self._timer_bell.ring()
 
     def _clear_playback(self) -> None:
         """Barge-in: nothing queued before this point may reach the caller."""
@@ -343,6 +356,13 @@ class MediaCall:
     def trigger_response(self, reason: str) -> None:
         """The single function that can send ``response.create`` (guarded in the core)."""
         self._apply(self.core.request_response(reason, green.monotonic_ms()))
+
+    def _send_configuration(self) -> None:
+        try:
+            self.realtime.send(rt.session_update(self.instructions, self.voice, self.settings.openai_transcription_model,
+                                                 self.tools, self.language))
+        except RealtimeClosed as exc:
+            self.log.warning("[REALTIME] session.update not sent: %s", exc)   # the reader sees the dead link
 
     def _realtime_send(self, text: str) -> None:
         if self.link_down:
@@ -420,62 +440,43 @@ class MediaCall:
             except Exception as exc:   # noqa: BLE001 - a dead socket or a bug in handling: the link is gone
                 if self.stopping.is_set():
                     return
-                reason = f"{type(exc).__name__}: {exc}"
-                if not self._reconnect(reason):
-                    self.log.error("[REALTIME] could not reconnect (%s) - ending the stream with the fallback", reason)
-                    self._stop("realtime_closed")
+                if not self._reconnect(f"{type(exc).__name__}: {exc}"):
+                    self._stop("realtime_closed")       # normally the core's HangUp said so already
                     return
 
     def _read_realtime(self) -> None:
         while not self.stopping.is_set():
             event = rt.parse_server_event(self.realtime.recv())
-            if isinstance(event, rt.SessionCreated):
-                self.realtime.send(rt.session_update(self.instructions, self.voice,
-                                                     self.settings.openai_transcription_model, self.tools,
-                                                     self.language))
-            elif isinstance(event, rt.SessionUpdated):
-                if not self.session_ready.is_set():
-                    self.session_ready.set()
-                    self._apply(self.core.handle(SessionReady(green.monotonic_ms())))
-                elif self.replay_pending:
-                    self._replay_conversation()
-            elif isinstance(event, rt.RealtimeError) and event.code == "session_expired":
-                self.log.warning("[REALTIME] session expired - renewing")
-                self.realtime.close()
             queued_ms = len(self.tx_q) * FRAME_MS + self.out_q_bytes // BYTES_PER_MS
             self._apply(self.core.handle(RealtimeReceived(event, green.monotonic_ms(), len(self.tx_q),
                                                           self.audio_out_q.qsize(), queued_ms)))
 
     def _reconnect(self, reason: str) -> bool:
-        """A new session with the same configuration; the conversation is replayed once it is updated."""
+        """A new session with the same configuration, on the core's schedule (``Reconnect`` verbs,
+        ``ReconnectFailed`` facts); the conversation is replayed once it is updated."""
         lost_ms = green.monotonic_ms()
         self.link_down = True
         self._apply(self.core.handle(RealtimeLinkLost(lost_ms, reason)))
         self.realtime.abort()
-        for attempt, backoff_ms in enumerate(RECONNECT_BACKOFF_MS, 1):
-            green.sleep(backoff_ms / 1000.0)
+        while self._reconnect_plan is not None and not self.stopping.is_set():
+            plan, self._reconnect_plan = self._reconnect_plan, None
+            green.sleep(plan.after_ms / 1000.0)
             if self.stopping.is_set():
                 return False
             try:
                 self.realtime.connect()
             except Exception as exc:   # noqa: BLE001
-                self.log.warning("[REALTIME] reconnect attempt %d/%d failed: %s: %s", attempt,
-                                 len(RECONNECT_BACKOFF_MS), type(exc).__name__, exc)
+                self._apply(self.core.handle(ReconnectFailed(green.monotonic_ms(), plan.attempt,
+                                                             f"{type(exc).__name__}: {exc}")))
                 continue
             self.reconnects += 1
-            self.replay_pending = True
-            self.log.info("[REALTIME] reconnected after %d attempt(s), %dms after the loss", attempt,
+            self.log.info("[REALTIME] reconnected after %d attempt(s), %dms after the loss", plan.attempt,
                           green.monotonic_ms() - lost_ms)
             return True
         return False
 
-    def _replay_conversation(self) -> None:
-        self.replay_pending = False
-        self.link_down = False                 # the core's ReplayConversation comes first
-        self._apply(self.core.handle(RealtimeLinkRestored(green.monotonic_ms())))
-
     def _audio_sender(self) -> None:
-        while not self.stopping.is_set() and not self.session_ready.wait(0.2):
+        while not self.stopping.is_set() and not self.audio_path_open.wait(0.2):
             pass
         batch = bytearray()
         while not self.stopping.is_set():
@@ -500,6 +501,7 @@ class MediaCall:
 
     def _tx_loop(self) -> None:
         pacer = Pacer(FRAME_MS, TX_LEAD_MS, TX_RESYNC_MS, self.registry.tx_lateness)
+        media = tw.media_encoder(self.stream_sid)
         while not self.stopping.is_set():
             if self.tx_paused:
                 green.sleep(FRAME_MS / 2000.0)
@@ -525,11 +527,16 @@ class MediaCall:
             if kind == "end":
                 self._apply(self.core.handle(AssistantPlayoutFinished(key, green.monotonic_ms())))
                 continue
-            if not self._twilio_send(tw.media_message(self.stream_sid, frame)):
+            frames = [frame]                 # whole frames of one item, TX_FRAMES_PER_MESSAGE per message
+            while len(frames) < TX_FRAMES_PER_MESSAGE and self.tx_q and self.tx_q[0][:2] == (kind, key):
+                frames.append(self.tx_q.popleft()[2])
+            audio = b"".join(frames)
+            if not self._twilio_send(media(audio)):
                 return
-            pacer.sent(green.monotonic_ms())
+            sent_ms = green.monotonic_ms()
+            pacer.sent(sent_ms, len(frames))
             if kind == "ai":
-                self._apply(self.core.handle(AssistantFramePlayed(key, green.monotonic_ms(), frame)))
+                self._apply(self.core.handle(AssistantFramePlayed(key, sent_ms, audio)))
 
     def _refill_tx(self) -> bool:
         try:
@@ -549,12 +556,6 @@ class MediaCall:
             self.tx_q.extend(("ai", item_id, f) for f in self.framer.push(audio))
         return bool(self.tx_q)
 
-    def _ring_timer(self) -> None:
-        try:
-            self._timer_bell.put_nowait(None)
-        except green.Full:
-            pass
-
     def _timer(self) -> None:
         """``Tick`` at the core's deadlines; also notices a draining server (rung, or within a second)."""
         draining_noted = False
@@ -564,10 +565,7 @@ class MediaCall:
             self._timer_wake_ms = min(now_ms + TIMER_MAX_SLEEP_MS,
                                       deadline_ms if deadline_ms is not None else now_ms + TIMER_MAX_SLEEP_MS)
             if self._timer_wake_ms > now_ms:
-                try:
-                    self._timer_bell.get(timeout=(self._timer_wake_ms - now_ms) / 1000.0)
-                except green.Empty:
-                    pass
+                self._timer_bell.wait((self._timer_wake_ms - now_ms) / 1000.0)
             if self.stopping.is_set():
                 return
             now_ms = green.monotonic_ms()

@@ -1,17 +1,16 @@
 """The call core under fake time: the behaviour contract as exact actions."""
 import base64
 
-from server.core import realtime_protocol as rt
 import pytest
 
+from server.core import realtime_protocol as rt
 from server.core.call_core import TTS_END_MARK, CallCore, Cause, ForbiddenTransition, Pipeline
 from server.core.energy_vad import VadState
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
-                                ClearPlayback, CommitAndTrigger, DeleteItem, HangUp, PausePlayout, ResumePlayout,
-                                TruncateAssistant,
-                                EndAssistantAudio, ForwardAudio, MarkAcked, Note, QueueAssistantAudio, QueueTrigger,
-                                RealtimeReceived, RenewSession, SendMark, SendResponseCreate, SessionReady,
-                                ShutdownRequested, Tick)
+                                ClearPlayback, CommitAndTrigger, DeleteItem, EndAssistantAudio, ForwardAudio, HangUp,
+                                MarkAcked, Note, PausePlayout, QueueAssistantAudio, QueueTrigger, RealtimeLinkLost,
+                                RealtimeReceived, Reconnect, ReconnectFailed, RenewSession, ResumePlayout, SendMark,
+                                SendResponseCreate, ShutdownRequested, StartAudio, Tick, TruncateAssistant)
 from server.core.turn_config import TurnConfig
 from tests.audio_helpers import SILENT, SPEECH, VOICE, b64, tone
 
@@ -64,8 +63,8 @@ def verbs(actions) -> list:
 
 def test_greeting_goes_through_the_guard_once():
     call = Call()
-    out = call.core.handle(SessionReady(call.now_ms))
-    assert verbs(out) == [QueueTrigger("greeting")]
+    out = call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
+    assert verbs(out) == [StartAudio(), QueueTrigger("greeting")]
     assert "[GREETING] Bot speaks first..." in notes(out)
     first = call.core.request_response("greeting", call.now_ms)
     assert verbs(first) == [SendResponseCreate("greeting", "Greet")]
@@ -134,7 +133,7 @@ def test_echo_window_ends_after_echo_window_ms():
 
 def test_response_lifecycle_back_to_listening_on_mark_ack():
     call = Call()
-    call.core.handle(SessionReady(call.now_ms))
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
     call.core.request_response("greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))
     audio = b"\x10" * 1600
@@ -174,7 +173,7 @@ def test_drain_does_not_clear_for_a_newer_response():
 
 def test_watchdog_clears_pending_without_a_second_create():
     call = Call()
-    call.core.handle(SessionReady(call.now_ms))
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
     call.core.request_response("greeting", call.now_ms)
     out = []
     for _ in range(CFG.response_created_timeout_ms // 50):
@@ -540,7 +539,7 @@ def test_an_idle_call_sleeps_until_its_next_deadline_not_on_a_poll():
 
 def test_a_pending_response_is_watched_by_its_own_deadline():
     call = Call()
-    call.core.handle(SessionReady(call.now_ms))
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
     call.core.request_response("greeting", call.now_ms)
     assert call.core.next_deadline_ms() == call.now_ms + CFG.response_created_timeout_ms
     out = wake(call)
@@ -550,7 +549,7 @@ def test_a_pending_response_is_watched_by_its_own_deadline():
 def test_the_session_is_renewed_at_its_age_limit_only_between_turns():
     call = Call()
     call.core = CallCore(CFG, {"greeting": "Greet"}, session_renew_ms=60_000)
-    call.core.handle(SessionReady(call.now_ms))
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
     call.core.request_response("greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))                 # a response in flight: the call is busy
     renew_at = call.now_ms + 60_000
@@ -582,7 +581,7 @@ def test_a_draining_server_says_goodbye_after_the_turn_and_hangs_up_at_the_limit
 
 def test_the_pipeline_table_forbids_a_prompt_over_a_speaking_ai():
     call = Call()
-    call.core.handle(SessionReady(call.now_ms))
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
     call.core.request_response("greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))
     call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE * 5)))
@@ -591,3 +590,31 @@ def test_the_pipeline_table_forbids_a_prompt_over_a_speaking_ai():
         call.core._set_state(Pipeline.PROCESSING, Cause.PROMPT, "silence_warning", [])
     call.core._set_state(Pipeline.PROCESSING, Cause.UTTERANCE, "caller's turn over unplayed audio", [])
     assert call.core.state is Pipeline.PROCESSING        # the one race the table allows
+
+
+def test_a_message_of_two_frames_counts_as_two_played_frames_at_their_own_times():
+    call = Call()
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
+    call.core.request_response("greeting", call.now_ms)
+    call.rt(rt.ResponseCreated("resp_1"))
+    call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE * 10)))
+    for _ in range(3):                                   # three messages of 40 ms each
+        call.now_ms += 40
+        call.core.handle(AssistantFramePlayed("item_1", call.now_ms, VOICE * 2))
+    assert call.core.ledger.truncate_point_ms("item_1") == 120
+    assert call.core.ledger.last_ai_frame_played_at_ms == call.now_ms + 20   # the second frame's slot
+    assert call.core.echo_blocked(call.now_ms + 20 + CFG.echo_window_ms - 1)
+    assert not call.core.echo_blocked(call.now_ms + 20 + CFG.echo_window_ms)
+
+
+def test_a_lost_model_link_is_retried_on_the_cores_schedule_then_given_up():
+    call = Call()
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
+    out = call.core.handle(RealtimeLinkLost(call.now_ms, "ConnectionResetError"))
+    assert Reconnect(250, 1) in out
+    assert verbs(call.core.handle(ReconnectFailed(call.now_ms, 1, "refused"))) == [Reconnect(1000, 2)]
+    assert verbs(call.core.handle(ReconnectFailed(call.now_ms, 2, "refused"))) == [Reconnect(2500, 3)]
+    out = call.core.handle(ReconnectFailed(call.now_ms, 3, "refused"))
+    assert verbs(out) == [HangUp("realtime_closed")]
+    assert [n.code for n in out if isinstance(n, Note)] == ["reconnect_failed", "reconnect_given_up"]
+    assert "[REALTIME] reconnect attempt 3/3 failed: refused" in notes(out)

@@ -5,7 +5,8 @@ import json
 from server.core import realtime_protocol as rt
 from server.core.call_core import MAX_TOOL_CHAIN, TOOL_RESULT, TTS_END_MARK, CallCore, Pipeline
 from server.core.events import (AssistantPlayoutFinished, HangUp, LeadChanged, MarkAcked, Note, QueueTrigger,
-                                SendResponseCreate, SendToolOutput, SessionReady, Tick)
+                                RealtimeReceived,
+                                SendResponseCreate, SendToolOutput, Tick)
 from server.core.turn_config import TurnConfig
 from server.leads.capture import SAVE_LEAD_TOOL, LeadCapture
 from sim.ga_validation import validate_client_event
@@ -181,7 +182,7 @@ def verbs(actions) -> list:
 
 def test_tool_answer_waits_for_response_done_then_one_guarded_follow_up():
     call = ToolCall()
-    call.core.handle(SessionReady(call.now_ms))
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
     call.core.request_response("greeting", call.now_ms)
     call.response("r0", audio=True)
     call.play_out("r0")

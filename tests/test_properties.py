@@ -10,9 +10,8 @@ from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
 from server.core.call_core import TTS_END_MARK, CallCore
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
-                                ClearPlayback, CommitAndTrigger, ForwardAudio, MarkAcked, Note,
-                                QueueAssistantAudio, QueueTrigger, RealtimeReceived, SendResponseCreate,
-                                SessionReady, Tick)
+                                ClearPlayback, CommitAndTrigger, ForwardAudio, MarkAcked, Note, QueueAssistantAudio,
+                                QueueTrigger, RealtimeReceived, SendResponseCreate, Tick)
 from server.core.turn_config import TurnConfig
 from sim import twilio_wire as wire
 from tests.audio_helpers import SILENT, SPEECH, VOICE, tone
@@ -144,8 +143,8 @@ class World:
                 self.apply(self.core.handle(AssistantPlayoutFinished(self.server_active, self.now)))
             else:
                 self.apply(self.core.handle(MarkAcked(TTS_END_MARK, self.now)))
-        elif kind == "session_ready":        # once, first, as the shell sends it (a repeat is ignored)
-            self.apply(self.core.handle(SessionReady(self.now)))
+        elif kind == "session_ready":        # session.updated: the first greets; later ones change nothing
+            self.apply(self.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), self.now, 0, 0)))
         elif kind == "scene":
             for sub in SCENES[s[1]]:
                 self.run(sub)

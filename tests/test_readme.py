@@ -3,7 +3,8 @@ from pathlib import Path
 
 from server.core.turn_config import TurnConfig
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_readme_documents_every_setting():
@@ -16,3 +17,24 @@ def test_readme_documents_every_setting():
 
 def test_readme_has_the_two_commands():
     assert "./scripts/demo" in README and "./scripts/test" in README
+
+
+def test_the_loop_picture_matches_the_code():
+    """The README's picture of one call names real events and verbs, the shell's real threads and
+    the core's real interface: renaming one in the code without the picture fails here."""
+    import ast
+    import re
+
+    from server.core import events
+    from tests.test_architecture import CORE_INTERFACE
+    section = README.split("## The pipeline: the loop of one call", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"\b([A-Z][a-z]+(?:[A-Z][a-z]+)+)\b", section))
+    for name in named - {"CallCore", "OpenAI", "Twilio", "WebSocket"}:
+        assert hasattr(events, name), f"README names {name}, which server/core/events.py does not define"
+    tree = ast.parse((ROOT / "server" / "media_ws_ai.py").read_text(encoding="utf-8"))
+    spawned = [elt.attr for node in ast.walk(tree) if isinstance(node, ast.comprehension)
+               and isinstance(node.iter, ast.Tuple) for elt in node.iter.elts if isinstance(elt, ast.Attribute)]
+    assert spawned == ["_realtime_reader", "_audio_sender", "_tx_loop", "_timer"]
+    assert "One call = five green threads (RX, audio sender, Realtime reader, TX, timer)" in section
+    for method in CORE_INTERFACE:
+        assert f"`{method}`" in section

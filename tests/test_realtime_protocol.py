@@ -70,3 +70,8 @@ def test_unknown_and_malformed_never_raise():
     assert rt.parse_server_event('{"type":"rate_limits.updated","rate_limits":[]}') == rt.Ignored("rate_limits.updated")
     for text in ["", "nope", "[]", '{"no":"type"}', '{"type":"response.done"}', '{"type":"response.output_audio.delta"}']:
         assert isinstance(rt.parse_server_event(text), rt.MalformedServerEvent), text
+
+
+def test_an_infinite_number_is_a_malformed_event_not_a_crash():
+    event = rt.parse_server_event('{"type":"conversation.item.truncated","item_id":"i","audio_end_ms":Infinity}')
+    assert isinstance(event, rt.MalformedServerEvent) and "OverflowError" in event.reason

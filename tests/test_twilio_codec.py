@@ -58,3 +58,16 @@ def test_bad_input_never_raises():
     for text in cases:
         assert isinstance(tw.parse(text), tw.MalformedTwilioMessage), text
     assert tw.parse('{"event":"something_new"}') == tw.UnknownTwilioEvent("something_new")
+
+
+def test_the_per_stream_media_encoder_writes_exactly_what_media_message_writes():
+    for sid in ("MZ0123456789abcdef", 'MZ"odd\\sid\u05d0'):
+        encode = tw.media_encoder(sid)
+        for audio in (b"", b"\xff" * 160, bytes(range(256))):
+            assert encode(audio) == tw.media_message(sid, audio)
+            assert json.loads(encode(audio))["streamSid"] == sid
+
+
+def test_an_infinite_timestamp_is_malformed_not_a_crash():
+    event = tw.parse('{"event":"media","streamSid":"MZ1","media":{"payload":"","timestamp":Infinity,"chunk":"1"}}')
+    assert isinstance(event, tw.MalformedTwilioMessage)

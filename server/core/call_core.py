@@ -1,13 +1,19 @@
 """The decisions of one call, as a pure state machine.
 
 Theory of operation. The shell feeds facts (``server.core.events``) stamped with ``now_ms``;
-``handle`` returns verbs. Nothing here touches a socket or a clock.
+``handle`` returns verbs and notes (a code and fields; the shell renders the line from
+``log_lines``). Nothing here touches a socket or a clock.
 
+* Model session: each ``session.created`` is answered with ``ConfigureSession``; the first
+  ``session.updated`` opens the caller's audio path (``StartAudio``) and asks for the greeting; one
+  after a lost link restores it (``ReplayConversation``, then the answer that was owed). A lost
+  link is retried on this module's backoff (``Reconnect`` out, ``ReconnectFailed`` in), then the
+  call ends with the fallback. ``finish`` gives the call's outcome and the lead to keep.
 * Caller side: EVERY inbound frame goes through the VAD, whatever the echo state. The
-  ``CallerGate`` decides whether the frame reaches OpenAI: held back inside the echo window,
-  released (with pre-roll) when the echo detector sees sustained speech the AI's echo cannot
-  explain. An utterance that reached OpenAI with less than ``min_utterance_ms`` of audio lay inside
-  the echo block and does not trigger.
+  ``CallerGate`` decides whether the frame reaches OpenAI: only utterances do (with their
+  pre-roll); inside the echo window they are held back, released when the echo detector sees
+  sustained speech the AI's echo cannot explain. An utterance that reached OpenAI with less than
+  ``min_utterance_ms`` of audio lay inside the echo block and does not trigger.
 * Barge-in: caller speech the echo cannot explain, sustained ``barge_in_min_ms`` over the AI,
   *pauses* the AI's playout at once (``BargeInJudge``). A sound that ends within
   ``barge_in_confirm_ms`` is a backchannel: playout resumes where it stopped. A longer one is a
@@ -62,18 +68,19 @@ from server.core.caller_gate import CallerGate
 from server.core.drain import DrainCheck, Drained, DrainSuperseded, DrainTimedOut
 from server.core.energy_vad import EnergyVad, SpeechStarted, UtteranceEnded, VadState
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
-                                ClearPlayback, CommitAndTrigger, CoreAction, CoreEvent, DeleteItem, EndAssistantAudio,
-                                ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, PausePlayout, QueueAssistantAudio,
-                                QueueTrigger, RealtimeLinkLost, RealtimeLinkRestored, RealtimeReceived, ResumePlayout,
-                                RenewSession, ReplayConversation, SendMark, SendResponseCreate, SendToolOutput, SessionReady,
-                                ShutdownRequested, Tick, TruncateAssistant)
+                                ClearPlayback, CommitAndTrigger, ConfigureSession, CoreAction, CoreEvent, DeleteItem,
+                                EndAssistantAudio, ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, note,
+                                PausePlayout, QueueAssistantAudio, QueueTrigger, RealtimeLinkLost, RealtimeReceived,
+                                Reconnect, ReconnectFailed, RenewSession, ReplayConversation, ResumePlayout, SendMark,
+                                SendResponseCreate, SendToolOutput, ShutdownRequested, StartAudio, Tick,
+                                TruncateAssistant)
 from server.core.playout import PlayoutLedger
 from server.core.reply_hold import ReplyHold
 from server.core.response_guard import ResponseGuard, SendCreate
 from server.core.silence_policy import SilencePolicy, SilenceStep
 from server.core.speech_likeness import SpeechLikeness
 from server.core.turn_config import TurnConfig
-from server.core.ulaw import BYTES_PER_MS, FRAME_MS, rms
+from server.core.ulaw import BYTES_PER_MS, FRAME_BYTES, FRAME_MS, energy, rms
 from server.leads.capture import LeadCapture, LeadSnapshot
 
 TTS_END_MARK = "assistant_tts_end"
@@ -82,6 +89,7 @@ TOOL_RESULT = "tool_result"                # trigger reason of the response that
 MAX_TOOL_CHAIN = 3                         # tool answers in a row without the caller speaking
 SHUTDOWN_GOODBYE_LIMIT_MS = 20000          # under gunicorn's graceful_timeout (25 s)
 RENEW_RETRY_MS = 1000                      # a renewal that found the call busy looks again this much later
+RECONNECT_BACKOFF_MS = (250, 1000, 2500)   # bounded: three tries, ~4 s, then the fallback message
 
 
 class Pipeline(Enum):
@@ -230,11 +238,12 @@ class CallCore:
         self._eou_at_ms: int | None = None
         self._last_status_ms: int | None = None
         self._handlers = {
-            SessionReady: self._on_session_ready, CallerFrame: self._on_caller_frame,
+            CallerFrame: self._on_caller_frame,
             RealtimeReceived: self._on_realtime, AssistantFramePlayed: self._on_frame_played,
             AssistantPlayoutFinished: self._on_playout_finished, MarkAcked: self._on_mark_acked,
             Tick: self._on_tick, ShutdownRequested: self._on_shutdown,
-            RealtimeLinkLost: self._on_link_lost, RealtimeLinkRestored: self._on_link_restored,
+            RealtimeLinkLost: self._on_link_lost,
+            ReconnectFailed: self._on_reconnect_failed,
         }
 
     # --- the two entry points ---------------------------------------------------------------
@@ -269,49 +278,53 @@ class CallCore:
         if reason == TOOL_RESULT:
             self._follow_up_owed = False
         if self.hangup_reason is not None:
-            return [Note("INFO", f"[RESPONSE GUARD] call is ending – skipping new response ({reason})")]
+            return [note('INFO', 'guard_call_ending', reason=reason)]
         if self.guard.active_response_id is not None and self.guard.active_response_id in self._cancelled:
             self._deferred_reason = reason
-            return [Note("INFO", f"[RESPONSE GUARD] Cancelled response {self.guard.active_response_id} still "
-                                 f"finishing – response ({reason}) deferred until its response.done")]
+            return [note('INFO', 'guard_deferred', active_response_id=self.guard.active_response_id, reason=reason)]
         decision = self.guard.request(reason, now_ms)
         if not isinstance(decision, SendCreate):
-            return [Note("INFO", f"[RESPONSE GUARD] Active response in progress ({decision.blocking}) "
-                                 f"– skipping new response ({reason})")]
+            return [note('INFO', 'guard_skipped', blocking=decision.blocking, reason=reason)]
         if reason == "end_of_speech" and self._caller_speech_end_ms is not None:
             self.stats.eou_to_create_ms.append(now_ms - self._caller_speech_end_ms)
         return [SendResponseCreate(reason, self.prompts.get(reason)),
-                Note("INFO", f"✅ [BUILD 196.2] response.create sent (manual trigger) reason={reason}")]
+                note('INFO', 'response_create_sent', reason=reason)]
 
     def echo_blocked(self, now_ms: int) -> bool:
         return self.ledger.audible_or_echoing(now_ms, self.cfg.echo_window_ms)
 
     # --- state funnel -----------------------------------------------------------------------
 
-    def _set_state(self, new: Pipeline, cause: Cause, note: str, out: list[CoreAction]) -> None:
+    def _set_state(self, new: Pipeline, cause: Cause, detail: str, out: list[CoreAction]) -> None:
         if new is self.state:
             return
         if cause not in _PIPELINE_ALLOWED.get((self.state, new), ()):
             if STRICT_TRANSITIONS:
-                raise ForbiddenTransition(f"{self.state.value} -> {new.value} on {cause.value} ({note})")
-            out.append(Note("WARNING", f"[STATE] unexpected {self.state.value} -> {new.value} ({note})"))
+                raise ForbiddenTransition(f"{self.state.value} -> {new.value} on {cause.value} ({detail})")
+            out.append(note('WARNING', 'state_unexpected', old=self.state.value, new=new.value, detail=detail))
         self.state = new
         if new is Pipeline.LISTENING:
             self.silence.restart(self._now_ms)
-        out.append(Note("INFO", f"STATE -> {new.value} | {note}"))
+        out.append(note('INFO', 'state_changed', state=new.value, detail=detail))
 
-    # --- caller side ------------------------------------------------------------------------
+    # --- the model session ------------------------------------------------------------------
 
-    def _on_session_ready(self, ev: SessionReady, out: list[CoreAction]) -> None:
-        if self._session_ready:
-            out.append(Note("WARNING", "[GREETING] the session was ready already - no second greeting"))
-            return
+    def _on_session_updated(self, now_ms: int, out: list[CoreAction]) -> None:
+        """The first configured session opens the audio path and greets; one after a reconnect is
+        the link restored; any other ``session.updated`` changes nothing."""
+        if not self._session_ready:
+            self._on_session_ready(now_ms, out)
+        elif not self.link_up:
+            self._on_link_restored(now_ms, out)
+
+    def _on_session_ready(self, now_ms: int, out: list[CoreAction]) -> None:
         self._session_ready = True
-        self._session_started(ev.now_ms)
-        out.append(Note("INFO", "[GREETING] Bot speaks first..."))
-        out.append(Note("INFO", "[GREETING] Using OpenAI Realtime for greeting (same session, same pipeline)"))
+        self._session_started(now_ms)
+        out.append(StartAudio())
+        out.append(note('INFO', 'greeting_first'))
+        out.append(note('INFO', 'greeting_same_session'))
         self._set_state(Pipeline.PROCESSING, Cause.GREETING, "greeting", out)
-        self._eou_at_ms = ev.now_ms
+        self._eou_at_ms = now_ms
         out.append(QueueTrigger("greeting"))
 
     def _on_caller_frame(self, ev: CallerFrame, out: list[CoreAction]) -> None:
@@ -335,8 +348,7 @@ class CallCore:
         forward = gate.forward
         self._note_echo_path(gate.verdict, out)
         if gate.opened:
-            out.append(Note("INFO", f"[ECHO GATE] caller speech in the echo tail ({self._echo_text(gate.verdict)}) "
-                                    "- forwarding with pre-roll"))
+            out.append(note('INFO', 'echo_gate_opened', echo_text=self._echo_text(gate.verdict)))
         if ai_audible:
             forward = self._judge_sound_over_ai(gate, frame_rms, ev.now_ms, out) or forward
         if gate.blocked and not forward:
@@ -360,8 +372,8 @@ class CallCore:
             if isinstance(rec, SpeechStarted):
                 if not self._utt_blocked_at_start:
                     self.user_has_spoken = True
-                out.append(Note("INFO", f"🎤 [REALTIME] User started speaking - echo_blocked={self._utt_blocked_at_start}"))
-                out.append(Note("INFO", f"[UTT] START at {rec.start_ms}ms"))
+                out.append(note('INFO', 'speech_started', echo_blocked=self._utt_blocked_at_start))
+                out.append(note('INFO', 'utterance_start', start_ms=rec.start_ms))
             elif isinstance(rec, UtteranceEnded):
                 self._on_utterance_end(rec, ev.now_ms, out)
         if self.vad.state is VadState.SILENCE and before is not VadState.SILENCE:
@@ -379,16 +391,14 @@ class CallCore:
         if isinstance(verdict, Pause):
             self.stats.pauses += 1
             out.append(PausePlayout())
-            out.append(Note("INFO", f"⏸ [BARGE-IN] caller sound for {verdict.sound_ms}ms over the AI "
-                                    f"({self._echo_text(gate.verdict)}) - playout paused"))
+            out.append(note('INFO', 'playout_paused', sound_ms=verdict.sound_ms, echo_text=self._echo_text(gate.verdict)))
         elif isinstance(verdict, Resume):
             self.stats.backchannels += 1
             for check in self._drains.values():
                 check.deadline_ms += verdict.paused_ms     # nothing drained while paused
             out.append(ResumePlayout())
             what = "steady sound (not speech)" if verdict.steady else "sound"
-            out.append(Note("INFO", f"▶ [BACKCHANNEL] {verdict.sound_ms}ms {what} over the AI - playout resumed "
-                                    f"after a {verdict.paused_ms}ms pause"))
+            out.append(note('INFO', 'backchannel', sound_ms=verdict.sound_ms, what=what, paused_ms=verdict.paused_ms))
         elif isinstance(verdict, Interrupt):
             forward = self.gate.open()
             self._barge_in(verdict, gate.verdict, out)
@@ -407,7 +417,7 @@ class CallCore:
         if known is None or moved or abs(known[1] - verdict.gain_db) >= 3:
             self._echo_path_noted = (verdict.lag_ms, verdict.gain_db)
             what = "no echo, quiet line" if verdict.lag_ms is None else "echo path"
-            out.append(Note("INFO", f"[ECHO] {what}: {self._echo_text(verdict)}"))
+            out.append(note('INFO', 'echo_path', what=what, echo_text=self._echo_text(verdict)))
 
     @staticmethod
     def _echo_text(verdict) -> str:
@@ -418,8 +428,7 @@ class CallCore:
         rid = self._playing_response
         track = self._responses.get(rid, ResponseTrack())
         self.stats.barge_ins += 1
-        out.append(Note("INFO", f"⚡ [BARGE-IN] caller speech for {verdict.sound_ms}ms over the AI "
-                                f"({self._echo_text(echo)}, paused {verdict.paused_ms}ms) - interrupting {rid}"))
+        out.append(note('INFO', 'barge_in', sound_ms=verdict.sound_ms, echo_text=self._echo_text(echo), paused_ms=verdict.paused_ms, rid=rid))
         # The caller is talking: whatever response is in flight is stale, not only the one playing.
         active = self.guard.active_response_id
         if active is not None:
@@ -453,8 +462,7 @@ class CallCore:
             return
         rid = abandoned.response_id
         self.stats.resumed_turns += 1
-        out.append(Note("INFO", f"⏳ [HOLD] caller resumed after a {abandoned.pause_ms}ms pause - the unheard reply "
-                                f"{rid or '(not created yet)'} is cancelled and removed"))
+        out.append(note('INFO', 'hold_resumed', pause_ms=abandoned.pause_ms, response=rid or '(not created yet)'))
         if rid is None:
             if self.guard.pending_reason is not None:
                 self._cancel_when_created = True
@@ -482,8 +490,7 @@ class CallCore:
             return
         audio_ms = sum(len(r.event.audio_b64) * 3 // 4 // BYTES_PER_MS for r in released.held
                        if isinstance(r.event, rt.AudioDelta))
-        out.append(Note("INFO", f"⏳ [HOLD] releasing reply {released.response_id} after {released.silence_ms}ms "
-                                f"of caller silence ({audio_ms}ms of audio held)"))
+        out.append(note('INFO', 'hold_released', response_id=released.response_id, silence_ms=released.silence_ms, audio_ms=audio_ms))
         for held in released.held:
             ev = RealtimeReceived(held.event, self._now_ms, held.tx_frames, held.out_chunks, audio_ms)
             if isinstance(held.event, rt.AudioDelta):
@@ -496,46 +503,42 @@ class CallCore:
     def _on_utterance_end(self, rec: UtteranceEnded, now_ms: int, out: list[CoreAction]) -> None:
         blocked = self._utt_forwarded_ms < self.cfg.min_utterance_ms
         dur = rec.duration_ms
-        out.append(Note("INFO", f"🎤 END OF UTTERANCE candidate: {dur}ms echo_blocked={blocked}"))
+        out.append(note('INFO', 'utterance_candidate', dur=dur, blocked=blocked))
         if dur < self.cfg.min_utterance_ms:
             self.stats.skipped_utterances += 1
-            out.append(Note("INFO", f"[UTT] SKIPPED: duration={dur}ms < MIN_UTTERANCE_MS={self.cfg.min_utterance_ms}ms"))
+            out.append(note('INFO', 'utterance_skipped', dur=dur, min_utterance_ms=self.cfg.min_utterance_ms))
             return
-        out.append(Note("INFO", f"🎤 END OF UTTERANCE: {dur / 1000:.1f}s, echo_blocked={blocked}"))
+        out.append(note('INFO', 'utterance_end', seconds=dur / 1000, blocked=blocked))
         if blocked:
             self.stats.echo_blocked_utterances += 1
-            out.append(Note("INFO", "[BUILD 196.3] SPEECH→SILENCE during echo block - NOT triggering (echo protection)"))
+            out.append(note('INFO', 'utterance_echo_blocked'))
             return
         if not self.likeness.is_speech(dur) and not self._turn_resumed:
             self.stats.vetoed_utterances += 1
             steady = sorted(self._utt_rms[: max(1, dur // FRAME_MS)])
             self.vad.adopt_floor(steady[len(steady) // 2])
-            out.append(Note("INFO", f"[UTT] VETO: steady sound, not speech (modulation "
-                                    f"{self.likeness.modulation_db(dur):.1f}dB < {self.cfg.speech_min_modulation_db}dB) "
-                                    f"- NOT triggering; noise floor now {self.vad.noise_floor_rms:.0f}"))
+            out.append(note('INFO', 'utterance_vetoed', modulation_db=self.likeness.modulation_db(dur), speech_min_modulation_db=self.cfg.speech_min_modulation_db, noise_floor_rms=self.vad.noise_floor_rms))
             return
         if self._forwarded_since_commit_bytes < MIN_COMMIT_BYTES:
-            out.append(Note("WARNING", f"[UTT] only {self._forwarded_since_commit_bytes} bytes forwarded since "
-                                       "the last commit - not committing"))
+            out.append(note('WARNING', 'utterance_too_little_audio', forwarded_since_commit_bytes=self._forwarded_since_commit_bytes))
             return
         if self.hangup_reason is not None or self._hangup_after_playout is not None:
-            out.append(Note("INFO", "[UTT] call is ending - not triggering"))
+            out.append(note('INFO', 'utterance_call_ending'))
             return
         if not self.link_up:
             # The audio never reached OpenAI; the answer is asked for once the link is back.
             self._resume_after_restore = True
             self.stats.turns += 1
             self._set_state(Pipeline.PROCESSING, Cause.UTTERANCE, "utterance during reconnection", out)
-            out.append(Note("WARNING", "[UTT] OpenAI link is down - the answer follows the reconnection"))
+            out.append(note('WARNING', 'utterance_link_down'))
             return
         self.user_has_spoken = True
         self.stats.turns += 1
         self.conversation_index += 1
         self._last_utterance_ms = dur
         self.silence.on_caller_turn(now_ms)
-        out.append(Note("INFO", f"[UTT] END at {rec.end_ms}ms, duration={dur}ms, triggering response"))
-        out.append(Note("INFO", f"🎯 [BUILD 196.3] SPEECH→SILENCE: Triggering AI response "
-                                f"(conversation #{self.conversation_index})"))
+        out.append(note('INFO', 'utterance_triggering', end_ms=rec.end_ms, dur=dur))
+        out.append(note('INFO', 'trigger_response', conversation_index=self.conversation_index))
         self._set_state(Pipeline.PROCESSING, Cause.UTTERANCE, f"len={self._utt_bytes} | silence_ms={rec.silence_ms}", out)
         self._eou_at_ms = now_ms
         self._caller_speech_end_ms = now_ms - rec.silence_ms
@@ -545,28 +548,35 @@ class CallCore:
         if self.cfg.reply_hold_ms > 0:
             self.hold.arm(rec.end_ms, self._last_audible_ms)
         out.append(CommitAndTrigger("end_of_speech"))
-        out.append(Note("INFO", "✅ [BUILD 196.3] response.create queued (end of speech)"))
+        out.append(note('INFO', 'trigger_queued'))
         if self.stats.turns >= self.cfg.max_turns:
-            out.append(Note("WARNING", f"[TURNS] safety limit of {self.cfg.max_turns} turns reached"))
+            out.append(note('WARNING', 'turn_limit', max_turns=self.cfg.max_turns))
             self._hangup_after_playout = "max_turns"
 
     # --- AI side ----------------------------------------------------------------------------
 
     def _on_realtime(self, ev: RealtimeReceived, out: list[CoreAction]) -> None:
         e = ev.event
-        if isinstance(e, rt.ResponseCreated):
+        if isinstance(e, rt.SessionCreated):
+            out.append(ConfigureSession())             # every new session: server VAD off, our settings
+        elif isinstance(e, rt.SessionUpdated):
+            self._on_session_updated(ev.now_ms, out)
+        elif isinstance(e, rt.RealtimeError) and e.code == "session_expired":
+            self.stats.errors[e.code] += 1
+            out.append(note('WARNING', 'session_expired'))
+            out.append(RenewSession())
+        elif isinstance(e, rt.ResponseCreated):
             self.guard.on_created(e.response_id)
             self.stats.responses_created += 1
             self._responses.setdefault(e.response_id, ResponseTrack())
-            out.append(Note("INFO", f"🔊 [REALTIME] response.created: id={e.response_id}"))
+            out.append(note('INFO', 'response_created', response_id=e.response_id))
             if self._cancel_when_created:
                 self._cancel_when_created = False
                 self._cancelled.add(e.response_id)
-                out.append(Note("INFO", f"[BARGE-IN] cancelling {e.response_id}: requested before the caller interrupted"))
+                out.append(note('INFO', 'cancel_when_created', response_id=e.response_id))
                 out.append(CancelResponse(e.response_id))
             elif self.hold.bind(e.response_id):
-                out.append(Note("INFO", f"⏳ [HOLD] reply {e.response_id} requested at the end of utterance; its audio "
-                                        f"waits for {self.cfg.reply_hold_ms}ms of caller silence"))
+                out.append(note('INFO', 'hold_armed', response_id=e.response_id, reply_hold_ms=self.cfg.reply_hold_ms))
         elif isinstance(e, rt.AudioDelta):
             self._on_audio_delta(e, out, ev)
         elif isinstance(e, rt.AudioDone):
@@ -578,11 +588,11 @@ class CallCore:
             self._on_response_done(e, ev, out)
         elif isinstance(e, rt.TranscriptDone):
             if e.response_id in self._abandoned:        # never heard, and deleted from the conversation
-                out.append(Note("INFO", f"[HOLD] unheard reply {e.response_id} not kept: {e.transcript}"))
+                out.append(note('INFO', 'hold_transcript_dropped', response_id=e.response_id, transcript=e.transcript))
                 return
             if e.transcript:
                 self.conversation.append(("assistant", e.transcript))
-            out.append(Note("INFO", f"🤖 [REALTIME] AI said: {e.transcript}"))
+            out.append(note('INFO', 'ai_said', transcript=e.transcript))
         elif isinstance(e, rt.FunctionCallDone):
             self._on_function_call(e, out)
         elif isinstance(e, rt.InputTranscription):
@@ -590,13 +600,13 @@ class CallCore:
                 self.conversation.append(("user", e.transcript))
                 if self.lead is not None:
                     self.lead.on_caller_text(e.transcript)
-            out.append(Note("INFO", f"ASR_TEXT: {e.transcript} | dur_ms={self._last_utterance_ms}"))
+            out.append(note('INFO', 'asr_text', transcript=e.transcript, last_utterance_ms=self._last_utterance_ms))
         elif isinstance(e, rt.RealtimeError):
             self._on_error(e, out)
         elif isinstance(e, (rt.UnknownServerEvent, rt.MalformedServerEvent)):
-            out.append(Note("WARNING", f"[REALTIME] unreadable server event: {e}"))
+            out.append(note('WARNING', 'unreadable_event', event=e))
         else:
-            out.append(Note("DEBUG", f"[REALTIME] {e}"))
+            out.append(note('DEBUG', 'realtime_event', event=e))
 
     def _on_audio_delta(self, e: rt.AudioDelta, out: list[CoreAction], ev: RealtimeReceived | None = None) -> None:
         """``ev``: the event as received (a held reply keeps it); None when the hold releases it."""
@@ -620,7 +630,7 @@ class CallCore:
                 self.stats.latencies_ms.append(self._now_ms - self._caller_speech_end_ms)
                 self._caller_speech_end_ms = None
             self._set_state(Pipeline.SPEAKING, Cause.FIRST_AUDIO, f"first audio of {e.response_id}", out)
-            out.append(Note("INFO", f"TTS_START | frames={len(audio) // 160}"))
+            out.append(note('INFO', 'tts_start', frames=len(audio) // 160))
         out.append(QueueAssistantAudio(e.response_id, e.item_id, audio))
 
     def _end_audio(self, response_id: str, ev: RealtimeReceived, out: list[CoreAction]) -> None:
@@ -628,22 +638,20 @@ class CallCore:
         if track is None or not track.audio_started or track.audio_ended or response_id in self._cancelled:
             return
         track.audio_ended = True
-        out.append(Note("INFO", f"🔇 [AUDIO_DONE] Received for response_id={response_id}, "
-                                f"queues: tx={ev.tx_frames}, audio_out={ev.out_chunks}"))
+        out.append(note('INFO', 'audio_done', response_id=response_id, tx_frames=ev.tx_frames, out_chunks=ev.out_chunks))
         self._drains[response_id] = DrainCheck(response_id, ev.now_ms, self.cfg.drain_timeout_ms, ev.queued_audio_ms)
         out.append(EndAssistantAudio(response_id))
 
     def _on_response_done(self, e: rt.ResponseDone, ev: RealtimeReceived, out: list[CoreAction]) -> None:
         self.guard.on_done(e.response_id)
         level = "INFO" if e.status in ("completed", "cancelled") else "WARNING"
-        out.append(Note(level, f"[REALTIME] response.done: id={e.response_id} status={e.status} reason={e.reason}"))
+        out.append(note(level, 'response_done', response_id=e.response_id, status=e.status, reason=e.reason))
         if e.status == "failed":
             # Rate limits, server errors, quota: counted and logged, never retried blindly; the
             # pipeline listens again and the caller's next turn (or the silence prompt) goes on.
             code = e.error_code or "unknown"
             self.stats.errors[f"response_failed:{code}"] += 1
-            out.append(Note("WARNING", f"[REALTIME] response {e.response_id} failed ({code}) - listening again, "
-                                       "no automatic retry"))
+            out.append(note('WARNING', 'response_failed', response_id=e.response_id, code=code))
         if e.response_id in self._abandoned:
             self._abandoned.discard(e.response_id)
             self._delete_items(e.item_ids, out)     # the unheard reply leaves the conversation
@@ -679,27 +687,33 @@ class CallCore:
         if code == "conversation_already_has_active_response":
             self.guard.on_create_rejected()
         level = "INFO" if code == "response_cancel_not_active" else "ERROR"
-        out.append(Note(level, f"[REALTIME] error code={code} type={e.error_type} message={e.message}"))
+        out.append(note(level, 'realtime_error', code=code, error_type=e.error_type, message=e.message))
 
     # --- playout ----------------------------------------------------------------------------
 
     def _on_frame_played(self, ev: AssistantFramePlayed, out: list[CoreAction]) -> None:
-        self.ledger.on_frame_played(ev.item_id, ev.now_ms)
-        if ev.audio:
-            self.gate.on_played(ev.now_ms, rms(ev.audio) ** 2)
+        """Each frame of the message is placed at its own play slot (the echo reference and the
+        ledger advance 20 ms per frame)."""
+        if not ev.audio:
+            self.ledger.on_frame_played(ev.item_id, ev.now_ms)
+            return
+        for offset in range(0, len(ev.audio), FRAME_BYTES):
+            at_ms = ev.now_ms + offset // BYTES_PER_MS
+            self.ledger.on_frame_played(ev.item_id, at_ms)
+            self.gate.on_played(at_ms, energy(ev.audio[offset:offset + FRAME_BYTES]))
 
     def _on_playout_finished(self, ev: AssistantPlayoutFinished, out: list[CoreAction]) -> None:
         if ev.response_id in self._cancelled:
             return
         self.ledger.on_mark_sent(TTS_END_MARK)
         out.append(SendMark(TTS_END_MARK))
-        out.append(Note("INFO", f"MARK_SENT {TTS_END_MARK}"))
+        out.append(note('INFO', 'mark_sent', name=TTS_END_MARK))
 
     def _on_mark_acked(self, ev: MarkAcked, out: list[CoreAction]) -> None:
         if not self.ledger.on_mark_acked(ev.name):
-            out.append(Note("DEBUG", f"[MARK] ignored ack {ev.name}"))
+            out.append(note('DEBUG', 'mark_ignored', name=ev.name))
             return
-        out.append(Note("INFO", f"MARK_ACK {ev.name}"))
+        out.append(note('INFO', 'mark_ack', name=ev.name))
         if ev.name == TTS_END_MARK and not self.ledger.marks_pending:
             self._stop_speaking(out)
             if self.state is Pipeline.SPEAKING:
@@ -711,8 +725,8 @@ class CallCore:
         if self.hangup_reason is not None:
             return
         self.hangup_reason = reason
-        out.append(Note("INFO", f"📞 [SMART HANGUP] Reason: {reason}"))
-        out.append(Note("INFO", f"📞 [SMART HANGUP] Lead captured: {self.lead_captured}"))
+        out.append(note('INFO', 'hangup', reason=reason))
+        out.append(note('INFO', 'hangup_lead', lead_captured=self.lead_captured))
         out.append(HangUp(reason))
 
     def finish(self, hangup_reason: str, failed: bool) -> "CallOutcome":
@@ -740,17 +754,16 @@ class CallCore:
         if self.lead is None:
             answer_text = '{"status":"error","error":"no tools are available in this call"}'
             self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, answer_text))
-            out.append(Note("WARNING", f"[TOOL] {e.name} called but this call has no lead capture"))
+            out.append(note('WARNING', 'tool_without_lead', name=e.name))
             return
         answer = self.lead.on_tool_call(e.name, e.arguments)
         self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, answer.output))
         lead = self.lead.snapshot()
-        out.append(Note("INFO", f"[LEAD] {e.name} -> {answer.status}: service={lead.service} city={lead.city} "
-                                f"served={lead.city_served} missing={list(answer.missing)}"))
+        out.append(note('INFO', 'lead_tool_answer', name=e.name, status=answer.status, service=lead.service, city=lead.city, city_served=lead.city_served, missing=list(answer.missing)))
         if answer.changed:
             out.append(LeadChanged(lead, deliver=self.lead.complete))
         if answer.became_complete and self._hangup_after_playout is None:
-            out.append(Note("INFO", "[LEAD] complete - the goodbye follows, then the smart hangup"))
+            out.append(note('INFO', 'lead_complete'))
             self._hangup_after_playout = "lead_captured"
 
     def _answer_tool_calls(self, e: rt.ResponseDone, out: list[CoreAction]) -> bool:
@@ -766,8 +779,7 @@ class CallCore:
             return False              # the caller is talking; their turn's response sees the answer
         self._tool_chain += 1
         if self._tool_chain > MAX_TOOL_CHAIN:
-            out.append(Note("WARNING", f"[TOOL] {self._tool_chain} tool answers without the caller speaking - "
-                                       "not asking for another response"))
+            out.append(note('WARNING', 'tool_chain_limit', tool_chain=self._tool_chain))
             return False
         self._follow_up_owed = True
         if not self.is_ai_speaking:
@@ -789,20 +801,30 @@ class CallCore:
         self._tool_outputs.clear()        # their calls died with the session; the lead itself is kept
         self._follow_up_owed = False
         self._eou_at_ms = None
-        out.append(Note("WARNING", f"[REALTIME] link lost ({ev.reason}); {len(self.conversation)} turns kept "
-                                   f"for the new session{'; an answer is owed' if self._resume_after_restore else ''}"))
+        out.append(Reconnect(RECONNECT_BACKOFF_MS[0], 1))
+        out.append(note('WARNING', 'link_lost', reason=ev.reason, turns=len(self.conversation), owed='; an answer is owed' if self._resume_after_restore else ''))
+
+    def _on_reconnect_failed(self, ev: ReconnectFailed, out: list[CoreAction]) -> None:
+        """Bounded backoff, then the call ends with the fallback message (the shell's apology)."""
+        tries = len(RECONNECT_BACKOFF_MS)
+        out.append(note('WARNING', 'reconnect_failed', attempt=ev.attempt, tries=tries, reason=ev.reason))
+        if ev.attempt < tries:
+            out.append(Reconnect(RECONNECT_BACKOFF_MS[ev.attempt], ev.attempt + 1))
+            return
+        out.append(note('ERROR', 'reconnect_given_up', reason=ev.reason))
+        out.append(HangUp("realtime_closed"))
 
     def _session_started(self, now_ms: int) -> None:
         self._renew_at_ms = None if self.session_renew_ms is None else now_ms + self.session_renew_ms
 
-    def _on_link_restored(self, ev: RealtimeLinkRestored, out: list[CoreAction]) -> None:
+    def _on_link_restored(self, now_ms: int, out: list[CoreAction]) -> None:
         self.link_up = True
-        self._session_started(ev.now_ms)
+        self._session_started(now_ms)
         out.append(ReplayConversation(tuple(self.conversation)))
-        out.append(Note("INFO", f"[REALTIME] link restored, {len(self.conversation)} turns replayed"))
+        out.append(note('INFO', 'link_restored', turns=len(self.conversation)))
         if self._resume_after_restore:
             self._resume_after_restore = False
-            self._eou_at_ms = ev.now_ms
+            self._eou_at_ms = now_ms
             out.append(QueueTrigger("resume"))
 
     def _on_shutdown(self, ev: ShutdownRequested, out: list[CoreAction]) -> None:
@@ -810,7 +832,7 @@ class CallCore:
             return
         self._shutdown = True
         self._shutdown_at_ms = ev.now_ms
-        out.append(Note("INFO", "[SHUTDOWN] server stopping - goodbye after the current turn"))
+        out.append(note('INFO', 'shutdown_requested'))
 
     # --- time -------------------------------------------------------------------------------
 
@@ -818,15 +840,13 @@ class CallCore:
         self._poll_drains(ev, out)
         expired = self.guard.on_deadline(ev.now_ms)
         if expired is not None:
-            out.append(Note("WARNING", f"[WATCHDOG] no response.created {expired.waited_ms}ms after response.create "
-                                       f"({expired.reason}) - clearing pending, not re-sending"))
+            out.append(note('WARNING', 'watchdog_no_created', waited_ms=expired.waited_ms, reason=expired.reason))
             if self.state is Pipeline.PROCESSING:
                 self._eou_at_ms = None
                 self._set_state(Pipeline.LISTENING, Cause.NO_AUDIO, "watchdog: no response.created", out)
         if (self.state is Pipeline.PROCESSING and self._eou_at_ms is not None
                 and ev.now_ms - self._eou_at_ms >= self.cfg.no_audio_timeout_ms):
-            out.append(Note("WARNING", f"[WATCHDOG] no AI audio {ev.now_ms - self._eou_at_ms}ms after end of "
-                                       "utterance - back to LISTENING, no new response"))
+            out.append(note('WARNING', 'watchdog_no_audio', waited_ms=ev.now_ms - self._eou_at_ms))
             self._eou_at_ms = None
             self._caller_speech_end_ms = None      # unanswered: no latency figure for this turn
             self._set_state(Pipeline.LISTENING, Cause.NO_AUDIO, "watchdog: no audio", out)
@@ -834,15 +854,13 @@ class CallCore:
         self._check_renewal(ev.now_ms, out)
         if (self._shutdown_at_ms is not None and self.hangup_reason is None
                 and ev.now_ms - self._shutdown_at_ms >= SHUTDOWN_GOODBYE_LIMIT_MS):
-            out.append(Note("WARNING", f"[SHUTDOWN] goodbye not finished after {SHUTDOWN_GOODBYE_LIMIT_MS}ms - closing"))
+            out.append(note('WARNING', 'shutdown_limit', limit_ms=SHUTDOWN_GOODBYE_LIMIT_MS))
             self._hang_up("shutdown", out)
         if self._last_status_ms is None:
             self._last_status_ms = ev.now_ms
         elif ev.now_ms - self._last_status_ms >= self.cfg.status_interval_ms:
             self._last_status_ms = ev.now_ms
-            out.append(Note("INFO", f"[PIPELINE STATUS] sent={self.stats.frames_sent} blocked={self.stats.frames_blocked} "
-                                    f"| active_response={self.guard.active_response_id} | ai_speaking={self.is_ai_speaking} "
-                                    f"| user_has_spoken={self.user_has_spoken}"))
+            out.append(note('INFO', 'pipeline_status', frames_sent=self.stats.frames_sent, frames_blocked=self.stats.frames_blocked, active_response_id=self.guard.active_response_id, is_ai_speaking=self.is_ai_speaking, user_has_spoken=self.user_has_spoken))
 
     def _poll_drains(self, ev: Tick, out: list[CoreAction]) -> None:
         if self.judge.paused:
@@ -854,14 +872,12 @@ class CallCore:
             del self._drains[response_id]
             if isinstance(result, Drained):
                 self._stop_speaking(out)
-                out.append(Note("INFO", f"✅ [AUDIO_DRAIN] Queues empty after {result.after_ms}ms - clearing is_ai_speaking "
-                                        f"(response_id={response_id})"))
+                out.append(note('INFO', 'drained', after_ms=result.after_ms, response_id=response_id))
             elif isinstance(result, DrainTimedOut):
                 self._stop_speaking(out)
-                out.append(Note("INFO", f"⏱ [AUDIO_DRAIN] Timeout ({self.cfg.drain_timeout_ms / 1000:.1f}s) - clearing "
-                                        f"is_ai_speaking even with queues: tx={result.tx_frames}, audio_out={result.out_chunks}"))
+                out.append(note('INFO', 'drain_timeout', timeout_s=self.cfg.drain_timeout_ms / 1000, tx_frames=result.tx_frames, out_chunks=result.out_chunks))
             elif isinstance(result, DrainSuperseded):
-                out.append(Note("DEBUG", f"[AUDIO_DRAIN] {response_id} superseded by {result.newer_response_id}"))
+                out.append(note('DEBUG', 'drain_superseded', response_id=response_id, newer_response_id=result.newer_response_id))
 
     def _check_ending(self, out: list[CoreAction]) -> None:
         """After every event once the call is ending: start a draining server's goodbye when the
@@ -885,7 +901,7 @@ class CallCore:
             self._renew_at_ms = now_ms + RENEW_RETRY_MS
             return
         self._renew_at_ms = None
-        out.append(Note("INFO", "[REALTIME] renewing the session before OpenAI's 60-minute limit"))
+        out.append(note('INFO', 'session_renewal'))
         out.append(RenewSession())
 
     def _check_silence(self, now_ms: int, out: list[CoreAction]) -> None:
@@ -894,13 +910,12 @@ class CallCore:
                      and self._hangup_after_playout is None and not self.echo_blocked(now_ms))
         step = self.silence.on_tick(now_ms, listening)
         if step is SilenceStep.WARN:
-            out.append(Note("INFO", f"🔇 [SILENCE] {self.cfg.silence_timeout_ms}ms of caller silence - prompt "
-                                    f"{self.silence.warnings}/{self.cfg.max_silence_warnings} (silence_warning)"))
+            out.append(note('INFO', 'silence_prompt', silence_timeout_ms=self.cfg.silence_timeout_ms, warnings=self.silence.warnings, max_silence_warnings=self.cfg.max_silence_warnings))
             self._set_state(Pipeline.PROCESSING, Cause.PROMPT, "silence_warning", out)
             self._eou_at_ms = now_ms
             out.append(QueueTrigger(SilenceStep.WARN.value))
         elif step is SilenceStep.GOODBYE:
-            out.append(Note("INFO", "🔇 [SILENCE] Max warnings exceeded - initiating polite hangup"))
+            out.append(note('INFO', 'silence_goodbye'))
             self._hangup_after_playout = "silence_timeout"
             self._set_state(Pipeline.PROCESSING, Cause.PROMPT, "goodbye", out)
             self._eou_at_ms = now_ms

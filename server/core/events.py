@@ -3,15 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.core import log_lines
 from server.core import realtime_protocol as rt
 from server.leads.capture import LeadSnapshot
 
 # --- inputs ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SessionReady:
-    now_ms: int
 
 
 @dataclass(frozen=True)
@@ -34,10 +30,12 @@ class RealtimeReceived:
 
 @dataclass(frozen=True)
 class AssistantFramePlayed:
+    """Assistant audio went out to Twilio at ``now_ms``: one or more whole 20 ms frames, the n-th
+    playing n x 20 ms after the first."""
     item_id: str
     now_ms: int
     audio: bytes = b""
-    """The frame itself: the echo detector's reference."""
+    """The frames themselves: the echo detector's reference."""
 
 
 @dataclass(frozen=True)
@@ -73,13 +71,15 @@ class RealtimeLinkLost:
 
 
 @dataclass(frozen=True)
-class RealtimeLinkRestored:
-    """A new session is configured and the conversation so far was replayed into it."""
+class ReconnectFailed:
+    """Reconnect attempt ``attempt`` (from 1) could not open a new model session."""
     now_ms: int
+    attempt: int
+    reason: str
 
 
-CoreEvent = (RealtimeLinkLost | RealtimeLinkRestored | ShutdownRequested | SessionReady | CallerFrame | RealtimeReceived | AssistantFramePlayed
-             | AssistantPlayoutFinished | MarkAcked | Tick)
+CoreEvent = (CallerFrame | RealtimeReceived | AssistantFramePlayed | AssistantPlayoutFinished | MarkAcked | Tick
+             | ShutdownRequested | RealtimeLinkLost | ReconnectFailed)
 
 # --- outputs --------------------------------------------------------------------------------
 
@@ -163,6 +163,23 @@ class ReplayConversation:
 
 
 @dataclass(frozen=True)
+class ConfigureSession:
+    """Send this call's ``session.update`` (a new session was created)."""
+
+
+@dataclass(frozen=True)
+class StartAudio:
+    """The model session is configured: caller audio may flow to it now."""
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """Open a new model session after ``after_ms`` (attempt ``attempt``); report a failure back."""
+    after_ms: int
+    attempt: int
+
+
+@dataclass(frozen=True)
 class RenewSession:
     """Replace the model session now (the call is idle): the conversation is replayed into the new one."""
 
@@ -189,11 +206,24 @@ class LeadChanged:
 
 @dataclass(frozen=True)
 class Note:
-    """A log record; the shell logs it. ``level`` is a logging level name."""
+    """A log record: ``code`` names its line in ``log_lines`` and ``fields`` fill it. ``level`` is
+    a logging level name. The shell logs ``text``."""
     level: str
-    text: str
+    code: str
+    fields: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def text(self) -> str:
+        return log_lines.render(self.code, self.fields)
+
+    def get(self, name: str):
+        return dict(self.fields)[name]
 
 
-CoreAction = (RenewSession | ReplayConversation | ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
+def note(level: str, code: str, /, **fields) -> Note:
+    return Note(level, code, tuple(fields.items()))
+
+
+CoreAction = (ConfigureSession | StartAudio | Reconnect | RenewSession | ReplayConversation | ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
               | QueueAssistantAudio | EndAssistantAudio | SendMark | CancelResponse | ClearPlayback
               | PausePlayout | ResumePlayout | DeleteItem | TruncateAssistant | HangUp | SendToolOutput | LeadChanged | Note)

@@ -69,9 +69,10 @@ class Pacer:
         self._due_ms = due
         return due
 
-    def sent(self, now_ms: int) -> None:
-        """The frame whose deadline ``due_ms`` gave went out at ``now_ms``."""
-        self._frames += 1
+    def sent(self, now_ms: int, frames: int = 1) -> None:
+        """The frame whose deadline ``due_ms`` gave went out at ``now_ms`` (with ``frames - 1``
+        more after it in the same message: the next deadline moves by all of them)."""
+        self._frames += frames
         # Not late before it existed, nor before the clock started (a fresh clock's jitter margin
         # is due in the past on purpose).
         self.lateness.add(now_ms - max(self._due_ms, self._available_ms, self._start_ms or 0))

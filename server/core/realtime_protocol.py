@@ -201,7 +201,7 @@ def parse_server_event(text: str | bytes) -> ServerEvent:
         return UnknownServerEvent(event_type)
     try:
         return parser(msg)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:   # Overflow: int(Infinity)
         return MalformedServerEvent(f"bad '{event_type}': {exc.__class__.__name__}: {exc}")
 
 

@@ -66,16 +66,13 @@ class OutboxWorker:
         self.post = post
         self.clock_s = clock_s
         self.now = now
-        self._wake = green.Queue(1)       # a doorbell: one pending ring is enough
+        self._wake = green.Bell()
         self.stopped = False
         self.delivered = 0
         self.failed_attempts = 0
 
     def wake(self) -> None:
-        try:
-            self._wake.put_nowait(True)
-        except green.Full:
-            pass
+        self._wake.ring()
 
     def stop(self) -> None:
         self.stopped = True
@@ -90,10 +87,7 @@ class OutboxWorker:
             except Exception:   # noqa: BLE001 - a database hiccup must not end deliveries for good
                 log.exception("[OUTBOX] delivery round failed - retrying in %ds", FIRST_RETRY_S)
                 wait_s = FIRST_RETRY_S
-            try:
-                self._wake.get(timeout=wait_s)
-            except green.Empty:
-                pass
+            self._wake.wait(wait_s)
 
     def _seconds_until_next_due(self) -> float:
         due = self.store.next_due_at()
