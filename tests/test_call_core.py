@@ -579,11 +579,16 @@ def test_a_draining_server_says_goodbye_after_the_turn_and_hangs_up_at_the_limit
     assert "[SHUTDOWN] goodbye not finished after 20000ms - closing" in notes(out)
 
 
-def test_the_pipeline_table_forbids_a_prompt_over_a_speaking_ai():
-    call = Call()
+def greeting_in_flight(call: Call) -> None:
+    """The session is ready and the greeting's response was created (``resp_1``, item ``item_1``)."""
     call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
     call.core.request_response("greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))
+
+
+def test_the_pipeline_table_forbids_a_prompt_over_a_speaking_ai():
+    call = Call()
+    greeting_in_flight(call)
     call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE * 5)))
     assert call.core.state is Pipeline.SPEAKING
     with pytest.raises(ForbiddenTransition, match="SPEAKING -> PROCESSING on silence prompt or goodbye"):
@@ -594,9 +599,7 @@ def test_the_pipeline_table_forbids_a_prompt_over_a_speaking_ai():
 
 def test_a_message_of_two_frames_counts_as_two_played_frames_at_their_own_times():
     call = Call()
-    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
-    call.core.request_response("greeting", call.now_ms)
-    call.rt(rt.ResponseCreated("resp_1"))
+    greeting_in_flight(call)
     call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE * 10)))
     for _ in range(3):                                   # three messages of 40 ms each
         call.now_ms += 40
