@@ -212,7 +212,6 @@ class CallCore:
         self.silence = SilencePolicy(config.silence_timeout_ms, config.max_silence_warnings)
         self.ledger = PlayoutLedger()
         self.state = Pipeline.LISTENING
-        self.is_ai_speaking = False
         self.user_has_spoken = False
         self.conversation_index = 0
         self.stats = CallStats()
@@ -221,6 +220,7 @@ class CallCore:
         self._responses: dict[str, ResponseTrack] = {}
         self._cancelled: set[str] = set()
         self._playing_response: str | None = None
+        """The one owner of "the AI is audible": the response whose audio is playing (None: quiet)."""
         self._deferred_reason: str | None = None
         self._cancel_when_created = False
         self._shutdown = False
@@ -341,7 +341,7 @@ class CallCore:
         barge_threshold = self.vad.floor_rms * self.cfg.barge_in_ratio_pct / 100 + self.cfg.barge_in_offset_rms
         if voiced is not None:
             barge_threshold = 0.0 if voiced else float("inf")
-        ai_audible = self.is_ai_speaking and self._playing_response is not None
+        ai_audible = self.is_ai_speaking
         gate = self.gate.on_caller_frame(ev.audio, frame_rms ** 2, ev.now_ms, in_window, barge_threshold,
                                          speech_in_progress=self.vad.state is not VadState.SILENCE,
                                          explain_echo=self.echo_detection, self_open=not ai_audible)
@@ -451,7 +451,6 @@ class CallCore:
         if self.judge.paused and out is not None:
             out.append(ResumePlayout())
         self._playing_response = None
-        self.is_ai_speaking = False
         self.judge.reset()
 
     # --- the hold of a reply ----------------------------------------------------------------
@@ -623,7 +622,6 @@ class CallCore:
         self.ledger.on_received(e.response_id, e.item_id, len(audio))
         if not track.audio_started:
             track.audio_started = True
-            self.is_ai_speaking = True
             self._playing_response = e.response_id
             self._eou_at_ms = None
             if self._caller_speech_end_ms is not None:
@@ -741,6 +739,10 @@ class CallCore:
         if failed and outcome == "no_lead":
             outcome = "failed"
         return CallOutcome(outcome, hangup_reason, kept, self.stats, tuple(self.conversation))
+
+    @property
+    def is_ai_speaking(self) -> bool:
+        return self._playing_response is not None
 
     @property
     def lead_captured(self) -> bool:
