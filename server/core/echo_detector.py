@@ -97,6 +97,7 @@ class EchoDetector:
         self._candidate: tuple[int, float] | None = None
         self._frames = 0
         self._learn_after_ms = 0
+        self._last_loud_ref_slot: int | None = None    # newest reference slot loud enough to echo
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -107,12 +108,19 @@ class EchoDetector:
         self._candidate = None
 
     def on_reference(self, now_ms: int, energy: float) -> None:
-        self._ref.record(now_ms // SLOT_MS, energy)
+        slot = now_ms // SLOT_MS
+        self._ref.record(slot, energy)
+        if energy >= _REF_ACTIVE and (self._last_loud_ref_slot is None or slot > self._last_loud_ref_slot):
+            self._last_loud_ref_slot = slot
 
     def on_inbound(self, now_ms: int, energy: float) -> EchoVerdict:
         slot = now_ms // SLOT_MS
         self._inb.record(slot, energy)
         self._frames += 1
+        if self._last_loud_ref_slot is None or self._last_loud_ref_slot < slot - self.max_lag - 1:
+            # nothing loud was played within the lag range (most of a call): no echo is possible,
+            # exactly what the window below would find, without building it
+            return EchoVerdict(False, True, 0.0, self._lag_ms(), self.gain_db)
         ref_recent_max = max(self._ref.window(slot - self.max_lag - 1, slot))
         active = ref_recent_max >= _REF_ACTIVE
         every = self.tracking_every if self._from_path else self.update_every
