@@ -88,7 +88,7 @@ class TurnConfig:
     no_audio_timeout_ms: int = 7000
     """No AI audio this long after an end of utterance -> back to LISTENING."""
     drain_poll_ms: int = 50
-    """Period of the drain check (and of the call's ticker)."""
+    """Period of the drain check while one is pending (the call's timer wakes this often then, not otherwise)."""
     drain_timeout_ms: int = 500
     """The AI stops counting as speaking at the latest this long after its queued audio should have played."""
     tts_tail_silence_ms: int = 200
