@@ -248,15 +248,18 @@ def main() -> int:
             results.append(run_level(loop, pid, calls, args.rounds, args.spread_ms))
         errors = dict(loop.realtime.counters.errors)
     keys = [k for k in results[0] if k != "failures"]
-    print("\n| metric | " + " | ".join(f"{r['calls_at_once']} at once" for r in results) + " |")
-    print("|---|" + "---|" * len(results))
-    for key in keys:
-        print(f"| {key} | " + " | ".join(str(r[key]) for r in results) + " |")
+    table = ["| metric | " + " | ".join(f"{r['calls_at_once']} at once" for r in results) + " |",
+             "|---|" + "---|" * len(results)]
+    table += [f"| {key} | " + " | ".join(str(r[key]) for r in results) + " |" for key in keys]
+    print("\n" + "\n".join(table))
     out = {"label": args.label, "target": args.reference_cmd or "this server", "scenario": sc.name, "idle_rss_mb": round(idle_rss_mb, 1), "model_errors": errors,
            "levels": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n")
-    print(f"\nidle RSS {idle_rss_mb:.1f} MB; model errors {errors}\nwritten to {args.out}")
+    Path(args.out).with_suffix(".md").write_text(
+        f"# {sc.name} calls on {out['target']}{f' ({args.label})' if args.label else ''}\n\n"
+        f"Idle worker RSS {idle_rss_mb:.1f} MB; model errors {errors}.\n\n" + "\n".join(table) + "\n", encoding="utf-8")
+    print(f"\nidle RSS {idle_rss_mb:.1f} MB; model errors {errors}\nwritten to {args.out} and its .md")
     return 0 if not any(r["failure_count"] for r in results) and not errors else 1
 
 
