@@ -198,7 +198,7 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -
         while pending:
             a = pending.pop(0)
             if isinstance(a, ForwardAudio):
-                result.forwarded_ms += 20
+                result.forwarded_ms += len(a.audio) // 8       # ms of µ-law, whatever the append size
             elif isinstance(a, CommitAndTrigger):
                 result.triggers_ms.append(now_ms - offset_ms)
                 pending += core.request_response(a.reason, now_ms)

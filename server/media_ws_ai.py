@@ -7,8 +7,7 @@ Green threads of one call (all spawned through ``server.green`` and all ended wi
   ``[TRIGGER_RESPONSE]`` -> ``trigger_response(reason)``, the one sender of ``response.create``.
   It is the ONLY path of caller audio to OpenAI; commit and trigger markers travel in the same
   queue, so a commit follows every frame forwarded before the end of utterance. Caller audio
-  (only utterances reach it) goes out in appends of ``APPEND_BATCH_MS``; a marker sends what is
-  gathered first, so batching never delays a commit.
+  (only utterances reach it) comes from the core in appends of ``append_batch_ms``.
 * Realtime reader: OpenAI events -> core; assistant audio -> ``realtime_audio_out_queue``.
 * TX: ``realtime_audio_out_queue`` -> exact 160-byte frames (``tx_q``) -> Twilio, two whole frames
   per media message, paced by deadline from the frame count (``Pacer``), then tail silence and
@@ -63,8 +62,7 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-AUDIO_IN_QUEUE_FRAMES = 500          # 10 s of caller audio; oldest dropped beyond
-APPEND_BATCH_MS = 200                # one input_audio_buffer.append per this much caller audio
+AUDIO_IN_QUEUE_BYTES = 10_000 * BYTES_PER_MS   # 10 s of caller audio; the oldest dropped beyond
 AUDIO_OUT_QUEUE_CHUNKS = 2000
 TX_LEAD_MS = 40                      # frames go out this far ahead of their play time (jitter margin)
 TX_FRAMES_PER_MESSAGE = 2            # 40 ms per Twilio media message: half the sends and wake-ups of 20 ms
@@ -106,7 +104,7 @@ class MediaCall:
         self.log = logging.LoggerAdapter(log, {})
         self.core = CallCore(settings.turn, settings.prompts, session_renew_ms=settings.openai_session_renew_ms)
         self.realtime = RealtimeConnection(settings)
-        self.audio_in_q = AudioInQueue(AUDIO_IN_QUEUE_FRAMES)     # realtime_audio_in_queue
+        self.audio_in_q = AudioInQueue(AUDIO_IN_QUEUE_BYTES)     # realtime_audio_in_queue
         self.audio_out_q = green.Queue(AUDIO_OUT_QUEUE_CHUNKS)    # realtime_audio_out_queue
         self.tx_q: deque = deque()
         self.out_q_bytes = 0
@@ -478,26 +476,17 @@ class MediaCall:
     def _audio_sender(self) -> None:
         while not self.stopping.is_set() and not self.audio_path_open.wait(0.2):
             pass
-        batch = bytearray()
         while not self.stopping.is_set():
             item = self.audio_in_q.get()
             if isinstance(item, bytes):
-                batch += item
-                if len(batch) >= APPEND_BATCH_MS * BYTES_PER_MS:
-                    self._append(batch)
+                self._realtime_send(rt.input_audio_append(base64.b64encode(item).decode("ascii")))
                 continue
-            if batch:
-                self._append(batch)
             if item is _STOP:
                 return
             if isinstance(item, _Commit):
                 self._realtime_send(rt.input_audio_commit())
             self.log.info("[TRIGGER_RESPONSE] reason=%s", item.reason)
             self.trigger_response(item.reason)
-
-    def _append(self, batch: bytearray) -> None:
-        self._realtime_send(rt.input_audio_append(base64.b64encode(batch).decode("ascii")))
-        batch.clear()
 
     def _tx_loop(self) -> None:
         pacer = Pacer(FRAME_MS, TX_LEAD_MS, TX_RESYNC_MS, self.registry.tx_lateness)

@@ -53,6 +53,12 @@ class Call:
         return out
 
 
+def forwarded_frames(actions) -> list[bytes]:
+    """The caller frames the core sent to the model, whatever appends they went in."""
+    audio = b"".join(a.audio for a in actions if isinstance(a, ForwardAudio))
+    return [audio[i:i + 160] for i in range(0, len(audio), 160)]
+
+
 def notes(actions) -> list[str]:
     return [a.text for a in actions if isinstance(a, Note)]
 
@@ -79,15 +85,20 @@ def test_utterance_is_forwarded_and_triggers_exactly_once():
     call.frames(SPEECH, 50)                     # 1 s of speech
     out = call.frames(SILENT, CFG.eou_silence_ms // 20)   # silence -> end of utterance
     assert [v for v in verbs(call.actions) if not isinstance(v, ForwardAudio)] == [CommitAndTrigger("end_of_speech")]
-    # only the utterance reaches the model: its pre-roll, its speech, the quiet up to the commit
-    forwarded = [a.audio for a in call.actions if isinstance(a, ForwardAudio)]
+    # only the utterance reaches the model: its pre-roll, its speech, the quiet up to the commit,
+    # in appends of append_batch_ms, the last one just before the commit
+    messages = [a.audio for a in call.actions if isinstance(a, ForwardAudio)]
+    assert all(len(m) >= CFG.append_batch_ms * 8 for m in messages[:-1])     # the first carries the pre-roll
+    audio = b"".join(messages)
+    forwarded = [audio[i:i + 160] for i in range(0, len(audio), 160)]
     eou_frames = CFG.eou_silence_ms // 20 - 1          # the frame that ends the utterance is not sent
     pre_roll = CFG.pre_roll_ms // 20
     assert len(forwarded) == pre_roll + 50 + eou_frames
+    assert len(messages) == -(-len(forwarded) * 20 // CFG.append_batch_ms)       # not one per frame
     assert forwarded[:pre_roll] + forwarded[-eou_frames:] == [SILENT] * (pre_roll + eou_frames)
     assert SILENT not in forwarded[pre_roll:-eou_frames]
     commit_at = call.actions.index(CommitAndTrigger("end_of_speech"))
-    assert not any(isinstance(a, ForwardAudio) for a in call.actions[commit_at:])
+    assert not any(isinstance(a, ForwardAudio) for a in call.actions[commit_at:])   # all of it went first
     assert not any(isinstance(a, ForwardAudio) for a in call.frames(SILENT, 100))   # nothing between turns
     assert "🎤 END OF UTTERANCE: 1.0s, echo_blocked=False" in notes(out)
     assert "🎯 [BUILD 196.3] SPEECH→SILENCE: Triggering AI response (conversation #1)" in notes(out)
@@ -249,9 +260,8 @@ def test_barge_in_over_a_quiet_line_interrupts_once():
     assert barge == [CancelResponse("resp_1"), ClearPlayback(), TruncateAssistant("item_1", (40 + pause_frames) * 20)]
     assert any(n.startswith(f"⚡ [BARGE-IN] caller speech for {CFG.barge_in_confirm_ms}ms over the AI")
                for n in notes(out))
-    forwarded = [a for a in out if isinstance(a, ForwardAudio)]
     # the held-back speech since its onset plus the pre-roll before it
-    assert len(forwarded) == (CFG.barge_in_confirm_ms + CFG.pre_roll_ms) // 20
+    assert len(forwarded_frames(out)) == (CFG.barge_in_confirm_ms + CFG.pre_roll_ms) // 20
     assert call.core.state is Pipeline.LISTENING and not call.core.is_ai_speaking
     # late deltas of the cancelled response are dropped
     assert verbs(call.rt(rt.AudioDelta("resp_1", "item_1", "AAAA"))) == []
@@ -336,10 +346,9 @@ def test_an_utterance_starting_in_the_echo_tail_reaches_openai_whole():
     while not any(isinstance(a, ForwardAudio) for a in out) and frames < 20:
         out = call.frames(VOICE, 1)
         frames += 1
-    forwarded = [a for a in out if isinstance(a, ForwardAudio)]
     n = CFG.barge_in_min_ms // 20   # near-end frames, once the AI's reference is out of the echo's lag range
     assert n <= frames <= n + 3
-    assert len(forwarded) == (n * 20 + CFG.pre_roll_ms) // 20 + 1    # the speech so far + pre-roll, this frame
+    assert len(forwarded_frames(out)) == (n * 20 + CFG.pre_roll_ms) // 20 + 1    # the speech so far + pre-roll, this frame
     assert any("[ECHO GATE] caller speech in the echo tail" in n for n in notes(out))
     assert call.core.vad.state is not VadState.SILENCE
 
@@ -359,7 +368,7 @@ def test_an_echo_tail_that_outlasts_the_echo_window_is_never_forwarded():
         else:
             during_tail += call.frames(echo, 1, played_item="item_1", played=frame)
     after = call.frames(SILENT, 20)
-    assert {a.audio for a in during_tail if isinstance(a, ForwardAudio)} <= {SILENT}   # no echo
+    assert set(forwarded_frames(during_tail)) <= {SILENT}   # no echo
     assert not any(isinstance(a, CommitAndTrigger) for a in during_tail + after)
     assert call.core.stats.echo_blocked_utterances == 1
 

@@ -1,13 +1,14 @@
 """``realtime_audio_in_queue``: when OpenAI cannot keep up, the oldest audio goes first, counted;
-a commit marker is never dropped nor moved, and the newest frame is never the one lost."""
+a commit marker is never dropped nor moved, and the newest audio is never the one lost."""
 from server.audio_in_queue import AudioInQueue
-from server.media_ws_ai import AUDIO_IN_QUEUE_FRAMES, _Commit, _Trigger
+from server.media_ws_ai import AUDIO_IN_QUEUE_BYTES, _Commit, _Trigger
 
+FRAME = 160
 FRAMES = 50
 
 
 def frame(i: int) -> bytes:
-    return b"frame%d" % i
+    return bytes([i % 256]) * FRAME
 
 
 def drain(q: AudioInQueue) -> list:
@@ -18,7 +19,7 @@ def drain(q: AudioInQueue) -> list:
 
 
 def test_oldest_audio_is_dropped_and_counted():
-    q = AudioInQueue(FRAMES)
+    q = AudioInQueue(FRAMES * FRAME)
     for i in range(FRAMES + 25):
         q.put(frame(i))
     items = drain(q)
@@ -27,7 +28,7 @@ def test_oldest_audio_is_dropped_and_counted():
 
 
 def test_a_commit_marker_at_the_head_of_a_full_queue_stays_first():
-    q = AudioInQueue(FRAMES)
+    q = AudioInQueue(FRAMES * FRAME)
     q.put(_Commit("end_of_speech"))
     for i in range(FRAMES + 10):
         q.put(frame(i))
@@ -38,7 +39,7 @@ def test_a_commit_marker_at_the_head_of_a_full_queue_stays_first():
 
 
 def test_markers_keep_their_place_between_the_frames_they_follow():
-    q = AudioInQueue(FRAMES)
+    q = AudioInQueue(FRAMES * FRAME)
     for i in range(FRAMES):
         q.put(frame(i))
     q.put(_Commit("end_of_speech"))
@@ -53,5 +54,12 @@ def test_markers_keep_their_place_between_the_frames_they_follow():
     assert q.dropped_audio == 5
 
 
+def test_a_batch_larger_than_the_bound_is_kept_alone_rather_than_lost():
+    q = AudioInQueue(4 * FRAME)
+    q.put(frame(1))
+    q.put(frame(2) * 6)
+    assert drain(q) == [frame(2) * 6] and q.dropped_audio == 1
+
+
 def test_the_call_bounds_its_queue_at_ten_seconds():
-    assert AUDIO_IN_QUEUE_FRAMES * 20 == 10_000
+    assert AUDIO_IN_QUEUE_BYTES == 10_000 * 8

@@ -68,7 +68,7 @@ class World:
                     self.violations.append(f"second response.create in flight ({a.reason})")
                 self.pending_creates += 1
             elif isinstance(a, ForwardAudio):
-                self.forwarded_since_trigger += 1
+                self.forwarded_since_trigger += len(a.audio) // 160       # frames, whatever the append size
             elif isinstance(a, CommitAndTrigger):
                 if self.forwarded_since_trigger * 20 < CFG.min_utterance_ms:
                     self.violations.append("trigger from an utterance that never reached OpenAI (echo block)")

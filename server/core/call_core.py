@@ -231,6 +231,8 @@ class CallCore:
         self._hangup_after_playout: str | None = None
         self._drains: dict[str, DrainCheck] = {}
         self._forwarded_since_commit_bytes = 0
+        self._outgoing = bytearray()               # caller audio gathered for the next append
+        self._append_batch_bytes = config.append_batch_ms * BYTES_PER_MS
         self._utt_forwarded_ms = 0
         self._utt_bytes = 0
         self._utt_blocked_at_start = False
@@ -356,7 +358,9 @@ class CallCore:
         else:
             self.stats.frames_sent += len(forward)
         for audio in forward:
-            out.append(ForwardAudio(audio))
+            self._outgoing += audio
+        if len(self._outgoing) >= self._append_batch_bytes:
+            self._flush_forward(out)
         self._forwarded_since_commit_bytes += len(forward) * len(ev.audio)
         if before is VadState.SILENCE and self.vad.state is not VadState.SILENCE:
             self._utt_forwarded_ms, self._utt_bytes, self._utt_blocked_at_start = 0, 0, gate.blocked
@@ -378,10 +382,18 @@ class CallCore:
                 self._on_utterance_end(rec, ev.now_ms, out)
         if self.vad.state is VadState.SILENCE and before is not VadState.SILENCE:
             self.gate.close()
+            self._flush_forward(out)          # the utterance is over: its tail goes now
         start_ms, voiced_end_ms = self.vad.utterance_start_ms, self.vad.last_voiced_end_ms
         if start_ms is not None and voiced_end_ms is not None and voiced_end_ms - start_ms >= self.cfg.min_utterance_ms:
             self._on_caller_resumed(start_ms, out)    # speech, not a click or a blip of noise
         self._release_if_quiet(out, audible)
+
+    def _flush_forward(self, out: list[CoreAction]) -> None:
+        """Caller audio for the model goes in appends of ``append_batch_ms`` (one message, not ten),
+        and whatever is gathered goes before a commit and at the end of an utterance."""
+        if self._outgoing:
+            out.append(ForwardAudio(bytes(self._outgoing)))
+            self._outgoing.clear()
 
     def _judge_sound_over_ai(self, gate, frame_rms: float, now_ms: int, out: list[CoreAction]) -> tuple[str, ...]:
         """Pause, resume or interrupt the AI (``BargeInJudge``); the frames to forward on a barge-in."""
@@ -546,6 +558,7 @@ class CallCore:
         self._turn_resumed = False
         if self.cfg.reply_hold_ms > 0:
             self.hold.arm(rec.end_ms, self._last_audible_ms)
+        self._flush_forward(out)              # every frame of the utterance before its commit
         out.append(CommitAndTrigger("end_of_speech"))
         out.append(note('INFO', 'trigger_queued'))
         if self.stats.turns >= self.cfg.max_turns:

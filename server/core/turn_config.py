@@ -69,7 +69,9 @@ class TurnConfig:
     barge_in_offset_rms: int = 10
     """Added to the scaled noise floor for barge-in frames."""
     pre_roll_ms: int = 300
-    """Held-back caller audio forwarded before the onset of real speech when the echo gate opens."""
+    """Caller audio forwarded before the onset of an utterance (and of real speech when the echo gate opens)."""
+    append_batch_ms: int = 200
+    """Caller audio per ``input_audio_buffer.append`` (the rest of an utterance goes at its end, before its commit)."""
     reply_hold_ms: int = 760
     """The reply to a caller turn is requested at the end of utterance, but its audio reaches the caller
     only after this much caller silence: a thinking pause shorter than this is never talked over; a
