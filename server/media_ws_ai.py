@@ -146,7 +146,7 @@ class MediaCall:
             self._teardown()
             reason = self.hangup_reason or "caller_hung_up"
             end = self.core.finish(reason, failed=reason in FAILURE_REASONS)
-            self._log_summary(end)
+            self._report_end(end)
             self._record_end(end)
             self.registry.record_end(self.call_sid, reason, failed=reason in FAILURE_REASONS)
             self._close_twilio()
@@ -235,7 +235,8 @@ class MediaCall:
                 green.kill(t)          # e.g. a reader whose stalled peer never answered the close
         self.realtime.abort()
 
-    def _log_summary(self, end: CallOutcome) -> None:
+    def _report_end(self, end: CallOutcome) -> None:
+        """The call's summary line, and its end-of-speech delays into the worker's histogram."""
         s = end.stats
         for delay_ms in s.eou_to_create_ms:
             self.registry.eou_to_create.add(delay_ms)
@@ -243,7 +244,8 @@ class MediaCall:
                       "frames_blocked=%d dropped_in=%d malformed_in=%d dropped_deltas=%d reconnects=%d "
                       "dropped_while_down=%d hangup=%s green_threads_alive=%d",
                       s.turns, s.responses_created, s.barge_ins, dict(s.errors), s.frames_sent, s.frames_blocked,
-                      self.audio_in_q.dropped_audio, self.malformed_in, s.dropped_deltas, self.reconnects, self.dropped_while_down,
+                      self.audio_in_q.dropped_audio, self.malformed_in, s.dropped_deltas, self.reconnects,
+                      self.dropped_while_down,
                       self.hangup_reason or "caller",
                       sum(1 for t in self._threads if not green.is_dead(t)))
 
@@ -357,8 +359,8 @@ class MediaCall:
 
     def _send_configuration(self) -> None:
         try:
-            self.realtime.send(rt.session_update(self.instructions, self.voice, self.settings.openai_transcription_model,
-                                                 self.tools, self.language))
+            self.realtime.send(rt.session_update(self.instructions, self.voice,
+                                                 self.settings.openai_transcription_model, self.tools, self.language))
         except RealtimeClosed as exc:
             self.log.warning("[REALTIME] session.update not sent: %s", exc)   # the reader sees the dead link
 

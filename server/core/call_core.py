@@ -403,7 +403,8 @@ class CallCore:
         if isinstance(verdict, Pause):
             self.stats.pauses += 1
             out.append(PausePlayout())
-            out.append(note('INFO', 'playout_paused', sound_ms=verdict.sound_ms, echo_text=self._echo_text(gate.verdict)))
+            out.append(note('INFO', 'playout_paused', sound_ms=verdict.sound_ms,
+                            echo_text=self._echo_text(gate.verdict)))
         elif isinstance(verdict, Resume):
             self.stats.backchannels += 1
             for check in self._drains.values():
@@ -440,7 +441,8 @@ class CallCore:
         rid = self._playing_response
         track = self._responses.get(rid, ResponseTrack())
         self.stats.barge_ins += 1
-        out.append(note('INFO', 'barge_in', sound_ms=verdict.sound_ms, echo_text=self._echo_text(echo), paused_ms=verdict.paused_ms, rid=rid))
+        out.append(note('INFO', 'barge_in', sound_ms=verdict.sound_ms, echo_text=self._echo_text(echo),
+                        paused_ms=verdict.paused_ms, rid=rid))
         # The caller is talking: whatever response is in flight is stale, not only the one playing.
         active = self.guard.active_response_id
         if active is not None:
@@ -501,7 +503,8 @@ class CallCore:
             return
         audio_ms = sum(len(r.event.audio_b64) * 3 // 4 // BYTES_PER_MS for r in released.held
                        if isinstance(r.event, rt.AudioDelta))
-        out.append(note('INFO', 'hold_released', response_id=released.response_id, silence_ms=released.silence_ms, audio_ms=audio_ms))
+        out.append(note('INFO', 'hold_released', response_id=released.response_id, silence_ms=released.silence_ms,
+                        audio_ms=audio_ms))
         for held in released.held:
             ev = RealtimeReceived(held.event, self._now_ms, held.tx_frames, held.out_chunks, audio_ms)
             if isinstance(held.event, rt.AudioDelta):
@@ -528,10 +531,13 @@ class CallCore:
             self.stats.vetoed_utterances += 1
             steady = sorted(self._utt_rms[: max(1, dur // FRAME_MS)])
             self.vad.adopt_floor(steady[len(steady) // 2])
-            out.append(note('INFO', 'utterance_vetoed', modulation_db=self.likeness.modulation_db(dur), speech_min_modulation_db=self.cfg.speech_min_modulation_db, noise_floor_rms=self.vad.noise_floor_rms))
+            out.append(note('INFO', 'utterance_vetoed', modulation_db=self.likeness.modulation_db(dur),
+                            speech_min_modulation_db=self.cfg.speech_min_modulation_db,
+                            noise_floor_rms=self.vad.noise_floor_rms))
             return
         if self._forwarded_since_commit_bytes < MIN_COMMIT_BYTES:
-            out.append(note('WARNING', 'utterance_too_little_audio', forwarded_since_commit_bytes=self._forwarded_since_commit_bytes))
+            out.append(note('WARNING', 'utterance_too_little_audio',
+                            forwarded_since_commit_bytes=self._forwarded_since_commit_bytes))
             return
         if self.hangup_reason is not None or self._hangup_after_playout is not None:
             out.append(note('INFO', 'utterance_call_ending'))
@@ -550,7 +556,8 @@ class CallCore:
         self.silence.on_caller_turn(now_ms)
         out.append(note('INFO', 'utterance_triggering', end_ms=rec.end_ms, dur=dur))
         out.append(note('INFO', 'trigger_response', conversation_index=self.conversation_index))
-        self._set_state(Pipeline.PROCESSING, Cause.UTTERANCE, f"len={self._utt_bytes} | silence_ms={rec.silence_ms}", out)
+        self._set_state(Pipeline.PROCESSING, Cause.UTTERANCE, f"len={self._utt_bytes} | silence_ms={rec.silence_ms}",
+                        out)
         self._eou_at_ms = now_ms
         self._caller_speech_end_ms = now_ms - rec.silence_ms
         self._tool_chain = 0
@@ -649,7 +656,8 @@ class CallCore:
         if track is None or not track.audio_started or track.audio_ended or response_id in self._cancelled:
             return
         track.audio_ended = True
-        out.append(note('INFO', 'audio_done', response_id=response_id, tx_frames=ev.tx_frames, out_chunks=ev.out_chunks))
+        out.append(note('INFO', 'audio_done', response_id=response_id, tx_frames=ev.tx_frames,
+                        out_chunks=ev.out_chunks))
         self._drains[response_id] = DrainCheck(response_id, ev.now_ms, self.cfg.drain_timeout_ms, ev.queued_audio_ms)
         out.append(EndAssistantAudio(response_id))
 
@@ -774,7 +782,8 @@ class CallCore:
         answer = self.lead.on_tool_call(e.name, e.arguments)
         self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, answer.output))
         lead = self.lead.snapshot()
-        out.append(note('INFO', 'lead_tool_answer', name=e.name, status=answer.status, service=lead.service, city=lead.city, city_served=lead.city_served, missing=list(answer.missing)))
+        out.append(note('INFO', 'lead_tool_answer', name=e.name, status=answer.status, service=lead.service,
+                        city=lead.city, city_served=lead.city_served, missing=list(answer.missing)))
         if answer.changed:
             out.append(LeadChanged(lead, deliver=self.lead.complete))
         if answer.became_complete and self._hangup_after_playout is None:
@@ -817,7 +826,8 @@ class CallCore:
         self._follow_up_owed = False
         self._eou_at_ms = None
         out.append(Reconnect(RECONNECT_BACKOFF_MS[0], 1))
-        out.append(note('WARNING', 'link_lost', reason=ev.reason, turns=len(self.conversation), owed='; an answer is owed' if self._resume_after_restore else ''))
+        out.append(note('WARNING', 'link_lost', reason=ev.reason, turns=len(self.conversation),
+                        owed='; an answer is owed' if self._resume_after_restore else ''))
 
     def _on_reconnect_failed(self, ev: ReconnectFailed, out: list[CoreAction]) -> None:
         """Bounded backoff, then the call ends with the fallback message (the shell's apology)."""
@@ -875,7 +885,10 @@ class CallCore:
             self._last_status_ms = ev.now_ms
         elif ev.now_ms - self._last_status_ms >= self.cfg.status_interval_ms:
             self._last_status_ms = ev.now_ms
-            out.append(note('INFO', 'pipeline_status', frames_sent=self.stats.frames_sent, frames_blocked=self.stats.frames_blocked, active_response_id=self.guard.active_response_id, is_ai_speaking=self.is_ai_speaking, user_has_spoken=self.user_has_spoken))
+            out.append(note('INFO', 'pipeline_status', frames_sent=self.stats.frames_sent,
+                            frames_blocked=self.stats.frames_blocked,
+                            active_response_id=self.guard.active_response_id, is_ai_speaking=self.is_ai_speaking,
+                            user_has_spoken=self.user_has_spoken))
 
     def _poll_drains(self, ev: Tick, out: list[CoreAction]) -> None:
         if self.judge.paused:
@@ -890,9 +903,11 @@ class CallCore:
                 out.append(note('INFO', 'drained', after_ms=result.after_ms, response_id=response_id))
             elif isinstance(result, DrainTimedOut):
                 self._stop_speaking(out)
-                out.append(note('INFO', 'drain_timeout', timeout_s=self.cfg.drain_timeout_ms / 1000, tx_frames=result.tx_frames, out_chunks=result.out_chunks))
+                out.append(note('INFO', 'drain_timeout', timeout_s=self.cfg.drain_timeout_ms / 1000,
+                                tx_frames=result.tx_frames, out_chunks=result.out_chunks))
             elif isinstance(result, DrainSuperseded):
-                out.append(note('DEBUG', 'drain_superseded', response_id=response_id, newer_response_id=result.newer_response_id))
+                out.append(note('DEBUG', 'drain_superseded', response_id=response_id,
+                                newer_response_id=result.newer_response_id))
 
     def _check_ending(self, out: list[CoreAction]) -> None:
         """After every event once the call is ending: start a draining server's goodbye when the
@@ -920,12 +935,14 @@ class CallCore:
         out.append(RenewSession())
 
     def _check_silence(self, now_ms: int, out: list[CoreAction]) -> None:
-        listening = (self.link_up and self.state is Pipeline.LISTENING and not self.guard.busy and not self.is_ai_speaking
+        listening = (self.link_up and self.state is Pipeline.LISTENING and not self.guard.busy
+                     and not self.is_ai_speaking
                      and self.vad.state is VadState.SILENCE and self.hangup_reason is None
                      and self._hangup_after_playout is None and not self.echo_blocked(now_ms))
         step = self.silence.on_tick(now_ms, listening)
         if step is SilenceStep.WARN:
-            out.append(note('INFO', 'silence_prompt', silence_timeout_ms=self.cfg.silence_timeout_ms, warnings=self.silence.warnings, max_silence_warnings=self.cfg.max_silence_warnings))
+            out.append(note('INFO', 'silence_prompt', silence_timeout_ms=self.cfg.silence_timeout_ms,
+                            warnings=self.silence.warnings, max_silence_warnings=self.cfg.max_silence_warnings))
             self._set_state(Pipeline.PROCESSING, Cause.PROMPT, "silence_warning", out)
             self._eou_at_ms = now_ms
             out.append(QueueTrigger(SilenceStep.WARN.value))
