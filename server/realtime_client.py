@@ -28,8 +28,9 @@ class RealtimeConnection:
             self._settings.realtime_ws_url, timeout=timeout_s,
             header=[f"Authorization: Bearer {self._settings.openai_api_key.reveal()}"],
             enable_multithread=True,
-            # The JSON parser rejects invalid UTF-8 anyway; websocket-client's own check is pure
-            # Python over every byte of every model message (a tenth of a busy worker's time).
+            # recv() still decodes each text frame as UTF-8 (in C, which refuses invalid bytes);
+            # the library's extra check is pure Python over every byte of every model message
+            # (a tenth of a busy worker's time).
             skip_utf8_validation=True)
         self._ws.settimeout(None)
 
