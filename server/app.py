@@ -8,6 +8,7 @@ created on first access so importing this module never needs the environment.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 
@@ -24,6 +25,8 @@ from server.call_logging import configure, mask_phone
 from server.call_registry import CallRegistry
 from server.delivery.outbox import OutboxWorker
 from server.media_ws_ai import MediaCall
+from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from server.metrics import CallMetrics
 from server.settings import Settings
 from server.storage.db import DEFAULT_URL, Store
 from server.twiml import MEDIA_WS_PATH, STREAM_ENDED_PATH, after_stream, connect_stream, refuse
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["OUTBOX_WORKER"] = outbox           # gunicorn.conf.py starts it in the worker
     records = CallRecords(store, directory, outbox)
     register_admin(app, store, settings.admin_token)
+    metrics = CallMetrics(registry, store)
 
     @app.before_request
     def refuse_unsigned_media_upgrade():
@@ -89,7 +93,17 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @sock.route(MEDIA_WS_PATH)
     def twilio_media(ws) -> None:
-        MediaCall(ws, settings, registry, records).run()
+        MediaCall(ws, settings, registry, records, metrics).run()
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        token = settings.metrics_token
+        if token:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.reveal().encode()):
+                return Response("a valid metrics token is required\n", status=401,
+                                headers={"WWW-Authenticate": 'Bearer realm="prosaas-metrics"'})
+        return Response(metrics.exposition(), mimetype=None, content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/healthz")
     def healthz():

@@ -57,6 +57,7 @@ from server.core.pacer import Pacer
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.leads.capture import SAVE_LEAD_TOOL, LeadCapture
+from server.metrics import CallMetrics
 from server.realtime_client import RealtimeClosed, RealtimeConnection
 from server.settings import Settings
 
@@ -89,11 +90,13 @@ _STOP = object()
 
 
 class MediaCall:
-    def __init__(self, ws, settings: Settings, registry: CallRegistry, records: CallRecords | None = None) -> None:
+    def __init__(self, ws, settings: Settings, registry: CallRegistry, records: CallRecords | None = None,
+                 metrics: CallMetrics | None = None) -> None:
         self.ws = ws
         self.settings = settings
         self.registry = registry
         self.records = records
+        self.metrics = metrics
         self.answering: Answering | None = None
         self.instructions = settings.instructions
         self.voice = settings.openai_voice
@@ -147,6 +150,8 @@ class MediaCall:
             reason = self.hangup_reason or "caller_hung_up"
             end = self.core.finish(reason, failed=reason in FAILURE_REASONS)
             self._report_end(end)
+            if self.metrics is not None:
+                self.metrics.call_ended(end.outcome, end.stats)
             self._record_end(end)
             self.registry.record_end(self.call_sid, reason, failed=reason in FAILURE_REASONS)
             self._close_twilio()
@@ -470,6 +475,8 @@ class MediaCall:
                                                              f"{type(exc).__name__}: {exc}")))
                 continue
             self.reconnects += 1
+            if self.metrics is not None:
+                self.metrics.reconnects.inc()
             self.log.info("[REALTIME] reconnected after %d attempt(s), %dms after the loss", plan.attempt,
                           green.monotonic_ms() - lost_ms)
             return True
@@ -482,6 +489,8 @@ class MediaCall:
             item = self.audio_in_q.get()
             if isinstance(item, bytes):
                 self._realtime_send(rt.input_audio_append(base64.b64encode(item).decode("ascii")))
+                if self.metrics is not None:
+                    self.metrics.input_audio.inc(len(item) / (1000 * BYTES_PER_MS))
                 continue
             if item is _STOP:
                 return

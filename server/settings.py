@@ -87,6 +87,8 @@ class Settings:
     refusal_message: str = DEFAULT_REFUSAL_MESSAGE
     admin_token: Secret = Secret("")
     """Bearer token of the read-only /admin listings; empty disables them."""
+    metrics_token: Secret = Secret("")
+    """Bearer token /metrics requires; empty leaves it open (it holds no personal data)."""
     outbox_worker: bool = True
 
     @property
@@ -183,7 +185,8 @@ class Settings:
             database_url=database_url, businesses_file=get("BUSINESSES_FILE"),
             unknown_number_policy=choice("UNKNOWN_NUMBER_POLICY", "default", UNKNOWN_NUMBER_POLICIES),
             refusal_message=get("UNKNOWN_NUMBER_MESSAGE") or DEFAULT_REFUSAL_MESSAGE,
-            admin_token=Secret(get("ADMIN_TOKEN")), outbox_worker=switch("OUTBOX_WORKER", "on"))
+            admin_token=Secret(get("ADMIN_TOKEN")), metrics_token=Secret(get("METRICS_TOKEN")),
+            outbox_worker=switch("OUTBOX_WORKER", "on"))
         if problems:
             raise SettingsError(problems)
         return settings

@@ -177,5 +177,10 @@ class LoopbackCall:
         with urllib.request.urlopen(request, timeout=5) as resp:
             return json.loads(resp.read())
 
+    def metrics(self) -> str:
+        """The server's ``/metrics`` exposition (open: the loopback server sets no METRICS_TOKEN)."""
+        with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=5) as resp:
+            return resp.read().decode("utf-8")
+
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

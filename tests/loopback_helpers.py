@@ -14,11 +14,13 @@ class Finished:
         self.outbox: dict = {}
         self.crm_received: list[dict] = []
         self.crm_attempts = 0
+        self.metrics = ""
 
     def read_records(self, loop: LoopbackCall) -> None:
         found = loop.records()
         self.leads, self.outbox, self.calls = found["leads"], found["outbox"], found["calls"]
         self.crm_received, self.crm_attempts = found["crm_received"], found["crm_attempts"]
+        self.metrics = loop.metrics()
 
     def log_failures(self, expect: str) -> list[str]:
         """The operators' log check for one acceptance call, as readable failures."""

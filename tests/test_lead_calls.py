@@ -69,3 +69,25 @@ def test_crm_down_then_up_gets_the_lead_exactly_once_even_across_a_restart(tmp_p
         assert crm.received[0]["payload"]["lead"]["service"] == "התקנת מנעול חכם"
         assert crm.received[0]["delivery_id"] == delivery["delivery_id"]
         assert after["outbox"] == {"delivered": 1}
+
+
+def metric(text: str, name: str) -> float:
+    """The value of one sample line of a Prometheus exposition (``name`` with its labels)."""
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert len(values) == 1, f"{name} not exposed once"
+    return values[0]
+
+
+def test_the_call_shows_in_the_metrics(midway):
+    m = midway.metrics
+    assert metric(m, 'prosaas_calls_total{outcome="partial_lead"}') == 1
+    assert metric(m, 'prosaas_leads_total{status="partial"}') == 1
+    assert metric(m, "prosaas_calls_active") == 0
+    assert metric(m, "prosaas_eou_delay_seconds_count") == 1          # one answered caller turn
+    assert 0.2 < metric(m, "prosaas_eou_delay_seconds_sum") < 1.0
+    assert metric(m, "prosaas_response_latency_seconds_count") == 1
+    assert metric(m, "prosaas_response_latency_seconds_sum") > metric(m, "prosaas_eou_delay_seconds_sum")
+    assert 1.0 < metric(m, "prosaas_input_audio_seconds_total") < 5.0  # one utterance with its pre-roll, not the call
+    assert metric(m, 'prosaas_tx_lateness_seconds_bucket{le="+Inf"}') > 100   # the greeting and the answer, paced
+    assert metric(m, "prosaas_outbox_pending") == 0 and metric(m, "prosaas_outbox_oldest_pending_seconds") == 0
+    assert metric(m, "prosaas_barge_ins_total") == 0 and metric(m, "prosaas_realtime_reconnects_total") == 0

@@ -10,7 +10,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def test_readme_documents_every_setting():
     names = ["OPENAI_API_KEY", "OPENAI_REALTIME_URL", "OPENAI_REALTIME_MODEL", "OPENAI_VOICE", "TWILIO_AUTH_TOKEN",
              "PUBLIC_BASE_URL", "PORT", "LOG_LEVEL", "DATABASE_URL", "BUSINESSES_FILE", "UNKNOWN_NUMBER_POLICY",
-             "UNKNOWN_NUMBER_MESSAGE", "ADMIN_TOKEN", "OUTBOX_WORKER"] + [f"TURN_{f.name.upper()}" for f in fields(TurnConfig)]
+             "UNKNOWN_NUMBER_MESSAGE", "ADMIN_TOKEN", "METRICS_TOKEN", "OUTBOX_WORKER"] + [f"TURN_{f.name.upper()}" for f in fields(TurnConfig)]
     missing = [n for n in names if f"`{n}`" not in README]
     assert missing == []
 

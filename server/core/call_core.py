@@ -156,6 +156,8 @@ class CallStats:
     """Caller's last voiced frame -> first AI audio released to the caller, per answered caller turn."""
     eou_to_create_ms: list = field(default_factory=list)
     """Caller's last voiced frame -> ``response.create`` sent, per caller turn."""
+    played_latencies_ms: list = field(default_factory=list)
+    """Caller's last voiced frame -> the answer's first frame sent to Twilio, per answered caller turn."""
     tool_calls: int = 0
     pauses: int = 0
     backchannels: int = 0
@@ -194,6 +196,7 @@ class CallCore:
         self._follow_up_owed = False
         self._tool_chain = 0
         self._caller_speech_end_ms: int | None = None
+        self._first_play_awaited: tuple[str, int] | None = None   # (item, caller's speech end) of an answer
         self.vad = EnergyVad(config)
         self.likeness = SpeechLikeness(config.speech_min_modulation_db)
         self._utt_rms: list[float] = []
@@ -441,6 +444,7 @@ class CallCore:
         rid = self._playing_response
         track = self._responses.get(rid, ResponseTrack())
         self.stats.barge_ins += 1
+        self._first_play_awaited = None           # an answer cut before it was heard has no latency
         out.append(note('INFO', 'barge_in', sound_ms=verdict.sound_ms, echo_text=self._echo_text(echo),
                         paused_ms=verdict.paused_ms, rid=rid))
         # The caller is talking: whatever response is in flight is stale, not only the one playing.
@@ -646,6 +650,7 @@ class CallCore:
             self._eou_at_ms = None
             if self._caller_speech_end_ms is not None:
                 self.stats.latencies_ms.append(self._now_ms - self._caller_speech_end_ms)
+                self._first_play_awaited = (e.item_id, self._caller_speech_end_ms)
                 self._caller_speech_end_ms = None
             self._set_state(Pipeline.SPEAKING, Cause.FIRST_AUDIO, f"first audio of {e.response_id}", out)
             out.append(note('INFO', 'tts_start', frames=len(audio) // 160))
@@ -713,6 +718,9 @@ class CallCore:
     def _on_frame_played(self, ev: AssistantFramePlayed, out: list[CoreAction]) -> None:
         """Each frame of the message is placed at its own play slot (the echo reference and the
         ledger advance 20 ms per frame)."""
+        if self._first_play_awaited is not None and self._first_play_awaited[0] == ev.item_id:
+            self.stats.played_latencies_ms.append(ev.now_ms - self._first_play_awaited[1])
+            self._first_play_awaited = None
         if not ev.audio:
             self.ledger.on_frame_played(ev.item_id, ev.now_ms)
             return

@@ -210,6 +210,13 @@ class Store:
             return [_lead_dict(lead, call_sid, business, deliveries.get(lead.id, []))
                     for lead, call_sid, business in rows]
 
+    def outbox_pending(self) -> tuple[int, datetime | None]:
+        """Messages waiting for delivery, and when the oldest of them was queued (UTC)."""
+        with self.session() as s:
+            count, oldest = s.execute(select(func.count(), func.min(OutboxMessage.created_at))
+                                      .where(OutboxMessage.status == "pending")).one()
+            return int(count), oldest
+
     def outbox_counts(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
