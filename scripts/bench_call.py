@@ -44,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from server.core.pacer import MsHistogram  # noqa: E402
 from sim import scenario as scenario_mod  # noqa: E402
 from sim.loopback import AUTH_TOKEN, ROOT, SIM_API_KEY, LoopbackCall, free_port  # noqa: E402
 from sim.realtime_server import RealtimeSimulator  # noqa: E402
@@ -73,15 +74,10 @@ def percentile(values: list[int], pct: float) -> float | None:
 
 
 def histogram_percentile(counts: list[int], pct: float) -> int | None:
-    total = sum(counts)
-    if not total:
-        return None
-    rank, seen = max(1, -(-total * pct // 100)), 0
-    for value, count in enumerate(counts):
-        seen += count
-        if seen >= rank:
-            return value
-    return len(counts) - 1
+    """A percentile of the server's per-ms counts, read the way the server reads them."""
+    histogram = MsHistogram(max(0, len(counts) - 1))
+    histogram.counts = list(counts) or [0]
+    return histogram.percentile_ms(pct)
 
 
 def perf(loop) -> dict:

@@ -18,13 +18,22 @@ from server.storage.db import Store
 MAX_LIMIT = 500
 
 
+def bearer(req) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None without one."""
+    scheme, _, credentials = req.headers.get("Authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+def token_matches(given: str | None, token: Secret) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), token.reveal().encode())
+
+
 def register_admin(app: Flask, store: Store, token: Secret) -> None:
     def denied() -> Response | None:
         if not token:
             return Response("admin listings are off: set ADMIN_TOKEN to enable them\n", status=404)
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        given = credentials.strip() if scheme.lower() == "bearer" else request.args.get("token", "")
-        if not hmac.compare_digest(given.encode(), token.reveal().encode()):
+        given = bearer(request)
+        if not token_matches(given if given is not None else request.args.get("token", ""), token):
             return Response("a valid admin token is required\n", status=401,
                             headers={"WWW-Authenticate": 'Bearer realm="prosaas-admin"'})
         return None

@@ -8,7 +8,6 @@ created on first access so importing this module never needs the environment.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 
@@ -17,7 +16,7 @@ from flask import Flask, Response, jsonify, request
 from flask_sock import Sock
 
 from server import __version__, green
-from server.admin import register_admin
+from server.admin import bearer, register_admin, token_matches
 from server.business.directory import BusinessDirectory
 from server.business.profiles import DEFAULT_FILE, load_profiles
 from server.call_records import CallRecords
@@ -97,12 +96,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/metrics")
     def prometheus_metrics():
-        token = settings.metrics_token
-        if token:
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.reveal().encode()):
-                return Response("a valid metrics token is required\n", status=401,
-                                headers={"WWW-Authenticate": 'Bearer realm="prosaas-metrics"'})
+        if settings.metrics_token and not token_matches(bearer(request), settings.metrics_token):
+            return Response("a valid metrics token is required\n", status=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="prosaas-metrics"'})
         return Response(metrics.exposition(), mimetype=None, content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/healthz")

@@ -8,12 +8,13 @@ Where the numbers come from:
 
 * counters of what calls did (outcome, barge-ins, model errors, leads) are added when a call ends
   or a lead is stored; input audio and reconnects as they happen;
-* ``prosaas_eou_delay_seconds`` and ``prosaas_response_latency_seconds`` get one observation per
-  answered caller turn, from the core's figures at the end of the call: the caller's last voiced
-  frame -> ``response.create``, and -> the first frame of the answer leaving for Twilio (it plays
-  within the 40 ms the TX loop keeps ahead);
-* ``prosaas_tx_lateness_seconds`` is read at scrape time from the worker's pacing histogram
-  (``CallRegistry.tx_lateness``, every frame already counted there), so the TX loop pays nothing;
+* ``prosaas_response_latency_seconds`` gets one observation per answered caller turn, from the
+  core's figures at the end of the call: the caller's last voiced frame -> the first frame of the
+  answer leaving for Twilio (it plays within the 40 ms the TX loop keeps ahead);
+* ``prosaas_eou_delay_seconds`` (the caller's last voiced frame -> ``response.create``) and
+  ``prosaas_tx_lateness_seconds`` are read at scrape time from the worker's own 1 ms histograms
+  (``CallRegistry.eou_to_create`` and ``.tx_lateness``, which the benchmark reads too), so each
+  figure has one owner and the TX loop pays nothing;
 * the active calls and the outbox gauges are read at scrape time (the outbox with one query).
 
 One worker process, as deployed (``gunicorn -w 1``): this registry is the worker's own. Several
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from server.call_registry import CallRegistry
+from server.core.pacer import MsHistogram
 from server.storage.db import Store
 from server.storage.models import utcnow
 
@@ -39,9 +41,6 @@ class CallMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.calls = Counter("prosaas_calls", "Calls ended, by outcome.", ["outcome"], registry=r)
-        self.eou_delay = Histogram("prosaas_eou_delay_seconds",
-                                   "Caller's end of speech -> response.create sent.", buckets=LATENCY_BUCKETS_S,
-                                   registry=r)
         self.response_latency = Histogram("prosaas_response_latency_seconds",
                                           "Caller's end of speech -> first frame of the answer sent to Twilio.",
                                           buckets=LATENCY_BUCKETS_S, registry=r)
@@ -64,8 +63,6 @@ class CallMetrics:
             self.barge_ins.inc(stats.barge_ins)
         for code, count in stats.errors.items():
             self.realtime_errors.labels(code.split(":", 1)[-1]).inc(count)
-        for delay_ms in stats.eou_to_create_ms:
-            self.eou_delay.observe(delay_ms / 1000)
         for latency_ms in stats.played_latencies_ms:
             self.response_latency.observe(latency_ms / 1000)
 
@@ -73,27 +70,36 @@ class CallMetrics:
         return generate_latest(self.registry)
 
 
+def _seconds_histogram(name: str, documentation: str, histogram: MsHistogram,
+                       edges_ms: tuple[int, ...]) -> HistogramMetricFamily:
+    """A Prometheus histogram in seconds from per-ms counts; the top count (the cap and above)
+    falls in +Inf only."""
+    counts = histogram.counts
+    buckets, seen = [], 0
+    edges = [edge for edge in edges_ms if edge < len(counts) - 1]
+    for value_ms, count in enumerate(counts[:-1]):
+        while edges and value_ms > edges[0]:
+            buckets.append((str(edges.pop(0) / 1000), seen))
+        seen += count
+    buckets += [(str(edge / 1000), seen) for edge in edges]
+    buckets.append(("+Inf", seen + counts[-1]))
+    total_s = sum(value_ms * count for value_ms, count in enumerate(counts)) / 1000
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=total_s)
+
+
 class _ScrapeTime:
-    """What is read when Prometheus scrapes: active calls, pacing lateness, the outbox."""
+    """What is read when Prometheus scrapes: active calls, the worker's histograms, the outbox."""
 
     def __init__(self, calls: CallRegistry, store: Store | None) -> None:
         self.calls, self.store = calls, store
 
     def collect(self):
         yield GaugeMetricFamily("prosaas_calls_active", "Calls in progress on this worker.", value=self.calls.active)
-        counts = self.calls.tx_lateness.counts        # per whole ms; the last one holds everything above
-        buckets, seen = [], 0
-        edges = [edge for edge in LATENESS_BUCKETS_MS if edge < len(counts) - 1]
-        for value_ms, count in enumerate(counts[:-1]):
-            while edges and value_ms > edges[0]:
-                buckets.append((str(edges.pop(0) / 1000), seen))
-            seen += count
-        buckets += [(str(edge / 1000), seen) for edge in edges]
-        buckets.append(("+Inf", seen + counts[-1]))
-        total_s = sum(value_ms * count for value_ms, count in enumerate(counts)) / 1000
-        yield HistogramMetricFamily("prosaas_tx_lateness_seconds",
-                                    "How late each outbound audio message left after its pacing deadline.",
-                                    buckets=buckets, sum_value=total_s)
+        yield _seconds_histogram("prosaas_eou_delay_seconds", "Caller's end of speech -> response.create sent.",
+                                 self.calls.eou_to_create, tuple(round(s * 1000) for s in LATENCY_BUCKETS_S))
+        yield _seconds_histogram("prosaas_tx_lateness_seconds",
+                                 "How late each outbound audio message left after its pacing deadline.",
+                                 self.calls.tx_lateness, LATENESS_BUCKETS_MS)
         if self.store is not None:
             pending, oldest = self.store.outbox_pending()
             age_s = 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())

@@ -33,9 +33,11 @@ def test_an_ended_call_becomes_counters_and_histograms():
     calls = CallRegistry()
     metrics = CallMetrics(calls, store=None)
     stats = CallStats(barge_ins=2, errors=Counter({"rate_limit_exceeded": 1, "response_failed:server_error": 1}),
-                      eou_to_create_ms=[300, 320], played_latencies_ms=[740])
+                      played_latencies_ms=[740])
     metrics.call_ended("lead_captured", stats)
     metrics.call_ended("no_lead", CallStats())
+    for delay_ms in (300, 320):               # the per-call handler feeds the worker's histogram
+        calls.eou_to_create.add(delay_ms)
     for lateness_ms in (0, 1, 1, 3, 12, 400):
         calls.tx_lateness.add(lateness_ms)
     calls.active = 3
