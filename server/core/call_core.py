@@ -79,6 +79,7 @@ from server.core.reply_hold import ReplyHold
 from server.core.response_guard import ResponseGuard, SendCreate
 from server.core.silence_policy import SilencePolicy, SilenceStep
 from server.core.speech_likeness import SpeechLikeness
+from server.core.timeline import Timeline
 from server.core.turn_config import TurnConfig
 from server.core.ulaw import BYTES_PER_MS, FRAME_BYTES, FRAME_MS, energy, rms
 from server.leads.capture import LeadCapture, LeadSnapshot
@@ -173,6 +174,8 @@ class CallOutcome:
     lead: LeadSnapshot | None
     stats: CallStats
     transcript: tuple[tuple[str, str], ...]
+    timeline: dict = field(default_factory=dict)
+    """The call's picture as data (``server.core.timeline``), stored with the call."""
 
 
 class CallCore:
@@ -218,6 +221,7 @@ class CallCore:
         self.user_has_spoken = False
         self.conversation_index = 0
         self.stats = CallStats()
+        self.timeline = Timeline()
         self.hangup_reason: str | None = None
         self._now_ms = 0
         self._responses: dict[str, ResponseTrack] = {}
@@ -259,6 +263,7 @@ class CallCore:
         self._handlers[type(event)](event, out)
         if self._shutdown or self._hangup_after_playout is not None:
             self._check_ending(out)
+        self.timeline.on_notes(event.now_ms, out)
         return out
 
     def next_deadline_ms(self) -> int | None:
@@ -292,8 +297,10 @@ class CallCore:
             return [note('INFO', 'guard_skipped', blocking=decision.blocking, reason=reason)]
         if reason == "end_of_speech" and self._caller_speech_end_ms is not None:
             self.stats.eou_to_create_ms.append(now_ms - self._caller_speech_end_ms)
-        return [SendResponseCreate(reason, self.prompts.get(reason)),
-                note('INFO', 'response_create_sent', reason=reason)]
+            self.timeline.response_requested(now_ms)
+        sent = note('INFO', 'response_create_sent', reason=reason)
+        self.timeline.on_note(now_ms, sent)
+        return [SendResponseCreate(reason, self.prompts.get(reason)), sent]
 
     def echo_blocked(self, now_ms: int) -> bool:
         return self.ledger.audible_or_echoing(now_ms, self.cfg.echo_window_ms)
@@ -358,8 +365,12 @@ class CallCore:
             forward = self._judge_sound_over_ai(gate, frame_rms, ev.now_ms, out) or forward
         if gate.blocked and not forward:
             self.stats.frames_blocked += 1
+            if self.vad.state is not VadState.SILENCE:
+                self.timeline.run(ev.now_ms - FRAME_MS, ev.now_ms, "gate", "echo_blocked")
         else:
             self.stats.frames_sent += len(forward)
+        if forward:
+            self.timeline.run(ev.now_ms - len(forward) * FRAME_MS, ev.now_ms, "gate", "forwarded")
         for audio in forward:
             self._outgoing += audio
         if len(self._outgoing) >= self._append_batch_bytes:
@@ -521,6 +532,8 @@ class CallCore:
     def _on_utterance_end(self, rec: UtteranceEnded, now_ms: int, out: list[CoreAction]) -> None:
         blocked = self._utt_forwarded_ms < self.cfg.min_utterance_ms
         dur = rec.duration_ms
+        speech_end_ms = now_ms - rec.silence_ms
+        self.timeline.span(speech_end_ms - dur, speech_end_ms, "caller", "speech")
         out.append(note('INFO', 'utterance_candidate', dur=dur, blocked=blocked))
         if dur < self.cfg.min_utterance_ms:
             self.stats.skipped_utterances += 1
@@ -563,7 +576,8 @@ class CallCore:
         self._set_state(Pipeline.PROCESSING, Cause.UTTERANCE, f"len={self._utt_bytes} | silence_ms={rec.silence_ms}",
                         out)
         self._eou_at_ms = now_ms
-        self._caller_speech_end_ms = now_ms - rec.silence_ms
+        self._caller_speech_end_ms = speech_end_ms
+        self.timeline.turn_ended(speech_end_ms)
         self._tool_chain = 0
         self._forwarded_since_commit_bytes = 0
         self._turn_resumed = False
@@ -721,6 +735,8 @@ class CallCore:
         if self._first_play_awaited is not None and self._first_play_awaited[0] == ev.item_id:
             self.stats.played_latencies_ms.append(ev.now_ms - self._first_play_awaited[1])
             self._first_play_awaited = None
+            self.timeline.answer_heard(ev.now_ms)
+        self.timeline.run(ev.now_ms, ev.now_ms + max(FRAME_MS, len(ev.audio) // BYTES_PER_MS), "playout", "ai_audio")
         if not ev.audio:
             self.ledger.on_frame_played(ev.item_id, ev.now_ms)
             return
@@ -767,7 +783,8 @@ class CallCore:
             outcome, kept = "partial_lead", lead.snapshot()
         if failed and outcome == "no_lead":
             outcome = "failed"
-        return CallOutcome(outcome, hangup_reason, kept, self.stats, tuple(self.conversation))
+        return CallOutcome(outcome, hangup_reason, kept, self.stats, tuple(self.conversation),
+                           self.timeline.to_dict(self._now_ms))
 
     @property
     def is_ai_speaking(self) -> bool:
