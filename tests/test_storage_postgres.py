@@ -1,49 +1,16 @@
 """The store and the outbox on PostgreSQL (``DATABASE_URL=postgresql+psycopg://…``), not only SQLite.
 
-A throwaway cluster is created with the machine's ``initdb``/``pg_ctl`` on a Unix socket (as the
-``nobody`` user when the tests run as root, which PostgreSQL refuses), one database per test. The
-outbox tests of ``test_outbox.py`` run here unchanged against it.
+A throwaway cluster (``tests/pg_cluster.py``: the machine's ``initdb``/``pg_ctl`` on a Unix socket),
+one database per test. The outbox tests of ``test_outbox.py`` run here unchanged against it.
 """
-import os
-import shutil
-import subprocess
-import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 
 from server.business.profiles import BusinessProfile, Profiles
 from server.storage.db import Store
 from tests import test_outbox
-
-INITDB, PG_CTL = shutil.which("initdb"), shutil.which("pg_ctl")
-PORT = 55433
-
-
-def _as_postgres_user(cmd: list[str]) -> list[str]:
-    return ["runuser", "-u", "nobody", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    if not (INITDB and PG_CTL):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed on this machine")
-    root = Path(tempfile.mkdtemp(prefix="prosaas-pg-"))      # not under pytest's root-only tmp folder
-    if os.geteuid() == 0:
-        shutil.chown(root, "nobody")
-    data = root / "data"
-    subprocess.run(_as_postgres_user([INITDB, "-D", str(data), "-A", "trust", "-U", "prosaas"]),
-                   check=True, capture_output=True, timeout=120)
-    subprocess.run(_as_postgres_user([PG_CTL, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "30",
-                                      "-o", f"-k {root} -p {PORT} -c listen_addresses=''", "start"]),
-                   check=True, capture_output=True, timeout=60)
-    try:
-        yield f"postgresql+psycopg://prosaas@/{{db}}?host={root}&port={PORT}"
-    finally:
-        subprocess.run(_as_postgres_user([PG_CTL, "-D", str(data), "-m", "fast", "stop"]), capture_output=True,
-                       timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+from tests.pg_cluster import cluster  # noqa: F401 - the shared fixture
 
 
 @pytest.fixture()
