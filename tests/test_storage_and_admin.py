@@ -281,7 +281,7 @@ def test_storage_init_creates_the_tables_and_loads_the_businesses(tmp_path):
     assert done.stdout == f"schema ready on sqlite:///{db}; 2 businesses loaded from businesses.toml\n"
     engine = create_engine(f"sqlite:///{db}")
     try:
-        assert set(inspect(engine).get_table_names()) == {"businesses", "calls", "leads", "outbox"}
+        assert set(inspect(engine).get_table_names()) == {"alembic_version", "businesses", "calls", "leads", "outbox"}
         with engine.connect() as conn:
             assert sorted(conn.execute(select(Business.number)).scalars()) == ["+97235550100", "+97235550200"]
     finally:
@@ -331,16 +331,26 @@ def test_admin_is_off_without_a_token(tmp_path, path):
 
 @pytest.mark.parametrize("path", ["/admin", "/admin/calls", "/admin/leads"])
 def test_admin_needs_the_right_token(admin, path):
-    for kwargs in ({}, {"headers": {"Authorization": "Bearer wrong"}}, {"query_string": {"token": "wrong"}},
-                   {"headers": {"Authorization": "Bearer " + ADMIN + "x"}}, {"headers": {"Authorization": ADMIN[:-1]}}):
+    for kwargs in ({"headers": {"Authorization": "Bearer wrong"}}, {"headers": {"Authorization": "Bearer " + ADMIN + "x"}},
+                   {"headers": {"Authorization": ADMIN[:-1]}}):
         resp = admin.get(path, **kwargs)
         assert resp.status_code == 401, kwargs
         assert resp.headers["WWW-Authenticate"] == 'Bearer realm="prosaas-admin"'
         assert b"<script>" not in resp.data
+    bare = admin.get(path)              # no credentials: the page sends a person to sign in, a script gets 401
+    assert bare.status_code == (303 if path == "/admin" else 401)
+    assert b"<script>" not in bare.data
 
 
-@pytest.mark.parametrize("auth", [{"headers": {"Authorization": f"Bearer {ADMIN}"}},
-                                  {"query_string": {"token": ADMIN}}], ids=["bearer", "query"])
+@pytest.mark.parametrize("path", ["/admin", "/admin/calls", "/admin/leads"])
+def test_admin_refuses_a_token_in_the_url(admin, path):
+    for value in (ADMIN, "wrong"):
+        resp = admin.get(path, query_string={"token": value})
+        assert resp.status_code == 400
+        assert "sign in at /admin/login" in resp.get_data(as_text=True) and b"<script>" not in resp.data
+
+
+@pytest.mark.parametrize("auth", [{"headers": {"Authorization": f"Bearer {ADMIN}"}}], ids=["bearer"])
 def test_admin_json_listings_with_the_right_token(admin, auth):
     calls = admin.get("/admin/calls", **auth)
     assert calls.status_code == 200 and calls.mimetype == "application/json"
