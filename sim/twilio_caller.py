@@ -13,10 +13,19 @@ Behaves like Twilio's side of a bidirectional ``<Connect><Stream>``:
   its inbound audio (line echo); a scenario with ``[caller] line`` sends every frame through a
   ``sim.line_model.PhoneLine`` instead (voice level, echo path, noise, AGC, band limit, loss);
 * records the ground truth (``CallRecord``): when the caller's speech ended, when AI audio
-  arrived and played, marks, clears, protocol violations, who hung up.
+  arrived and played, marks, clears, protocol violations, who hung up;
+* when the application closes the stream, runs the TwiML after ``<Connect>`` as Twilio does
+  (``sim.twiml_runner``: ``<Say>`` heard, ``<Redirect>`` and ``<Dial>`` action fetched and signed,
+  ``<Hangup>``; a new ``<Connect><Stream>`` opens a new media stream on the same call, the
+  scenario's timeline going on where it was);
+* given a REST simulator (``sim.twilio_rest``), registers its call there and obeys its updates
+  the way Twilio does: the stream gets ``stop`` and is closed, then ``Status=completed`` ends the call
+  (the TwiML after ``<Connect>`` is not run: ``ended_by_rest``) and new ``Twiml``/``Url`` is run
+  instead of the rest of the document.
 """
 from __future__ import annotations
 
+import queue
 import socket
 import threading
 import time
@@ -24,9 +33,8 @@ import urllib.parse
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import websocket
@@ -34,9 +42,15 @@ from sim import audio as sim_audio
 from sim import line_model
 from sim import twilio_wire as wire
 from sim.audio import FRAME_BYTES, FRAME_MS
-from sim.scenario import Scenario, Step
+from sim.caller_timeline import InboundAudio, Timeline, speech_level_dbfs, voices_for
+from sim.scenario import Scenario
+from sim.twiml_runner import CallOver, Interrupted, OpenStream, TwimlRunner
+
+if TYPE_CHECKING:
+    from sim.twilio_rest import CallUpdate, TwilioRestSimulator
 
 VOICED_RMS = sim_audio.VOICED_RMS
+__all__ = ["CallRecord", "InboundAudio", "TwilioCaller", "speech_level_dbfs", "voices_for"]
 
 
 def _sid(prefix: str) -> str:
@@ -65,6 +79,11 @@ class CallRecord:
     duration_ms: int = 0
     server_closed_ms: int | None = None
     after_stream: list = field(default_factory=list)      # what Twilio would do next: [("Say", text), ("Hangup", "")]
+    ended_by_rest: bool = False                           # a REST update Status=completed ended the call
+    rest_updates: list = field(default_factory=list)      # (t_ms, "completed" | "twiml" | "url <url>") obeyed
+    dials: list = field(default_factory=list)             # sim.twiml_runner.DialAttempt per <Dial> followed
+    streams: list = field(default_factory=list)          # SID of each media stream of the call (stream_sid first)
+    twiml_requests: list = field(default_factory=list)    # (url, method, params) of each TwiML fetch, signed
 
     def response_latencies_ms(self) -> list[int | None]:
         """Per caller utterance: ms from the end of its speech to the first AI audio frame received."""
@@ -80,12 +99,15 @@ class TwilioCaller:
                  from_number: str = "+972501234567", to_number: str = "+97235550100",
                  on_event: Callable[[int, str, str], None] | None = None, seed: int = 7,
                  recv_buffer_bytes: int | None = None, webhook_path: str = "/webhook/incoming_call",
-                 stream_base: str | None = None) -> None:
+                 stream_base: str | None = None, rest: "TwilioRestSimulator | None" = None,
+                 dial_outcome: str = "answered") -> None:
         """``recv_buffer_bytes``: a small socket receive buffer, so that a caller who stops reading
         really pushes back on the server (loopback buffers otherwise absorb minutes of audio).
         ``webhook_path`` and ``stream_base`` (``ws://host:port`` to dial instead of the TwiML's
         scheme and host, as a tunnel would) let it call another application, e.g. a reference
-        server in ``scripts/bench_call.py``."""
+        server in ``scripts/bench_call.py``. ``rest``: the REST simulator the call registers with
+        (its account SID becomes the call's). ``dial_outcome``: what a person the call ``<Dial>``s
+        does (``answered``, ``no-answer``, ``busy``)."""
         self.webhook_path = webhook_path
         self.stream_base = stream_base
         self.recv_buffer_bytes = recv_buffer_bytes
@@ -96,7 +118,8 @@ class TwilioCaller:
         self.on_event = on_event
         self.rng = np.random.default_rng(seed)
         self.record = CallRecord(call_sid=_sid("CA"), stream_sid=_sid("MZ"))
-        self.account_sid = _sid("AC")
+        self.rest = rest
+        self.account_sid = rest.account_sid if rest is not None else _sid("AC")
         self._lock = threading.Lock()
         self._outbound = bytearray()           # audio waiting to be played
         self._queued_total = 0                 # bytes ever queued
@@ -106,8 +129,14 @@ class TwilioCaller:
         self._server_closed = threading.Event()
         self._t0 = 0.0
         self._ws: websocket.WebSocket | None = None
-        self._after_stream_url: str | None = None
+        self._stream_sid = self.record.stream_sid
         self._webhook_params: dict[str, str] = {}
+        self._runner = TwimlRunner(self._fetch_twiml, self.record.after_stream, self.record.dials, dial_outcome,
+                                   pending=self._update_waiting, note=self._event)
+        self._updates: queue.Queue = queue.Queue()      # CallUpdate from the REST simulator's threads
+        self._over = threading.Event()                   # the call has ended: updates answer 21220
+        self._timeline: Timeline | None = None
+        self._ai_audible, self._ai_last_voiced_ms = False, -10**9
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -149,32 +178,50 @@ class TwilioCaller:
         if stream is None:
             raise RuntimeError(f"webhook answered without <Connect><Stream>: {twiml}")
         parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
-        redirect = root.find("./Redirect")
-        self._after_stream_url = redirect.text.strip() if redirect is not None and redirect.text else None
+        self._runner.keep_after_stream(root, url)
         self._webhook_params = params
         return stream.get("url"), parameters
 
-    def _follow_after_stream(self) -> None:
-        """Like Twilio: when the server closes a bidirectional stream, go on with the TwiML after
-        <Connect>; ours redirects to a URL that answers with what the caller hears next."""
-        if not self._after_stream_url:
-            self.record.after_stream.append(("Hangup", "(no TwiML after <Connect>)"))
-            return
-        url = self._after_stream_url
-        params = {**self._webhook_params, "CallStatus": "in-progress"}
-        req = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), method="POST",
-                                     headers={"X-Twilio-Signature": wire.signature(self.auth_token, url, params),
-                                              "Content-Type": "application/x-www-form-urlencoded"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                root = ET.fromstring(resp.read().decode())
-        except OSError as exc:          # what Twilio would report as an application error
-            self.record.after_stream.append(("Error", f"{type(exc).__name__}: {exc}"))
-            self._event("after_stream", "error fetching the TwiML after <Connect>")
-            return
-        for verb in root:
-            self.record.after_stream.append((verb.tag, (verb.text or "").strip()))
-        self._event("after_stream", "; ".join(f"{tag} {text}".strip() for tag, text in self.record.after_stream))
+    def _fetch_twiml(self, url: str, method: str, extra: dict[str, str]) -> str:
+        """A TwiML request as Twilio makes it: the call's parameters (+ ``extra``), signed; POST as a
+        form, GET with the parameters in the query string (signed over the whole URL)."""
+        params = {**self._webhook_params, "CallStatus": "in-progress", **extra}
+        self.record.twiml_requests.append((url, method, params))
+        if method == "GET":
+            url = url + ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
+            req = urllib.request.Request(url, method="GET",
+                                         headers={"X-Twilio-Signature": wire.signature(self.auth_token, url, {})})
+        else:
+            req = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), method="POST",
+                                         headers={"X-Twilio-Signature": wire.signature(self.auth_token, url, params),
+                                                  "Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.read().decode()
+
+    # --- the REST simulator's side ------------------------------------------------------------
+
+    def _deliver(self, update: "CallUpdate") -> bool:
+        """Called on the REST simulator's thread: False once the call is over (it answers 21220)."""
+        if self._over.is_set():
+            return False
+        self._updates.put(update)
+        return True
+
+    def _update_waiting(self) -> bool:
+        return not self._updates.empty()
+
+    def _take_update(self) -> "CallUpdate":
+        """The waiting updates as one: ``completed`` wins, otherwise the latest TwiML."""
+        updates = [self._updates.get_nowait()]
+        while not self._updates.empty():
+            updates.append(self._updates.get_nowait())
+        return next((u for u in updates if u.status == "completed"), updates[-1])
+
+    def _end_call(self) -> None:
+        if not self._over.is_set():
+            self._over.set()
+            if self.rest is not None:
+                self.rest.call_ended(self.record.call_sid)
 
     def _connect(self, stream_url: str) -> None:
         if self.stream_base:
@@ -219,10 +266,10 @@ class TwilioCaller:
     # --- receiving (server -> caller) -------------------------------------------------------
 
     def _receiver(self) -> None:
-        rec = self.record
+        rec, ws, closed = self.record, self._ws, self._server_closed    # this stream's, not the next one's
         while True:
             try:
-                text = self._ws.recv()
+                text = ws.recv()
             except (websocket.WebSocketException, OSError):
                 break
             if not text:
@@ -231,7 +278,7 @@ class TwilioCaller:
             if message.kind == "invalid":
                 rec.violations.append(f"31951 invalid message ({message.problem}): {str(text)[:120]}")
                 continue
-            if message.stream_sid != rec.stream_sid:
+            if message.stream_sid != self._stream_sid:
                 rec.violations.append(f"31951 wrong streamSid in {text[:80]}")
             if message.kind == "media":
                 audio = message.audio
@@ -254,11 +301,11 @@ class TwilioCaller:
                 self._event("clear", f"{len(cleared)} marks flushed")
                 for _, name in cleared:
                     self._echo_mark(name, cleared=True)
-        self._server_closed.set()
+        closed.set()
 
     def _echo_mark(self, name: str, cleared: bool = False) -> None:
         self.record.marks_echoed.append((self.now_ms(), name, cleared))
-        self._send(wire.mark(self._next_seq(), self.record.stream_sid, name))
+        self._send(wire.mark(self._next_seq(), self._stream_sid, name))
 
     # --- the real-time loop -----------------------------------------------------------------
 
@@ -282,44 +329,100 @@ class TwilioCaller:
         # millisecond, and a caller that stalled here would hear the greeting late (its echo too)
         inbound = InboundAudio(sc, self.rng)
         voices_for(sc)
-        stream_url, parameters = self._webhook()
+        if self.rest is not None:             # Twilio knows the call from its first ring
+            self.rest.register_call(rec.call_sid, self.from_number, self.to_number, self._deliver)
+        try:
+            stream_url, parameters = self._webhook()
+            end = self._stream(stream_url, parameters, inbound, max_duration_s)
+            while end in ("server", "rest"):
+                following = self._after_stream(end)
+                if following is None:
+                    break
+                end = self._stream(following.url, following.parameters, inbound, max_duration_s)
+        finally:
+            self._end_call()
+        return rec
+
+    def _after_stream(self, end: str) -> OpenStream | None:
+        """What Twilio does once a stream is over: the TwiML after ``<Connect>`` (the application
+        closed it) or what a REST update asked; a new ``<Connect><Stream>`` to open, or None."""
+        outcome = self._runner.resume() if end == "server" else Interrupted()
+        while isinstance(outcome, Interrupted):
+            update = self._take_update()
+            if update.status == "completed":
+                self.record.rest_updates.append((self.now_ms(), "completed"))
+                self.record.ended_by_rest = True
+                self._event("rest_update", "Status=completed: the call is over")
+                return None
+            what = f"url {update.url}" if update.url else "twiml"
+            self.record.rest_updates.append((self.now_ms(), what))
+            self._event("rest_update", what)
+            outcome = self._runner.run_url(update.url, update.method) if update.url else self._runner.run_twiml(update.twiml)
+        if isinstance(outcome, CallOver):
+            self._event("call_over", outcome.reason)
+            return None
+        return outcome
+
+    def _stream(self, stream_url: str, parameters: dict[str, str], inbound: "InboundAudio",
+                max_duration_s: float) -> str:
+        """One media stream in real time until it ends: ``caller`` (the timeline is over: stop sent),
+        ``server`` (the application closed it), ``rest`` (a REST update: Twilio sent stop and closes
+        it) or ``timeout``."""
+        rec = self.record
+        first = not rec.streams
+        self._stream_sid = rec.stream_sid if first else _sid("MZ")
+        rec.streams.append(self._stream_sid)
+        with self._lock:                      # a new stream starts with nothing buffered
+            self._outbound.clear()
+            self._queued_total = self._played_total
+            self._pending_marks = []
+        self._seq = 0
+        self._server_closed = threading.Event()
         self._connect(stream_url)
-        self._t0 = time.monotonic()
+        if first:
+            self._t0 = time.monotonic()
         self._send(wire.connected())
-        self._send(wire.start(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid, parameters))
+        self._send(wire.start(self._next_seq(), self.account_sid, self._stream_sid, rec.call_sid, parameters))
         receiver = threading.Thread(target=self._receiver, name="sim-twilio-rx", daemon=True)
         receiver.start()
-        timeline = _Timeline(sc.steps, self)
-        ai_audible, ai_last_voiced_ms, chunk = False, -10**9, 0
+        if self._timeline is None:
+            self._timeline = Timeline(self.scenario.steps, self)
+        chunk, end = 0, "timeout"
         deadline = time.monotonic()
         while True:
             t = self.now_ms()
             if self._server_closed.is_set():
-                rec.hung_up_by = rec.hung_up_by or "server"
+                rec.hung_up_by, end = "server", "server"
                 rec.server_closed_ms = t
                 self._event("server_closed")
+                break
+            if self._update_waiting():
+                rec.hung_up_by, end = "server", "rest"
+                self._send(wire.stop(self._next_seq(), self.account_sid, self._stream_sid, rec.call_sid))
+                self._event("stream_stopped", "a REST update took the call")
                 break
             if t > max_duration_s * 1000:
                 rec.failures.append(f"call still running after {max_duration_s:.0f}s")
                 break
             played = self._play_one_frame()
             if np.sqrt((played ** 2).mean()) > VOICED_RMS:
-                if not ai_audible:
+                if not self._ai_audible:
                     rec.ai_play_starts_ms.append(t)
                     self._event("ai_audio_playing")
-                ai_audible, ai_last_voiced_ms = True, t
-            elif ai_audible and t - ai_last_voiced_ms > 300:
-                ai_audible = False
+                self._ai_audible, self._ai_last_voiced_ms = True, t
+            elif self._ai_audible and t - self._ai_last_voiced_ms > 300:
+                self._ai_audible = False
                 self._event("ai_audio_quiet")
-            caller_pcm = timeline.next_frame(t, ai_last_voiced_ms, self._buffered_bytes())
+            caller_pcm = self._timeline.next_frame(t, self._ai_last_voiced_ms, self._buffered_bytes())
             if caller_pcm is None:
-                rec.hung_up_by = "caller"
-                self._send(wire.stop(self._next_seq(), self.account_sid, rec.stream_sid, rec.call_sid))
+                rec.hung_up_by, end = "caller", "caller"
+                self._end_call()
+                self._send(wire.stop(self._next_seq(), self.account_sid, self._stream_sid, rec.call_sid))
                 self._event("hangup", "caller sent stop")
                 break
             chunk += 1
-            ok = self._send(wire.media(self._next_seq(), rec.stream_sid, chunk, chunk * FRAME_MS - FRAME_MS,
-                                                   inbound.frame(caller_pcm, played)))
+            ok = self._send(wire.media(self._next_seq(), self._stream_sid, chunk, chunk * FRAME_MS - FRAME_MS,
+                                       inbound.frame(caller_pcm, played)))
             rec.frames_sent += ok
             deadline += FRAME_MS / 1000.0
             delay = deadline - time.monotonic()
@@ -331,155 +434,8 @@ class TwilioCaller:
             pass
         receiver.join(timeout=3)
         rec.duration_ms = self.now_ms()
-        if rec.hung_up_by == "server":
-            self._follow_after_stream()
-        return rec
+        return end
 
     def _buffered_bytes(self) -> int:
         with self._lock:
             return len(self._outbound)
-
-
-def voices_for(scenario: Scenario):
-    """The real voices a ``real_speech`` scenario says, or None (its clips are said)."""
-    if not scenario.real_speech:
-        return None
-    from sim.real_voices import real_voices     # reads the recordings: only for scenarios that ask
-    return real_voices()
-
-
-def speech_level_dbfs(scenario: Scenario) -> float | None:
-    """Active level of the scenario's ``say`` clips together (None when the caller says nothing);
-    real voices are normalised to one level."""
-    if voices_for(scenario) is not None:
-        from bench.real_corpus import SPEECH_DBFS
-        return SPEECH_DBFS
-    clips = [sim_audio.clip(step.clip).audio for step in scenario.steps if step.kind == "say"]
-    if not clips:
-        return None
-    level = line_model.active_level_dbfs(line_model.ulaw_decode(b"".join(clips)).astype(np.float64))
-    return level if np.isfinite(level) else None
-
-
-class InboundAudio:
-    """What the caller's phone sends each 20 ms: the caller's timeline frame and what it played,
-    through the scenario's ``PhoneLine``, or (no ``line``) the legacy mix of optional white noise
-    and a frame-quantised line echo, exactly as before line models existed."""
-
-    def __init__(self, scenario: Scenario, rng: np.random.Generator) -> None:
-        self.scenario, self.rng = scenario, rng
-        self.phone: line_model.PhoneLine | None = None
-        if scenario.line is not None:
-            profile = scenario.line
-            voices = voices_for(scenario)
-            babble = None
-            if profile.noise == "babble":
-                babble = voices.babble(30.0, profile.seed) if voices else sim_audio.espeak_babble(30.0, profile.seed)
-            self.phone = line_model.PhoneLine(profile, babble=babble, speech_level_dbfs=speech_level_dbfs(scenario))
-            return
-        echo = scenario.echo
-        self._echo_frames = max(1, round(echo.delay_ms / FRAME_MS)) if echo else 0
-        self._echo_gain = sim_audio.db_to_gain(echo.gain_db) if echo else 0.0
-        self._played: deque = deque([np.zeros(FRAME_BYTES)] * self._echo_frames, maxlen=max(1, self._echo_frames))
-
-    def frame(self, caller_pcm: np.ndarray, played: np.ndarray) -> bytes:
-        if self.phone is not None:
-            return self.phone.process(caller_pcm, played)
-        sc = self.scenario
-        echo = self._played[0] * self._echo_gain if sc.echo else None
-        if sc.echo:
-            self._played.append(played)
-        noise = sim_audio.noise_frame(self.rng, sc.noise_dbfs) if sc.noise_dbfs is not None else None
-        return sim_audio.mix_to_ulaw(caller_pcm, echo, noise)
-
-
-class _Timeline:
-    """Turns scenario steps into one caller frame (int16 samples as float) per 20 ms."""
-
-    def __init__(self, steps: list[Step], caller: TwilioCaller) -> None:
-        self.steps = list(steps)
-        self.caller = caller
-        self.index = -1
-        self.frames: list[np.ndarray] = []
-        self.step_started_ms = 0
-        self._pause_from_ms: int | None = None
-        self._voices = voices_for(caller.scenario)
-        self._said = {"utterance": 0, "short": 0}
-        self._advance(0)
-
-    def _speech(self, step: Step) -> tuple[np.ndarray, int, int, str]:
-        """(float PCM, first voiced ms, end of speech ms, text) of what this ``say`` says."""
-        if self._voices is None:
-            clip = sim_audio.clip(step.clip)
-            start, end = clip.speech_span_ms
-            return line_model.ulaw_decode(clip.audio).astype(np.float64), start, end, clip.text
-        kind = "short" if step.backchannel else "utterance"
-        k, self._said[kind] = self._said[kind], self._said[kind] + 1
-        real = self._voices.short_sound(k) if step.backchannel else self._voices.utterance(k)
-        return real.pcm, real.speech_start_ms, real.speech_end_ms, f"(real speech {real.name})"
-
-    def _advance(self, t: int) -> None:
-        self.index += 1
-        self.step_started_ms = t
-        self.frames = []
-        if self.index >= len(self.steps):
-            return
-        step = self.steps[self.index]
-        record = self.caller.record
-        if step.kind == "say":
-            pcm, speech_start, speech_end, text = self._speech(step)
-            # around a thinking pause the clip is cut to its speech, so the pause is exactly pause_ms
-            if self.index + 1 < len(self.steps) and self.steps[self.index + 1].kind == "pause_ms":
-                pcm = pcm[: speech_end * 8]
-            if self._pause_from_ms is not None:
-                pcm, speech_end, speech_start = pcm[speech_start * 8:], speech_end - speech_start, 0
-            pcm = np.concatenate([pcm, np.zeros(-len(pcm) % FRAME_BYTES)])
-            self.frames = list(pcm.reshape(-1, FRAME_BYTES))
-            if self._pause_from_ms is not None:          # the turn goes on after a thinking pause
-                record.thinking_pauses.append((self._pause_from_ms, t + speech_start))
-                self._pause_from_ms = None
-            record.speech_ms += speech_end - speech_start
-            if step.backchannel:
-                record.backchannels.append((t + speech_start, t + speech_end))
-            else:
-                record.speech_ends_ms.append(t + speech_end)
-            self.caller._event("caller_says", text)
-        elif step.kind == "pause_ms":
-            if record.speech_ends_ms:                   # that speech did not end the turn
-                self._pause_from_ms = record.speech_ends_ms.pop()
-            self.frames = [np.zeros(FRAME_BYTES)] * (step.duration_ms // FRAME_MS)
-        elif step.kind == "silence_ms":
-            self.frames = [np.zeros(FRAME_BYTES)] * (step.duration_ms // FRAME_MS)
-        elif step.kind == "noise_ms":
-            self.frames = [sim_audio.noise_frame(self.caller.rng, step.noise_dbfs)
-                           for _ in range(step.duration_ms // FRAME_MS)]
-
-    def next_frame(self, t: int, ai_last_voiced_ms: int, buffered_bytes: int) -> np.ndarray | None:
-        while self.index < len(self.steps):
-            step = self.steps[self.index]
-            if step.kind == "hangup":
-                return None
-            if step.kind == "wait_ai_audio":
-                if ai_last_voiced_ms >= self.step_started_ms:
-                    self._advance(t)
-                    continue
-                if t - self.step_started_ms > step.timeout_ms:
-                    self.caller.record.failures.append(f"step {self.index + 1}: no AI audio within {step.timeout_ms}ms")
-                    self._advance(t)
-                    continue
-                return np.zeros(FRAME_BYTES)
-            if step.kind == "wait_ai":
-                heard = ai_last_voiced_ms >= self.step_started_ms
-                if heard and buffered_bytes == 0 and t - ai_last_voiced_ms >= step.quiet_ms:
-                    self._advance(t)
-                    continue
-                if t - self.step_started_ms > step.timeout_ms:
-                    self.caller.record.failures.append(f"step {self.index + 1}: the AI did not answer within "
-                                                       f"{step.timeout_ms}ms")
-                    self._advance(t)
-                    continue
-                return np.zeros(FRAME_BYTES)
-            if self.frames:
-                return self.frames.pop(0)
-            self._advance(t)
-        return None
