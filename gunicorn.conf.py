@@ -1,9 +1,18 @@
 """Gunicorn settings read automatically from the working directory (the Procfile command stays the
 one the deployment requires). Graceful shutdown: SIGTERM lets every active call finish its turn,
 say goodbye and hang up before the worker exits."""
+import os
 import signal
 
 graceful_timeout = 25
+
+
+def child_exit(server, worker):
+    """Several workers share their metrics in PROMETHEUS_MULTIPROC_DIR: an exited worker's live
+    gauges (its active calls) stop counting."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):
@@ -11,6 +20,10 @@ def post_worker_init(worker):
     if outbox is not None:
         from server import green
         green.spawn_service(outbox.run_forever)     # lead deliveries, for the life of the worker
+    metrics = worker.wsgi.config.get("CALL_METRICS")
+    if metrics is not None and metrics.multiprocess:
+        from server import green
+        green.spawn_service(metrics.flush_forever)  # this worker's figures into the shared files
     registry = worker.wsgi.config.get("CALL_REGISTRY")
     previous = signal.getsignal(signal.SIGTERM)
 

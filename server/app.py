@@ -17,6 +17,7 @@ from flask_sock import Sock
 
 from server import __version__, green
 from server.admin import bearer, register_admin, token_matches
+from server.body_limit import BodyLimit
 from server.business.directory import BusinessDirectory
 from server.business.profiles import DEFAULT_FILE, load_profiles
 from server.call_records import CallRecords
@@ -28,6 +29,7 @@ from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import CallMetrics
 from server.settings import Settings
 from server.storage.db import DEFAULT_URL, Store
+from server.twilio_rest import TwilioRest
 from server.twiml import MEDIA_WS_PATH, STREAM_ENDED_PATH, after_stream, connect_stream, refuse
 from server.twilio_auth import SignatureCheck, public_base_url
 
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings = Settings.from_env(os.environ)
     configure(settings.log_level)
     app = Flask(__name__)
+    app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_request_body_bytes)   # 413 + close, before any read
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
     sock = Sock(app)
     registry = CallRegistry()
@@ -47,14 +50,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     signatures = SignatureCheck(settings)
     profiles = load_profiles(settings.businesses_file or DEFAULT_FILE)
     store = Store(settings.database_url or DEFAULT_URL)
-    store.create_schema()
+    store.upgrade_on_start()
     store.sync_businesses(profiles)
     directory = BusinessDirectory(store, profiles, settings.unknown_number_policy)
-    outbox = OutboxWorker(store) if settings.outbox_worker else None
+    outbox = OutboxWorker(store, idle_poll_s=settings.outbox_idle_poll_ms / 1000) if settings.outbox_worker else None
     app.config["OUTBOX_WORKER"] = outbox           # gunicorn.conf.py starts it in the worker
     records = CallRecords(store, directory, outbox)
+    app.config["CALL_RECORDS"] = records
     register_admin(app, store, settings.admin_token)
     metrics = CallMetrics(registry, store)
+    app.config["CALL_METRICS"] = metrics           # gunicorn.conf.py starts its flusher (several workers)
+    rest = TwilioRest.from_settings(settings)       # None without TWILIO_ACCOUNT_SID
 
     @app.before_request
     def refuse_unsigned_media_upgrade():
@@ -70,11 +76,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         form = request.form
         log.info("[WEBHOOK] incoming call %s from %s to %s", form.get("CallSid", "?"),
                  mask_phone(form.get("From", "?")), form.get("To", "?"))
-        if records.answering(form.get("To", "")) is None:
+        answering = records.answering(form.get("To", ""))
+        if answering is None:
             log.info("[WEBHOOK] %s is not a number of any business - refusing (UNKNOWN_NUMBER_POLICY=refuse)",
                      form.get("To", "?"))
             return Response(refuse(settings.refusal_message), mimetype="text/xml")
         registry.record_answered(form.get("CallSid", ""))
+        if form.get("CallSid"):
+            records.call_answered(form["CallSid"], answering, form.get("To", ""),
+                                  mask_phone(form["From"]) if form.get("From") else "")
         twiml = connect_stream(public_base_url(settings, request),
                                {"CallSid": form.get("CallSid", ""), "From": form.get("From", ""),
                                 "To": form.get("To", "")})
@@ -85,14 +95,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         if not signatures.webhook_ok(request):
             return Response("invalid signature", status=403)
         call_sid = request.form.get("CallSid", "")
-        failed = registry.should_apologise(call_sid)
+        failed = records.after_stream(call_sid)          # the shared record: any instance can answer
+        if failed is None:                               # the database is unreachable: this process's memory
+            failed = registry.should_apologise(call_sid)
         log.info("[WEBHOOK] stream ended for %s: %s", call_sid or "?",
                  "fallback message" if failed else "hang up")
         return Response(after_stream(settings.fallback_message if failed else None), mimetype="text/xml")
 
     @sock.route(MEDIA_WS_PATH)
     def twilio_media(ws) -> None:
-        MediaCall(ws, settings, registry, records, metrics).run()
+        MediaCall(ws, settings, registry, records, metrics, rest).run()
 
     @app.get("/metrics")
     def prometheus_metrics():
@@ -103,12 +115,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
+        # 503 while draining: a load balancer's health check takes this instance out of rotation
         health = dict(status="draining" if registry.draining else "ok", version=__version__,
                       active_calls=registry.active, calls_total=registry.total, green_threads=green.live_count())
         if request.args.get("perf"):        # histograms for scripts/bench_call.py, counts per ms
             health["perf"] = {"tx_lateness_ms": registry.tx_lateness.counts,
                               "eou_to_create_ms": registry.eou_to_create.counts}
-        return jsonify(**health)
+        return jsonify(**health), 503 if registry.draining else 200
 
     log.info("ProSaaS voice agent %s ready: realtime=%s model=%s database=%s businesses=%d (%s)", __version__,
              settings.openai_realtime_url, settings.openai_realtime_model,

@@ -3,6 +3,10 @@
 The per-call handler talks to this one object; the database and the outbox stay behind it. A
 database error never ends a call: it is logged (without the caller's details) and the call goes
 on; the lead stays in the call's memory and is written again at the end of the call.
+
+The record is written when the webhook answers (before any stream exists) and closed when the
+stream ends, so any instance sharing the database can answer the after-stream request of any call
+(``apologise_after_stream``): several instances behind one load balancer need no shared memory.
 """
 from __future__ import annotations
 
@@ -14,6 +18,19 @@ from server.leads.capture import LeadSnapshot
 from server.storage.db import Store
 
 log = logging.getLogger(__name__)
+
+FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed"})
+"""Hangup reasons after which the caller hears the fallback message."""
+
+
+def apologise_after_stream(record: tuple[str, str | None, bool] | None) -> bool:
+    """After the stream closed: apologise when the call failed, or was answered but its stream never
+    ended normally (the instance carrying it died); a call no instance recorded just hangs up.
+    ``record``: (outcome, hangup reason, ended) from ``Store.call_ending``."""
+    if record is None:
+        return False
+    outcome, reason, ended = record
+    return not ended or outcome == "failed" or reason in FAILURE_REASONS
 
 
 class CallRecords:
@@ -28,6 +45,18 @@ class CallRecords:
         except Exception:   # noqa: BLE001 - no database: the call is still answered
             log.exception("[BUSINESS] lookup of %s failed - answering with the default profile", to_number)
             return self.directory.default_answering()
+
+    def call_answered(self, call_sid: str, answering: Answering, called: str, caller_masked: str) -> bool:
+        """The webhook answered: the call exists in the shared record before its stream does."""
+        return self.call_started(call_sid, "", answering, called, caller_masked)
+
+    def after_stream(self, call_sid: str) -> bool | None:
+        """Apologise after this call's stream? From the shared record; None when it cannot be read."""
+        try:
+            return apologise_after_stream(self.store.call_ending(call_sid))
+        except Exception:   # noqa: BLE001
+            log.exception("[RECORDS] call %s could not be read for the after-stream answer", call_sid)
+            return None
 
     def call_started(self, call_sid: str, stream_sid: str, answering: Answering, called: str,
                      caller_masked: str) -> bool:

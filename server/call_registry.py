@@ -1,15 +1,15 @@
 """Calls of this worker process: counts for /healthz, outcomes for the after-stream TwiML, draining.
 
 Twilio fetches ``/webhook/stream_ended`` after our server closes a stream; only then do we answer
-with an apology (a failed call) or a plain hangup, so outcomes are remembered per CallSid (the
-newest 1000). ``draining`` is set on SIGTERM (``gunicorn.conf.py``) and read by every call.
+with an apology (a failed call) or a plain hangup. The answer comes from the call's shared record
+(``CallRecords.after_stream``); the outcomes remembered here per CallSid (the newest 1000) are the
+fallback when the database cannot be read. ``draining`` is set on SIGTERM (``gunicorn.conf.py``)
+and read by every call.
 """
 from __future__ import annotations
 
 from server.core.pacer import MsHistogram
 
-FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed"})
-"""Hangup reasons after which the caller hears the fallback message."""
 _KEEP = 1000
 
 

@@ -42,7 +42,7 @@ from server.audio_in_queue import AudioInQueue
 from server.business.directory import Answering
 from server.business.profiles import session_instructions
 from server.call_logging import call_logger, mask_phone
-from server.call_records import CallRecords
+from server.call_records import FAILURE_REASONS, CallRecords
 from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
 from server.core.call_core import CallCore, CallOutcome
@@ -52,7 +52,7 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
                                 QueueTrigger, RealtimeLinkLost, RealtimeReceived, Reconnect, ReconnectFailed,
                                 RenewSession, ReplayConversation, ResumePlayout, SendMark, SendResponseCreate,
                                 SendToolOutput, ShutdownRequested, StartAudio, Tick, TruncateAssistant)
-from server.call_registry import FAILURE_REASONS, CallRegistry
+from server.call_registry import CallRegistry
 from server.core.pacer import Pacer
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
@@ -60,6 +60,7 @@ from server.leads.capture import SAVE_LEAD_TOOL, LeadCapture
 from server.metrics import CallMetrics
 from server.realtime_client import RealtimeClosed, RealtimeConnection
 from server.settings import Settings
+from server.twilio_rest import TwilioRest
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,12 @@ _STOP = object()
 
 class MediaCall:
     def __init__(self, ws, settings: Settings, registry: CallRegistry, records: CallRecords | None = None,
-                 metrics: CallMetrics | None = None) -> None:
+                 metrics: CallMetrics | None = None, rest: TwilioRest | None = None) -> None:
+        """``rest``: Twilio's REST API (``TWILIO_ACCOUNT_SID`` set): a call the core hangs up is ended
+        there; without it, closing the stream ends the call through the after-stream TwiML."""
         self.ws = ws
+        self.rest = rest
+        self.core_hung_up = False
         self.settings = settings
         self.registry = registry
         self.records = records
@@ -154,6 +159,8 @@ class MediaCall:
                 self.metrics.call_ended(end.outcome, end.stats)
             self._record_end(end)
             self.registry.record_end(self.call_sid, reason, failed=reason in FAILURE_REASONS)
+            if self.core_hung_up and reason not in FAILURE_REASONS:
+                self._complete_on_twilio()
             self._close_twilio()
             self.registry.forget_drain(self._timer_bell.ring)
             self.registry.active -= 1
@@ -222,7 +229,8 @@ class MediaCall:
         s = end.stats
         self.records.call_ended(self.call_sid, outcome=end.outcome, hangup_reason=end.hangup_reason,
                                 turns=s.turns, responses=s.responses_created, barge_ins=s.barge_ins,
-                                latencies_ms=list(s.latencies_ms), transcript=list(end.transcript))
+                                latencies_ms=list(s.latencies_ms), transcript=list(end.transcript),
+                                timeline=end.timeline)
 
     def _teardown(self) -> None:
         self.stopping.set()
@@ -253,6 +261,17 @@ class MediaCall:
                       self.dropped_while_down,
                       self.hangup_reason or "caller",
                       sum(1 for t in self._threads if not green.is_dead(t)))
+
+    def _complete_on_twilio(self) -> None:
+        """A normal ending (the goodbye played, the silence limit, a draining server) ends the call on
+        Twilio's side first, so it never depends on which instance answers the after-stream request;
+        a failure keeps the stream path, whose TwiML says the apology."""
+        if self.rest is None or not self.call_sid:
+            return
+        result = self.rest.complete(self.call_sid)
+        if not result.ok and not result.call_already_over:
+            self.log.warning("[TWILIO REST] hangup through the API failed (%s) - the after-stream TwiML hangs up",
+                             result.failure)
 
     def _close_twilio(self) -> None:
         """Close the media socket ourselves and let simple-websocket's reader end on the close echo.
@@ -325,6 +344,7 @@ class MediaCall:
                     saved = self.records.save_lead(self.call_sid, a.lead, a.deliver, self.answering)
                     self.lead_saved_complete = saved and a.lead.status == "complete"
             elif isinstance(a, HangUp):
+                self.core_hung_up = True
                 self._stop(a.reason)
             elif isinstance(a, ConfigureSession):       # sent while the link is still marked down
                 self._send_configuration()

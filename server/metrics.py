@@ -17,14 +17,25 @@ Where the numbers come from:
   figure has one owner and the TX loop pays nothing;
 * the active calls and the outbox gauges are read at scrape time (the outbox with one query).
 
-One worker process, as deployed (``gunicorn -w 1``): this registry is the worker's own. Several
-workers would need prometheus_client's multiprocess mode, whose collectors cannot read the
-worker's histogram at scrape time; that is not done here.
+One worker process, as deployed (``gunicorn -w 1``): this registry is the worker's own and the
+figures above are read from it at scrape time.
+
+Several workers (``gunicorn -w N``): set ``PROMETHEUS_MULTIPROC_DIR`` to an empty folder for the
+server (prometheus_client's multiprocess mode; ``gunicorn.conf.py`` marks each exited worker
+dead). Counters and histograms are then kept in files every worker writes and any worker's
+``/metrics`` sums. What was read at scrape time from the worker's memory goes into those files
+instead: each worker ``flush``es its 1 ms histograms (the change since the last flush, added to
+the matching buckets) and its active calls (a ``livesum`` gauge) at the end of every call, every
+``FLUSH_INTERVAL_S`` and before answering a scrape. The outbox gauges come from the shared
+database, so any worker answers them alone.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from server.call_registry import CallRegistry
 from server.core.pacer import MsHistogram
@@ -34,6 +45,14 @@ from server.storage.models import utcnow
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
 LATENESS_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250)
+FLUSH_INTERVAL_S = 5
+EOU_HELP = "Caller's end of speech -> response.create sent."
+TX_HELP = "How late each outbound audio message left after its pacing deadline."
+ACTIVE_HELP = "Calls in progress on this worker."
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class CallMetrics:
@@ -52,7 +71,17 @@ class CallMetrics:
                                    registry=r)
         self.leads = Counter("prosaas_leads", "Leads stored, by status (complete or partial).", ["status"],
                              registry=r)
-        r.register(_ScrapeTime(calls, store))
+        self.calls_registry, self.store = calls, store
+        self.multiprocess = multiprocess_dir() is not None
+        if self.multiprocess:
+            self.active = Gauge("prosaas_calls_active", ACTIVE_HELP, multiprocess_mode="livesum", registry=r)
+            self.eou = Histogram("prosaas_eou_delay_seconds", EOU_HELP, buckets=LATENCY_BUCKETS_S, registry=r)
+            self.tx_lateness = Histogram("prosaas_tx_lateness_seconds", TX_HELP,
+                                         buckets=tuple(ms / 1000 for ms in LATENESS_BUCKETS_MS), registry=r)
+            self._flushed = {"eou": [0] * len(calls.eou_to_create.counts),
+                             "tx": [0] * len(calls.tx_lateness.counts)}
+        else:
+            r.register(_ScrapeTime(calls, store))
 
     def call_ended(self, outcome: str, stats) -> None:
         """One ended call: its outcome, its lead and the core's figures (``CallStats``)."""
@@ -65,9 +94,52 @@ class CallMetrics:
             self.realtime_errors.labels(code.split(":", 1)[-1]).inc(count)
         for latency_ms in stats.played_latencies_ms:
             self.response_latency.observe(latency_ms / 1000)
+        self.flush()
+
+    def flush(self) -> None:
+        """Multiprocess mode: this worker's histograms (what changed since the last flush) and
+        active calls into the shared files. Cheap (two short lists); nothing to do otherwise."""
+        if not self.multiprocess:
+            return
+        self.active.set(self.calls_registry.active)
+        for key, source, target in (("eou", self.calls_registry.eou_to_create, self.eou),
+                                    ("tx", self.calls_registry.tx_lateness, self.tx_lateness)):
+            now = list(source.counts)
+            _add_ms_counts(target, [a - b for a, b in zip(now, self._flushed[key])])
+            self._flushed[key] = now
+
+    def flush_forever(self) -> None:
+        """The worker's flusher (``gunicorn.conf.py`` starts it in multiprocess mode)."""
+        from server import green
+        while True:
+            green.sleep(FLUSH_INTERVAL_S)
+            self.flush()
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        self.flush()
+        shared = CollectorRegistry()
+        MultiProcessCollector(shared)
+        shared.register(_Outbox(self.store))
+        return generate_latest(shared)
+
+
+def _add_ms_counts(histogram: Histogram, counts: list[int]) -> None:
+    """Per-ms counts added to a histogram's own buckets (the ms bin's bucket, and the sum) in one
+    step per bin, not one ``observe`` per frame. The last bin (the cap and above) goes to +Inf
+    only, as in the single-worker exposition. Uses the histogram's bucket values, which
+    prometheus_client 0.26 (pinned) keeps as ``_buckets``/``_sum``; tests/test_metrics.py checks
+    the result against ``observe``."""
+    bounds = histogram._upper_bounds
+    for value_ms, count in enumerate(counts):
+        if count <= 0:
+            continue
+        value_s = value_ms / 1000
+        capped = value_ms == len(counts) - 1
+        index = len(bounds) - 1 if capped else next(i for i, bound in enumerate(bounds) if value_s <= bound)
+        histogram._buckets[index].inc(count)
+        histogram._sum.inc(value_s * count)
 
 
 def _seconds_histogram(name: str, documentation: str, histogram: MsHistogram,
@@ -94,12 +166,20 @@ class _ScrapeTime:
         self.calls, self.store = calls, store
 
     def collect(self):
-        yield GaugeMetricFamily("prosaas_calls_active", "Calls in progress on this worker.", value=self.calls.active)
-        yield _seconds_histogram("prosaas_eou_delay_seconds", "Caller's end of speech -> response.create sent.",
+        yield GaugeMetricFamily("prosaas_calls_active", ACTIVE_HELP, value=self.calls.active)
+        yield _seconds_histogram("prosaas_eou_delay_seconds", EOU_HELP,
                                  self.calls.eou_to_create, tuple(round(s * 1000) for s in LATENCY_BUCKETS_S))
-        yield _seconds_histogram("prosaas_tx_lateness_seconds",
-                                 "How late each outbound audio message left after its pacing deadline.",
-                                 self.calls.tx_lateness, LATENESS_BUCKETS_MS)
+        yield _seconds_histogram("prosaas_tx_lateness_seconds", TX_HELP, self.calls.tx_lateness, LATENESS_BUCKETS_MS)
+        yield from _Outbox(self.store).collect()
+
+
+class _Outbox:
+    """The outbox gauges, from the shared database (one query)."""
+
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
+
+    def collect(self):
         if self.store is not None:
             pending, oldest = self.store.outbox_pending()
             age_s = 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())

@@ -7,8 +7,10 @@ interface (README "Configuration"); turn-taking thresholds are ``TURN_<FIELD>`` 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from server.core.turn_config import TurnConfig
 
@@ -29,6 +31,7 @@ DEFAULT_REFUSAL_MESSAGE = "מצטערים, המספר שחייגתם אינו פ
 UNKNOWN_NUMBER_POLICIES = ("default", "refuse")
 DEFAULT_GOODBYE = "Say a short, polite goodbye in Hebrew and thank the caller. Do not ask anything."
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_TWILIO_API_BASE_URL = "https://api.twilio.com"
 
 
 class SettingsError(ValueError):
@@ -90,6 +93,15 @@ class Settings:
     metrics_token: Secret = Secret("")
     """Bearer token /metrics requires; empty leaves it open (it holds no personal data)."""
     outbox_worker: bool = True
+    outbox_idle_poll_ms: int = 30000
+    """How often an idle delivery worker looks for leads another instance left undelivered."""
+    max_request_body_bytes: int = 64 * 1024
+    """Largest HTTP request body accepted; a larger one gets 413 and its connection closed unread
+    (``server.body_limit``). Twilio's webhooks are a few KB."""
+    twilio_account_sid: str = ""
+    """Account SID (``AC`` + 32 hex) for Twilio's REST API (end or redirect calls, SMS); empty: none."""
+    twilio_api_base_url: str = DEFAULT_TWILIO_API_BASE_URL
+    """Base URL of Twilio's REST API (the simulator's on loopback)."""
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -166,6 +178,15 @@ class Settings:
         if database_url and "://" not in database_url:
             problems.append(f"DATABASE_URL={database_url!r} is not a database URL (e.g. sqlite:///data/prosaas.sqlite3 "
                             "or postgresql+psycopg://user:pass@host/db)")
+        account_sid = get("TWILIO_ACCOUNT_SID")
+        if account_sid and not re.fullmatch(r"AC[0-9a-fA-F]{32}", account_sid):
+            problems.append(f"TWILIO_ACCOUNT_SID={account_sid!r} is not an account SID (AC and 32 hex digits)")
+        if account_sid and not get("TWILIO_AUTH_TOKEN"):
+            problems.append("TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: Twilio's REST API needs both")
+        api_base = get("TWILIO_API_BASE_URL", DEFAULT_TWILIO_API_BASE_URL).rstrip("/")
+        api_parts = urlsplit(api_base)
+        if api_parts.scheme not in ("http", "https") or not api_parts.netloc or api_parts.path or api_parts.query:
+            problems.append(f"TWILIO_API_BASE_URL={api_base!r} must be http(s)://host[:port], without a path")
         settings = cls(
             openai_api_key=Secret(api_key), openai_realtime_url=url,
             openai_realtime_model=get("OPENAI_REALTIME_MODEL", "gpt-realtime"),
@@ -186,7 +207,10 @@ class Settings:
             unknown_number_policy=choice("UNKNOWN_NUMBER_POLICY", "default", UNKNOWN_NUMBER_POLICIES),
             refusal_message=get("UNKNOWN_NUMBER_MESSAGE") or DEFAULT_REFUSAL_MESSAGE,
             admin_token=Secret(get("ADMIN_TOKEN")), metrics_token=Secret(get("METRICS_TOKEN")),
-            outbox_worker=switch("OUTBOX_WORKER", "on"))
+            twilio_account_sid=account_sid, twilio_api_base_url=api_base,
+            outbox_worker=switch("OUTBOX_WORKER", "on"),
+            outbox_idle_poll_ms=integer("OUTBOX_IDLE_POLL_MS", 30000, 200, 3_600_000),
+            max_request_body_bytes=integer("MAX_REQUEST_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024))
         if problems:
             raise SettingsError(problems)
         return settings

@@ -4,6 +4,11 @@
 receiver for the leads, the real server as a subprocess (with its own SQLite file next to the log) exactly as deployed (``gunicorn -k eventlet -w 1 server.app:app``, or
 another worker class for the gevent proof), and places calls with ``TwilioCaller``. The demo, the
 end-to-end tests and the benchmark all use it.
+
+With ``twilio_rest=True`` it also starts Twilio's REST API simulator (``sim.twilio_rest``), gives the
+server ``TWILIO_ACCOUNT_SID`` and ``TWILIO_API_BASE_URL`` pointing at it, and the caller registers
+its call there and obeys the server's REST updates. Without it, those two variables are removed
+from the server's environment: a loopback server never reaches the real Twilio.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -23,12 +29,14 @@ from sim.realtime_server import RealtimeSimulator
 from sim.realtime_session import ReplyScript
 from sim.scenario import Scenario
 from sim.twilio_caller import CallRecord, TwilioCaller
+from sim.twilio_rest import TwilioRestSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTH_TOKEN = "sim-twilio-auth-token"
 SIM_API_KEY = "sk-simulated-key-0000"
 CRM_SECRET = "sim-crm-signing-secret"
 ADMIN_TOKEN = "sim-admin-token"
+SIM_ACCOUNT_SID = "AC" + "5a" * 16
 BUSINESSES_FILE = ROOT / "config" / "businesses.toml"
 
 
@@ -42,10 +50,12 @@ class LoopbackCall:
     def __init__(self, scenario: Scenario, log_path: Path, env: dict[str, str] | None = None,
                  use_simulator: bool = True, worker_class: str = "eventlet", realtime_faults: dict | None = None,
                  graceful_timeout_s: int = 5, crm: CrmReceiver | None = None,
-                 database_path: Path | None = None) -> None:
+                 database_path: Path | None = None, twilio_rest: bool = False, dial_outcome: str = "answered") -> None:
         """``realtime_faults``: keyword switches of ``RealtimeSimulator`` (reject_status, handshake_delay_ms).
         ``crm``: a receiver to deliver leads to (one is started when not given). ``database_path``:
-        an existing database to start on (a restarted server); by default a fresh one next to the log."""
+        an existing database to start on (a restarted server); by default a fresh one next to the log.
+        ``twilio_rest``: start the Twilio REST simulator (``self.twilio_rest``) and point the server
+        at it. ``dial_outcome``: what a person the call ``<Dial>``s does (answered, no-answer, busy)."""
         self.realtime_faults = realtime_faults or {}
         self.graceful_timeout_s = graceful_timeout_s
         self.scenario = scenario
@@ -59,6 +69,9 @@ class LoopbackCall:
         self.crm = crm
         self._own_crm = crm is None
         self.fresh_database = database_path is None
+        self.use_twilio_rest = twilio_rest
+        self.twilio_rest: TwilioRestSimulator | None = None
+        self.dial_outcome = dial_outcome
         self.db_path = database_path or log_path.parent / f"{log_path.stem}.sqlite3"
 
     @property
@@ -73,7 +86,11 @@ class LoopbackCall:
         self.stop()
 
     def start(self, boot_timeout_s: float = 30.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TURN_")}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("TURN_") and k not in ("TWILIO_ACCOUNT_SID", "TWILIO_API_BASE_URL")}
+        if self.use_twilio_rest:
+            self.twilio_rest = TwilioRestSimulator(SIM_ACCOUNT_SID, AUTH_TOKEN).start()
+            env.update(TWILIO_ACCOUNT_SID=SIM_ACCOUNT_SID, TWILIO_API_BASE_URL=self.twilio_rest.base_url)
         if self.use_simulator:
             self.realtime = RealtimeSimulator(ReplyScript.from_scenario_replies(self.scenario.replies),
                                               self.scenario.first_audio_delay_ms, speedup=self.scenario.speedup,
@@ -116,11 +133,18 @@ class LoopbackCall:
         raise RuntimeError(f"server did not answer /healthz within {boot_timeout_s:.0f}s; see {self.log_path}")
 
     def health(self) -> dict:
-        with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as resp:
-            return json.loads(resp.read())
+        """/healthz's JSON, also while draining (its 503 takes the server out of a load balancer)."""
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503:
+                raise
+            return json.loads(exc.read())
 
     def call(self, on_event=None, max_duration_s: float = 120.0) -> CallRecord:
-        caller = TwilioCaller(self.base_url, self.scenario, AUTH_TOKEN, on_event=on_event)
+        caller = TwilioCaller(self.base_url, self.scenario, AUTH_TOKEN, on_event=on_event, rest=self.twilio_rest,
+                              dial_outcome=self.dial_outcome)
         return caller.run(max_duration_s)
 
     def wait_idle(self, timeout_s: float = 5.0) -> dict:
@@ -152,6 +176,8 @@ class LoopbackCall:
                 self.server.wait()
         if self.realtime is not None:
             self.realtime.stop()
+        if self.twilio_rest is not None:
+            self.twilio_rest.stop()
         if self.crm is not None and self._own_crm:
             self.crm.stop()
 

@@ -8,6 +8,7 @@ SQLAlchemy URL for psycopg 3; ``new_database()`` makes an empty database and ret
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
@@ -16,7 +17,17 @@ import tempfile
 import uuid
 from pathlib import Path
 
-INITDB, PG_CTL = shutil.which("initdb"), shutil.which("pg_ctl")
+
+def _server_binary(name: str) -> str | None:
+    """On PATH, or where Debian's postgresql package puts it (not on PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+INITDB, PG_CTL = _server_binary("initdb"), _server_binary("pg_ctl")
 
 
 def available() -> bool:

@@ -111,7 +111,7 @@ class RealtimeSimulator:
                 "message": "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."}})
             ws.close(reason=4000, message="invalid_request_error.beta_api_shape_disabled")
             return
-        session = RealtimeSession(send, self.script, self.counters, self.first_audio_delay_ms,
+        session = RealtimeSession(send, self.script.fork(), self.counters, self.first_audio_delay_ms,
                                   self.delta_ms, self.speedup, fail_codes=self.fail_responses)
         self.fail_responses = {}
         self.sessions.append(session)

@@ -73,6 +73,15 @@ class ReplyScript:
     def from_clips(cls, names: list[str], fallback: str | None = "ai_fallback") -> "ReplyScript":
         return cls.from_scenario_replies(names, fallback)
 
+    def fork(self) -> "ReplyScript":
+        """The script for one new session, from its start: calls at once each get their own
+        conversation (one cursor shared by all sessions made concurrent calls take each other's replies)."""
+        return ReplyScript(self.replies, self.fallback)
+
+    def skip(self) -> None:
+        """A reply this conversation already had (replayed into a new session after a reconnect)."""
+        self._next = min(self._next + 1, len(self.replies))
+
     def next_reply(self) -> Reply | None:
         if self._next < len(self.replies):
             self._next += 1
@@ -329,6 +338,8 @@ class RealtimeSession:
                 return
             with self._lock:
                 self.counters.tool_outputs.append((call_id, str(item.get("output", ""))))
+        elif item.get("type") == "message" and item.get("role") in ("assistant", "system"):
+            self.script.skip()        # history replayed after a reconnect: an answer (or tool answer) already given
         item.setdefault("id", _new_id("item"))
         item.setdefault("object", "realtime.item")
         item.setdefault("status", "completed")

@@ -60,3 +60,91 @@ def test_an_ended_call_becomes_counters_and_histograms():
     assert got[("prosaas_tx_lateness_seconds_bucket", (("le", "0.1"),))] == 5
     assert got[("prosaas_tx_lateness_seconds_bucket", (("le", "+Inf"),))] == 6
     assert got[("prosaas_tx_lateness_seconds_count", ())] == 6
+
+
+# --- several workers: prometheus_client's multiprocess mode ------------------------------------
+
+WORKER = """
+import sys
+from server.call_registry import CallRegistry
+from server.core.call_core import CallStats
+from server.metrics import CallMetrics
+calls = CallRegistry()
+metrics = CallMetrics(calls, store=None)
+assert metrics.multiprocess
+calls.active = int(sys.argv[1])
+for ms in map(int, sys.argv[2].split(",")):
+    calls.tx_lateness.add(ms)
+calls.eou_to_create.add(300)
+metrics.call_ended("lead_captured", CallStats(played_latencies_ms=[700]))
+metrics.flush()
+metrics.flush()                       # a second flush adds nothing: only what changed since the last
+print("ok")
+"""
+
+SCRAPE = """
+import os, sys
+from prometheus_client import multiprocess
+from server.call_registry import CallRegistry
+from server.metrics import CallMetrics
+for pid in sys.argv[1:]:
+    multiprocess.mark_process_dead(int(pid))
+sys.stdout.write(CallMetrics(CallRegistry(), store=None).exposition().decode())
+"""
+
+
+def test_several_workers_add_up_in_multiprocess_mode(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": root, "PATH": "/usr/bin:/bin"}
+
+    def run(code: str, *args: str) -> subprocess.CompletedProcess:
+        out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
+                             timeout=60, cwd=root)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out
+
+    first = subprocess.Popen([sys.executable, "-c", WORKER, "2", "1,3,30"], env=env, cwd=root,
+                             stdout=subprocess.PIPE, text=True)
+    assert first.communicate(timeout=60)[0].strip() == "ok"
+    second = subprocess.Popen([sys.executable, "-c", WORKER, "1", "2,250,400"], env=env, cwd=root,
+                              stdout=subprocess.PIPE, text=True)
+    assert second.communicate(timeout=60)[0].strip() == "ok"
+    both = samples(run(SCRAPE).stdout)
+    assert both[("prosaas_calls_total", (("outcome", "lead_captured"),))] == 2
+    assert both[("prosaas_calls_active", ())] == 3                      # 2 + 1, while both live
+    assert both[("prosaas_tx_lateness_seconds_count", ())] == 6
+    assert both[("prosaas_tx_lateness_seconds_bucket", (("le", "0.002"),))] == 2      # 1 and 2 ms
+    assert both[("prosaas_tx_lateness_seconds_bucket", (("le", "0.05"),))] == 4       # and 3, 30 ms
+    assert both[("prosaas_tx_lateness_seconds_bucket", (("le", "0.25"),))] == 4       # the cap (250+) is above
+    assert both[("prosaas_tx_lateness_seconds_bucket", (("le", "+Inf"),))] == 6
+    assert abs(both[("prosaas_tx_lateness_seconds_sum", ())] - (1 + 3 + 30 + 2 + 250 + 250) / 1000) < 1e-9
+    assert both[("prosaas_eou_delay_seconds_count", ())] == 2
+    assert both[("prosaas_response_latency_seconds_count", ())] == 2
+    after = samples(run(SCRAPE, str(first.pid), str(second.pid)).stdout)
+    assert after[("prosaas_calls_active", ())] == 0                     # exited workers no longer count
+    assert after[("prosaas_calls_total", (("outcome", "lead_captured"),))] == 2
+
+
+def test_ms_counts_land_in_the_buckets_observe_would_use():
+    from prometheus_client import CollectorRegistry, Histogram
+    from server.metrics import _add_ms_counts
+    r = CollectorRegistry()
+    added = Histogram("added", "x", buckets=(0.001, 0.005, 0.02), registry=r)
+    observed = Histogram("observed", "x", buckets=(0.001, 0.005, 0.02), registry=r)
+    counts = [2, 1, 0, 0, 0, 3, 0, 1] + [0] * 20 + [4]
+    _add_ms_counts(added, counts)
+    for ms, count in enumerate(counts):
+        for _ in range(count):
+            observed.observe(ms / 1000)
+    got = samples(generate_latest_text(r))
+    for suffix, labels in (("_bucket", (("le", "0.001"),)), ("_bucket", (("le", "0.005"),)),
+                           ("_bucket", (("le", "0.02"),)), ("_bucket", (("le", "+Inf"),)), ("_count", ()), ("_sum", ())):
+        assert abs(got[("added" + suffix, labels)] - got[("observed" + suffix, labels)]) < 1e-9
+
+
+def generate_latest_text(registry) -> str:
+    from prometheus_client import generate_latest
+    return generate_latest(registry).decode()

@@ -58,10 +58,14 @@ def http_post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) 
 class OutboxWorker:
     def __init__(self, store: Store, environ: Mapping[str, str] | None = None,
                  post: Callable[[str, bytes, dict[str, str], float], int] = http_post,
-                 clock_s: Callable[[], float] = time.time, now: Callable[[], datetime] = utcnow) -> None:
+                 clock_s: Callable[[], float] = time.time, now: Callable[[], datetime] = utcnow,
+                 idle_poll_s: float = IDLE_POLL_S) -> None:
         """``post``, ``clock_s`` (signature timestamps) and ``now`` (UTC, scheduling) are injected so
-        the retry schedule can be tested on fake time."""
+        the retry schedule can be tested on fake time. ``idle_poll_s``: how often an idle worker looks
+        at the outbox for messages it was not woken for (those another instance queued and could not
+        deliver, e.g. one stopped on SIGTERM)."""
         self.store = store
+        self.idle_poll_s = idle_poll_s
         self.environ = os.environ if environ is None else environ
         self.post = post
         self.clock_s = clock_s
@@ -92,8 +96,8 @@ class OutboxWorker:
     def _seconds_until_next_due(self) -> float:
         due = self.store.next_due_at()
         if due is None:
-            return IDLE_POLL_S
-        return max(0.05, min(IDLE_POLL_S, (due - self.now()).total_seconds()))
+            return self.idle_poll_s
+        return max(0.05, min(self.idle_poll_s, (due - self.now()).total_seconds()))
 
     def run_once(self) -> int:
         """Deliver every message that is due now; returns how many were delivered."""

@@ -1,9 +1,10 @@
 """The store: every database read and write of the server, as short transactions.
 
 ``Store(url)`` opens SQLAlchemy 2 on ``DATABASE_URL`` (SQLite file by default; a Postgres URL
-works unchanged) and ``create_schema`` makes the tables (on start, or ``python -m server.storage
-init``). A lead and its outbox message are written in ONE transaction, so a committed lead always
-has its delivery pending and a crash between the two cannot lose it. Outbox messages are claimed
+works unchanged) and ``create_schema`` brings the database to this code's schema through the
+migrations of ``server/storage/migrations`` (on start, or ``python -m server.storage upgrade``).
+A lead and its outbox message are written in ONE transaction, so a committed lead always has its
+delivery pending and a crash between the two cannot lose it. Outbox messages are claimed
 with a conditional UPDATE (a lease), so two worker processes never deliver the same message at
 the same time; the receiver dedupes retries on the delivery id.
 
@@ -26,7 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.business.profiles import BusinessProfile, Profiles
 from server.leads.capture import LeadSnapshot
-from server.storage.models import Base, Business, Call, Lead, OutboxMessage, utcnow
+from server.storage.migrations import UpgradeResult, upgrade_on_start, upgrade_to_head
+from server.storage.models import Business, Call, Lead, OutboxMessage, utcnow
 
 DEFAULT_URL = "sqlite:///" + str(Path(__file__).resolve().parents[2] / "data" / "prosaas.sqlite3")
 
@@ -63,8 +65,16 @@ class Store:
             _sqlite_pragmas(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
-    def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+    def create_schema(self) -> UpgradeResult:
+        """Bring the database to this code's schema: an empty one is created at head, the previous
+        release's (no version table) is stamped and upgraded, one at head is left alone (under a
+        millisecond); one newer than this code raises ``SchemaError`` and is not touched."""
+        return upgrade_to_head(self.engine)
+
+    def upgrade_on_start(self) -> UpgradeResult:
+        """``create_schema`` at the server's start: a database it cannot serve (newer, unreachable)
+        is one log line and exit status 3 (gunicorn: "worker failed to boot"), not a traceback."""
+        return upgrade_on_start(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -106,7 +116,8 @@ class Store:
                 row.stream_sid = stream_sid
 
     def call_ended(self, call_sid: str, outcome: str, hangup_reason: str, turns: int, responses: int,
-                   barge_ins: int, latencies_ms: list[int], transcript: list[tuple[str, str]]) -> None:
+                   barge_ins: int, latencies_ms: list[int], transcript: list[tuple[str, str]],
+                   timeline: dict | None = None) -> None:
         with self.session() as s, s.begin():
             row = s.scalar(select(Call).where(Call.call_sid == call_sid))
             if row is None:
@@ -117,6 +128,16 @@ class Store:
             row.latency_max_ms = max(latencies_ms) if latencies_ms else None
             row.latencies_json = json.dumps(latencies_ms)
             row.transcript_json = json.dumps(transcript, ensure_ascii=False)
+            if timeline is not None:
+                row.timeline_json = json.dumps(timeline, ensure_ascii=False, separators=(",", ":"))
+
+    def call_ending(self, call_sid: str) -> tuple[str, str | None, bool] | None:
+        """What the after-stream TwiML needs, from the shared record (any instance may be asked):
+        (outcome, hangup reason, ended), or None for a call no instance recorded."""
+        with self.session() as s:
+            row = s.execute(select(Call.outcome, Call.hangup_reason, Call.ended_at)
+                            .where(Call.call_sid == call_sid)).first()
+            return None if row is None else (row.outcome, row.hangup_reason, row.ended_at is not None)
 
     # --- leads and their delivery ---------------------------------------------------------------
 
@@ -210,6 +231,48 @@ class Store:
             return [_lead_dict(lead, call_sid, business, deliveries.get(lead.id, []))
                     for lead, call_sid, business in rows]
 
+    def list_calls(self, business_id: int | None = None, outcome: str | None = None, offset: int = 0,
+                   limit: int = 25) -> tuple[list[dict], int]:
+        """One page of calls, newest first, of one business and/or one outcome when given, and how
+        many calls match in all."""
+        where = ([Call.business_id == business_id] if business_id is not None else []) + \
+                ([Call.outcome == outcome] if outcome else [])
+        with self.session() as s:
+            total = s.scalar(select(func.count()).select_from(Call).where(*where))
+            rows = s.execute(select(Call, Business.name).outerjoin(Business, Call.business_id == Business.id)
+                             .where(*where).order_by(Call.started_at.desc(), Call.id.desc())
+                             .offset(max(0, offset)).limit(max(0, limit))).all()
+            return [_call_dict(c, name) for c, name in rows], int(total or 0)
+
+    def businesses(self) -> list[dict]:
+        """Every business ever listed (inactive ones too: their calls stay), by name."""
+        with self.session() as s:
+            return [{"id": b.id, "name": b.name, "number": b.number, "active": b.active}
+                    for b in s.scalars(select(Business).order_by(Business.name, Business.id))]
+
+    def call_outcomes(self) -> list[str]:
+        """The outcomes the stored calls have, sorted."""
+        with self.session() as s:
+            return sorted(s.scalars(select(Call.outcome).distinct()))
+
+    def call_detail(self, call_sid: str) -> dict | None:
+        """One call with its transcript, its lead and the lead's deliveries, and its timeline
+        (parsed; None when none was recorded or it cannot be read); None for an unknown call."""
+        with self.session() as s:
+            found = s.execute(select(Call, Business.name).outerjoin(Business, Call.business_id == Business.id)
+                              .where(Call.call_sid == call_sid)).first()
+            if found is None:
+                return None
+            call, business = found
+            lead = s.scalar(select(Lead).where(Lead.call_id == call.id))
+            deliveries = [] if lead is None else s.scalars(
+                select(OutboxMessage).where(OutboxMessage.lead_id == lead.id).order_by(OutboxMessage.id)).all()
+            summary = _call_dict(call, business)
+            summary.update(stream_sid=call.stream_sid, latencies_ms=json.loads(call.latencies_json or "[]"))
+            return {"call": summary, "transcript": summary["transcript"],
+                    "lead": None if lead is None else _lead_dict(lead, call_sid, business, deliveries),
+                    "timeline": _parse_timeline(call.timeline_json)}
+
     def outbox_pending(self) -> tuple[int, datetime | None]:
         """Messages waiting for delivery, and when the oldest of them was queued (UTC)."""
         with self.session() as s:
@@ -242,3 +305,13 @@ def _lead_dict(lead: Lead, call_sid: str, business: str | None, deliveries: Iter
             "sources": json.loads(lead.sources_json or "{}"), "created_at": _iso(lead.created_at),
             "deliveries": [{"delivery_id": d.delivery_id, "status": d.status, "attempts": d.attempts,
                             "last_error": d.last_error, "delivered_at": _iso(d.delivered_at)} for d in deliveries]}
+
+
+def _parse_timeline(text: str | None) -> dict | None:
+    if not text:
+        return None
+    try:
+        timeline = json.loads(text)
+    except ValueError:
+        return None
+    return timeline if isinstance(timeline, dict) else None

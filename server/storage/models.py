@@ -54,6 +54,8 @@ class Call(Base):
     """End of the caller's speech -> first AI audio, per answered turn (ms)."""
     transcript_json: Mapped[str] = mapped_column(Text, default="[]")
     """[[role, text], ...] in order."""
+    timeline_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The call's timeline (``server/core/timeline.py``): spans and events per lane, written at the end."""
 
 
 class Lead(Base):
