@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.3)
             counters = call.realtime.counters if call.realtime else None
             records = call.records()
+            timeline_svg = call.admin_bytes(f"calls/{record.call_sid}/timeline.svg")
+            metrics_text = call.metrics()
     except (RuntimeError, OSError) as exc:
         stop.set()
         print(f"\n❌ the call could not run: {exc}", file=sys.stderr)
@@ -111,6 +113,16 @@ def main(argv: list[str] | None = None) -> int:
               f"→ CRM: {deliveries}")
     if not records["leads"]:
         print("  no lead stored")
+    timeline_path, metrics_path = run_dir / "timeline.svg", run_dir / "metrics.prom"
+    timeline_path.write_bytes(timeline_svg)
+    metrics_path.write_text(metrics_text, encoding="utf-8")
+    print(f"\n  timeline picture of the call: {timeline_path}")
+    print(f"    (the admin page /admin/calls/{record.call_sid} shows it; open the file in a browser)")
+    print(f"  /metrics after the call: {metrics_path}")
+    for line in metrics_text.splitlines():
+        if line.startswith(("prosaas_calls_total", "prosaas_leads_total", "prosaas_eou_delay_seconds_count",
+                            "prosaas_response_latency_seconds_sum", "prosaas_input_audio_seconds_total")):
+            print(f"    {line}")
     (run_dir / "summary.json").write_text(json.dumps(
         {"scenario": sc.name, **numbers, "leads": records["leads"], "verdict": [c.__dict__ for c in verdict]}, ensure_ascii=False, indent=1))
     ok = all(c.passed for c in verdict)

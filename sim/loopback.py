@@ -198,10 +198,14 @@ class LoopbackCall:
                 "crm_attempts": self.crm.attempts if self.crm else 0}
 
     def admin(self, what: str) -> dict:
+        return json.loads(self.admin_bytes(what))
+
+    def admin_bytes(self, what: str) -> bytes:
+        """An admin route's body, with the bearer token scripts use (e.g. ``calls/<sid>/timeline.svg``)."""
         request = urllib.request.Request(f"{self.base_url}/admin/{what}",
                                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         with urllib.request.urlopen(request, timeout=5) as resp:
-            return json.loads(resp.read())
+            return resp.read()
 
     def metrics(self) -> str:
         """The server's ``/metrics`` exposition (open: the loopback server sets no METRICS_TOKEN)."""

@@ -15,12 +15,16 @@ class Finished:
         self.crm_received: list[dict] = []
         self.crm_attempts = 0
         self.metrics = ""
+        self.detail: dict = {}
+        self.timeline_svg = b""
 
     def read_records(self, loop: LoopbackCall) -> None:
         found = loop.records()
         self.leads, self.outbox, self.calls = found["leads"], found["outbox"], found["calls"]
         self.crm_received, self.crm_attempts = found["crm_received"], found["crm_attempts"]
         self.metrics = loop.metrics()
+        self.detail = loop.store().call_detail(self.record.call_sid) or {}
+        self.timeline_svg = loop.admin_bytes(f"calls/{self.record.call_sid}/timeline.svg")
 
     def log_failures(self, expect: str) -> list[str]:
         """The operators' log check for one acceptance call, as readable failures."""

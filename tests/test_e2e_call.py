@@ -134,3 +134,29 @@ def test_the_tool_answer_precedes_its_one_follow_up_response(echo_call):
 def json_status(output: str) -> str:
     import json
     return json.loads(output)["status"]
+
+
+def test_the_calls_timeline_is_stored_and_drawn_lane_by_lane(echo_call):
+    """The real call's timeline, as stored with it, and the admin picture of it (one element per item)."""
+    import xml.etree.ElementTree as ET
+    from collections import Counter
+    timeline = echo_call.detail["timeline"]
+    spans, events = timeline["spans"], timeline["events"]
+    kinds = Counter((s["lane"], s["kind"]) for s in spans) + Counter((e["lane"], e["kind"]) for e in events)
+    call = echo_call.calls[0]
+    assert kinds[("caller", "end_of_utterance")] == call["turns"] == 3
+    assert kinds[("caller", "speech")] >= 3 and kinds[("gate", "forwarded")] >= 3
+    assert kinds[("model", "response")] == kinds[("model", "response.create")] == echo_call.counters.responses_created
+    assert kinds[("model", "tool_call")] == 1 and kinds[("playout", "ai_audio")] >= 4
+    assert [e["label"] for e in events if e["kind"] == "hangup"] == ["lead_captured"]
+    answered = [x for x in timeline["latencies"] if "first_audio_ms" in x]
+    assert len(answered) == 3 and all(x["eou_ms"] < x["create_ms"] < x["first_audio_ms"] for x in answered)
+    heard = [v for v in echo_call.record.response_latencies_ms() if v is not None]     # the caller's own clock
+    drawn_ms = [x["first_audio_ms"] - x["eou_ms"] for x in answered]
+    assert len(heard) == 3 and all(abs(d - h) <= 150 for d, h in zip(drawn_ms, heard)), (drawn_ms, heard)
+    assert timeline["duration_ms"] >= max(s["to_ms"] for s in spans) and timeline["dropped"] == 0
+    drawn = Counter((g.get("data-lane"), g.get("data-kind"))
+                    for g in ET.fromstring(echo_call.timeline_svg).iter("{http://www.w3.org/2000/svg}g")
+                    if g.get("data-kind") and g.get("data-lane") != "latency")
+    assert drawn == kinds
+
