@@ -38,12 +38,12 @@ def _label(template: str) -> Callable[[dict], str]:
 
 NOTE_EVENTS: dict[str, tuple[str, str, Callable[[dict], str]]] = {
     # note code: (lane, kind, label from the note's fields)
-    'utterance_triggering': ("caller", "end_of_utterance", _label("{dur} ms")),
+    'utterance_triggering': ("caller", "end_of_utterance", _label("after {dur} ms of speech")),
     'utterance_vetoed': ("caller", "not_speech", _label("steady sound")),
     'barge_in': ("caller", "barge_in", _label("{sound_ms} ms")),
     'backchannel': ("caller", "backchannel", _label("{sound_ms} ms")),
     'echo_gate_opened': ("gate", "opened", _label("")),
-    'utterance_echo_blocked': ("gate", "blocked_utterance", _label("")),
+    'utterance_echo_blocked': ("gate", "blocked_utterance", _label("echo: no answer")),
     'hold_armed': ("gate", "hold", _label("")),
     'hold_released': ("gate", "release", _label("{silence_ms} ms quiet")),
     'hold_resumed': ("gate", "resumed", _label("caller went on")),
