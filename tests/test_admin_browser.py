@@ -119,3 +119,32 @@ def test_sign_in_follow_a_call_and_see_its_timeline(chromium, server, tmp_path):
         assert any(u.endswith("/timeline.svg") for u in requested)
         assert not [u for u in requested if ADMIN in u]         # the token was typed, never in a URL
         page.screenshot(tmp_path / "call_page.png")
+
+
+def test_a_real_calls_page_shows_its_timeline(chromium, tmp_path):
+    """A whole simulated call on the real server (gunicorn, simulators), then its admin page in the
+    browser: the picture drawn from what the call really recorded, element for element."""
+    from sim import scenario as scenario_mod
+    from sim.loopback import ADMIN_TOKEN, LoopbackCall
+    with LoopbackCall(scenario_mod.load("two_turns"), tmp_path / "server.log") as loop:
+        record = loop.call(max_duration_s=60)
+        loop.wait_idle(timeout_s=5)
+        stored = loop.store().call_detail(record.call_sid)["timeline"]
+        with Browser(chromium) as browser:
+            page = browser.new_page()
+            page.goto(loop.base_url + "/admin")
+            page.type_into("input[name=token]", ADMIN_TOKEN)
+            assert page.click_and_wait_load("form button[type=submit]") == loop.base_url + "/admin"
+            assert page.click_and_wait_load("#calls a.call-link") == f"{loop.base_url}/admin/calls/{record.call_sid}"
+            page.wait_for("document.querySelector('img#timeline').complete")
+            assert page.evaluate("document.querySelector('img#timeline').naturalWidth") > 0
+            picture = page.evaluate(PARSE_PICTURE, await_promise=True)
+    items = [i for i in picture["items"] if i["lane"] != "latency"]
+    recorded = stored["spans"] + stored["events"]
+    assert picture["broken"] == 0 and len(items) == len(recorded) > 10
+    assert Counter((i["lane"], i["kind"]) for i in items) == Counter((s["lane"], s["kind"]) for s in recorded)
+    lanes = {i["lane"] for i in items}
+    assert {"caller", "gate", "model", "playout"} <= lanes
+    answered = [x for x in stored["latencies"] if "first_audio_ms" in x]
+    assert [(int(i["from"]), int(i["to"])) for i in picture["items"] if i["lane"] == "latency"] == \
+        [(x["eou_ms"], x["first_audio_ms"]) for x in answered]
