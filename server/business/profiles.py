@@ -10,19 +10,47 @@ key (``businesses.toml: business #2 (+97235550200): 'services' must be a list of
 A ``[default]`` table answers numbers that are not listed, unless the unknown-number policy is
 ``refuse``; secrets never live in the file: ``crm_secret_env`` names the environment variable
 that holds the business's HMAC key.
+
+Each profile also says when the business is open (``timezone``, an ``[business.hours]`` table and
+``closed_dates``, read by ``server.business.hours``; no table means always open) and what the agent
+does about it: an ``after_hours_greeting`` and ``after_hours_instructions`` when closed, a
+``transfer_number`` the caller can be put through to (``transfer_when`` open hours, always or
+never; ring timeout, caller id and fallback), ``keypad`` digits the caller can press (``0`` a
+person, ``9`` repeat), an SMS to the caller when a lead is saved, and call recording with its
+retention. The decisions that need the time (``is_open``, ``transfer_allowed``) take the instant
+as an argument: the profile never reads a clock. Tables are stored as sorted pairs so the profile
+stays frozen and hashable; ``to_json`` writes them as JSON objects.
 """
 from __future__ import annotations
 
 import json
+import string
 import tomllib
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+from server.business.hours import DEFAULT_TIMEZONE, WEEK_ORDER, OpeningHours
 from server.leads.normalise import normalise_phone
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "config" / "businesses.toml"
 LANGUAGES = {"he": "Hebrew", "en": "English", "ar": "Arabic", "ru": "Russian"}
 LEAD_FIELDS = ("service", "city", "name", "phone", "notes")
+TRANSFER_WHEN = ("open_hours", "always", "never")
+TRANSFER_CALLER_IDS = ("business", "caller")
+TRANSFER_FALLBACKS = ("agent", "voicemail")
+KEYPAD_DIGITS = "0123456789*#"
+KEYPAD_ACTIONS = ("person", "repeat")
+SMS_PLACEHOLDERS = ("business", "service", "city")
+DEFAULT_KEYPAD = (("0", "person"), ("9", "repeat"))
+DEFAULT_AFTER_HOURS_GREETING = (
+    "Greet the caller briefly in Hebrew: say this is the virtual assistant, that the business is closed now, "
+    "and that you will take their details so the business can call them back.")
+DEFAULT_AFTER_HOURS_INSTRUCTIONS = (
+    "The business is closed now. Speak Hebrew unless the caller speaks another language. Take the caller's "
+    "details: what they need, in which city, and their name; confirm the number to call back. Promise that "
+    "the business will call them back when it opens, without promising an exact time.")
+DEFAULT_SMS_TEXT = "תודה שפנית ל{business}! קיבלנו את פנייתך ({service}, {city}) ונחזור אליך בהקדם."
 
 
 class ProfileError(ValueError):
@@ -49,20 +77,78 @@ class BusinessProfile:
     crm_webhook_url: str | None = None
     crm_secret_env: str | None = None
     required_fields: tuple[str, ...] = ("service", "city", "phone")
+    timezone: str = DEFAULT_TIMEZONE
+    """IANA name of the zone the opening hours are written in."""
+    hours: tuple[tuple[str, str], ...] = ()
+    """(day, ranges) pairs, Sunday first, e.g. ("fri", "08:00-13:00"); ranges may be "closed".
+    Empty: open around the clock. Days left out of a non-empty table are closed."""
+    closed_dates: tuple[str, ...] = ()
+    """Local dates the business is closed (ISO, sorted)."""
+    after_hours_greeting: str = DEFAULT_AFTER_HOURS_GREETING
+    after_hours_instructions: str = DEFAULT_AFTER_HOURS_INSTRUCTIONS
+    transfer_number: str = ""
+    """E.164 number a caller can be put through to; empty: no transfers."""
+    transfer_when: str = "open_hours"
+    """open_hours | always | never."""
+    transfer_ring_timeout_s: int = 20
+    """How long the transfer number rings before the fallback (Twilio's <Dial timeout> is in seconds)."""
+    transfer_caller_id: str = "business"
+    """business: the transfer shows the called number; caller: the caller's own number."""
+    transfer_fallback: str = "agent"
+    """What happens when nobody answers: agent (back to the assistant) | voicemail."""
+    keypad: tuple[tuple[str, str], ...] = DEFAULT_KEYPAD
+    """(digit, action) pairs sorted by digit; actions: person | repeat."""
+    sms_on_lead: bool = False
+    sms_text: str = DEFAULT_SMS_TEXT
+    """The SMS sent to the caller when a lead is saved: {business}, {service} and {city} are filled in."""
+    recording: bool = False
+    recording_retention_days: int = 30
 
     @property
     def is_default(self) -> bool:
         return not self.number
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+        raw = asdict(self)
+        raw["hours"], raw["keypad"] = dict(self.hours), dict(self.keypad)
+        return json.dumps(raw, ensure_ascii=False, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "BusinessProfile":
+        """A profile stored by this release or an older one (keys it lacks take their defaults)."""
         raw = json.loads(text)
-        for key in ("services", "cities", "required_fields"):
-            raw[key] = tuple(raw.get(key) or ())
+        for key in ("services", "cities", "required_fields", "closed_dates"):
+            if key in raw:
+                raw[key] = tuple(raw[key] or ())
+        if "hours" in raw:
+            hours = raw["hours"] or {}
+            raw["hours"] = tuple((day, hours[day]) for day in WEEK_ORDER if day in hours)
+        if "keypad" in raw:
+            raw["keypad"] = tuple(sorted((raw["keypad"] or {}).items()))
         return cls(**raw)
+
+    # --- opening hours, transfers, keypad, SMS ---------------------------------------------------
+
+    def opening_hours(self) -> OpeningHours:
+        hours, problems = OpeningHours.parse(dict(self.hours), self.timezone, list(self.closed_dates))
+        if hours is None:
+            raise ValueError(f"profile {self.number or '[default]'}: " + "; ".join(problems))
+        return hours
+
+    def is_open(self, now_utc: datetime) -> bool:
+        return self.opening_hours().is_open(now_utc)
+
+    def transfer_allowed(self, now_utc: datetime) -> bool:
+        """Whether the caller may be put through to a person at this instant."""
+        if not self.transfer_number or self.transfer_when == "never":
+            return False
+        return self.transfer_when == "always" or self.is_open(now_utc)
+
+    def keypad_action(self, digit: str) -> str | None:
+        return dict(self.keypad).get(digit)
+
+    def sms_for(self, service: str, city: str) -> str:
+        return self.sms_text.format(business=self.name, service=service, city=city)
 
 
 @dataclass(frozen=True)
@@ -87,7 +173,10 @@ _BUILTIN_DEFAULT = BusinessProfile(
     instructions="Take a message: what the caller needs, in which city, and their name.")
 
 _KEYS = {"number", "name", "language", "voice", "greeting", "instructions", "services", "cities",
-         "silence_timeout_ms", "max_silence_warnings", "crm_webhook_url", "crm_secret_env", "required_fields"}
+         "silence_timeout_ms", "max_silence_warnings", "crm_webhook_url", "crm_secret_env", "required_fields",
+         "timezone", "hours", "closed_dates", "after_hours_greeting", "after_hours_instructions",
+         "transfer_number", "transfer_when", "transfer_ring_timeout_s", "transfer_caller_id", "transfer_fallback",
+         "keypad", "sms_on_lead", "sms_text", "recording", "recording_retention_days"}
 
 
 def _profile(raw: object, where: str, problems: list[str], default: bool) -> BusinessProfile | None:
@@ -116,13 +205,27 @@ def _profile(raw: object, where: str, problems: list[str], default: bool) -> Bus
             return ()
         return tuple(v.strip() for v in value)
 
-    def integer(key: str, low: int, high: int) -> int | None:
+    def integer(key: str, low: int, high: int, default: int | None = None) -> int | None:
         value = raw.get(key)
         if value is None:
-            return None
+            return default
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             problems.append(f"{where}: {key!r} must be an integer in [{low}, {high}]")
-            return None
+            return default
+        return value
+
+    def choice(key: str, options: tuple[str, ...]) -> str:
+        value = raw.get(key, options[0])
+        if value not in options:
+            problems.append(f"{where}: {key!r} {value!r} must be one of {', '.join(options)}")
+            return options[0]
+        return value
+
+    def flag(key: str) -> bool:
+        value = raw.get(key, False)
+        if not isinstance(value, bool):
+            problems.append(f"{where}: {key!r} must be true or false")
+            return False
         return value
 
     number = ""
@@ -141,14 +244,74 @@ def _profile(raw: object, where: str, problems: list[str], default: bool) -> Bus
     url = text("crm_webhook_url")
     if url and not url.startswith(("http://", "https://")):
         problems.append(f"{where}: 'crm_webhook_url' must start with http:// or https://")
-    profile = BusinessProfile(
+    known = dict(
         number=number, name=text("name", required=True) or "", language=language, voice=text("voice"),
         greeting=text("greeting") or "", instructions=text("instructions") or "",
         services=strings("services"), cities=strings("cities"),
         silence_timeout_ms=integer("silence_timeout_ms", 1000, 600_000),
         max_silence_warnings=integer("max_silence_warnings", 0, 10),
         crm_webhook_url=url, crm_secret_env=text("crm_secret_env"), required_fields=required)
+    hours, hour_problems = OpeningHours.parse(raw.get("hours"), raw.get("timezone", DEFAULT_TIMEZONE),
+                                              raw.get("closed_dates"))
+    problems.extend(f"{where}: {problem}" for problem in hour_problems)
+    transfer = _transfer_number(text("transfer_number") or "", number, where, problems)
+    profile = BusinessProfile(
+        **known,
+        timezone=hours.timezone if hours else DEFAULT_TIMEZONE,
+        hours=tuple(hours.table().items()) if hours else (),
+        closed_dates=tuple(sorted(d.isoformat() for d in hours.closed_dates)) if hours else (),
+        after_hours_greeting=text("after_hours_greeting") or DEFAULT_AFTER_HOURS_GREETING,
+        after_hours_instructions=text("after_hours_instructions") or DEFAULT_AFTER_HOURS_INSTRUCTIONS,
+        transfer_number=transfer, transfer_when=choice("transfer_when", TRANSFER_WHEN),
+        transfer_ring_timeout_s=integer("transfer_ring_timeout_s", 5, 60, default=20),
+        transfer_caller_id=choice("transfer_caller_id", TRANSFER_CALLER_IDS),
+        transfer_fallback=choice("transfer_fallback", TRANSFER_FALLBACKS),
+        keypad=_keypad(raw.get("keypad"), where, problems),
+        sms_on_lead=flag("sms_on_lead"), sms_text=_sms_text(text("sms_text"), where, problems),
+        recording=flag("recording"),
+        recording_retention_days=integer("recording_retention_days", 1, 3650, default=30))
     return profile if len(problems) == bad else None
+
+
+def _transfer_number(raw: str, own: str, where: str, problems: list[str]) -> str:
+    if not raw:
+        return ""
+    number = normalise_phone(raw).value
+    if number is None:
+        problems.append(f"{where}: 'transfer_number' {raw!r} is not a phone number")
+        return ""
+    if number == own:       # the transfer would ring straight back into this line
+        problems.append(f"{where}: 'transfer_number' {number} is the business's own number")
+    return number
+
+
+def _keypad(raw: object, where: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return DEFAULT_KEYPAD
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: 'keypad' must be a table of digit = action ({{ 0 = \"person\" }})")
+        return DEFAULT_KEYPAD
+    for digit, action in raw.items():
+        if len(digit) != 1 or digit not in KEYPAD_DIGITS:
+            problems.append(f"{where}: 'keypad.{digit}': not a key of the keypad (0-9, * or #)")
+        elif action not in KEYPAD_ACTIONS:
+            problems.append(f"{where}: 'keypad.{digit}' {action!r} must be one of {', '.join(KEYPAD_ACTIONS)}")
+    return tuple(sorted((d, a) for d, a in raw.items() if isinstance(a, str)))
+
+
+def _sms_text(raw: str | None, where: str, problems: list[str]) -> str:
+    if raw is None:
+        return DEFAULT_SMS_TEXT
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(raw) if name is not None]
+    except ValueError as exc:
+        problems.append(f"{where}: 'sms_text' is not a valid template ({exc}); write a literal brace as {{{{ or }}}}")
+        return raw
+    for name in names:
+        if name not in SMS_PLACEHOLDERS:
+            known = ", ".join(f"{{{p}}}" for p in SMS_PLACEHOLDERS)
+            problems.append(f"{where}: 'sms_text' has an unknown placeholder {{{name}}} (known: {known})")
+    return raw
 
 
 def parse_profiles(text: str, source: str = "<string>") -> Profiles:
