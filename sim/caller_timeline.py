@@ -1,9 +1,11 @@
 """What the simulated caller says and sends, frame by frame: the scenario's timeline of steps and the
 phone line the frames go through.
 
-``Timeline`` turns the scenario's steps (``say``, pauses, silence, noise, waits for the AI, hangup)
-into one 20 ms frame of caller audio at a time and writes the ground truth of each turn into the
-caller's record; ``InboundAudio`` mixes that frame with what the caller heard, through the
+``Timeline`` turns the scenario's steps (``say``, pauses, silence, noise, waits for the AI, key
+presses, hangup) into one 20 ms frame of caller audio at a time and writes the ground truth of each
+turn into the caller's record; a ``press`` is one frame of silence (the key's tone is not in the
+audio) and a key the caller collects with ``take_presses`` and sends as ``dtmf`` before that frame;
+``InboundAudio`` mixes that frame with what the caller heard, through the
 scenario's ``PhoneLine`` (or the legacy noise + echo mix). Split from ``sim.twilio_caller``, which
 owns the sockets, the clock and the calls' control flow.
 """
@@ -84,7 +86,14 @@ class Timeline:
         self._pause_from_ms: int | None = None
         self._voices = voices_for(caller.scenario)
         self._said = {"utterance": 0, "short": 0}
+        self._presses: list[str] = []
         self._advance(0)
+
+    def take_presses(self) -> list[str]:
+        """The keys pressed since the last call, in order: the caller sends each as a ``dtmf`` message
+        before the frame ``next_frame`` just returned."""
+        presses, self._presses = self._presses, []
+        return presses
 
     def _speech(self, step: Step) -> tuple[np.ndarray, int, int, str]:
         """(float PCM, first voiced ms, end of speech ms, text) of what this ``say`` says."""
@@ -127,6 +136,9 @@ class Timeline:
             if record.speech_ends_ms:                   # that speech did not end the turn
                 self._pause_from_ms = record.speech_ends_ms.pop()
             self.frames = [np.zeros(FRAME_BYTES)] * (step.duration_ms // FRAME_MS)
+        elif step.kind == "press":
+            self._presses.append(step.digit)
+            self.frames = [np.zeros(FRAME_BYTES)]
         elif step.kind == "silence_ms":
             self.frames = [np.zeros(FRAME_BYTES)] * (step.duration_ms // FRAME_MS)
         elif step.kind == "noise_ms":

@@ -39,7 +39,9 @@ AI must not be interrupted by it), ``silence_ms``, ``pause_ms`` (a thinking paus
 turn, the next ``say`` continues it; no AI audio may reach the caller inside it), ``noise_ms``
 (+ ``noise_dbfs``), ``wait_ai`` (until the AI spoke and went quiet; optional ``quiet_ms``, default
 600, and ``timeout_ms``, default 20000), ``wait_ai_audio`` (until AI audio is playing;
-``timeout_ms``), ``hangup``. The caller hangs up after
+``timeout_ms``), ``press`` (one key of the keypad, ``0``-``9``, ``*`` or ``#``: ``{ press = "0" }``
+sends Twilio's ``dtmf`` message on the stream and takes one 20 ms frame of silence, a key tone is
+not in the audio), ``hangup``. The caller hangs up after
 the last step in any case, unless the server hangs up first. ``[realtime] speedup`` (default 8)
 is how much faster than real time the model simulator sends its audio.
 
@@ -78,9 +80,10 @@ from pathlib import Path
 
 from sim import audio as sim_audio
 from sim import line_model
+from sim.twilio_wire import KEYPAD
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
-STEP_KINDS = ("say", "silence_ms", "pause_ms", "noise_ms", "wait_ai", "wait_ai_audio", "hangup")
+STEP_KINDS = ("say", "silence_ms", "pause_ms", "noise_ms", "wait_ai", "wait_ai_audio", "press", "hangup")
 
 
 class ScenarioError(ValueError):
@@ -97,6 +100,8 @@ class Step:
     timeout_ms: int = 20000
     backchannel: bool = False
     """A ``say`` that is a short sound over the AI («כן», «אהה»): not a turn, must not interrupt."""
+    digit: str = ""
+    """The key a ``press`` step presses: one of ``0``-``9``, ``*``, ``#``."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,14 @@ def _step(raw: dict, where: str) -> Step:
         if not isinstance(value, int) or value < 0:
             raise ScenarioError(f"{where}: {kind} must be a non-negative integer")
         return Step(kind, duration_ms=value, noise_dbfs=float(raw.get("noise_dbfs", -40.0)))
+    if kind == "press":
+        digit = raw["press"]
+        if not isinstance(digit, str) or len(digit) != 1 or digit not in KEYPAD:
+            raise ScenarioError(f"{where}: press must be one key of the keypad (0-9, * or #), got {digit!r}")
+        extra = sorted(set(raw) - {"press"})
+        if extra:
+            raise ScenarioError(f"{where}: a press step takes only the key, not {extra}")
+        return Step("press", digit=digit)
     if kind in ("wait_ai", "wait_ai_audio"):
         return Step(kind, quiet_ms=int(raw.get("quiet_ms", 600)), timeout_ms=int(raw.get("timeout_ms", 20000)))
     return Step("hangup")
@@ -234,9 +247,9 @@ def parse(text: str, source: str = "<string>") -> Scenario:
         raise ScenarioError(f"{source}: [realtime] replies must be a list")
     echo = caller.get("echo")
     expect = raw.get("expect", {})
-    unknown = sorted(set(expect) - {"lead", "service", "city", "delivered"}) if isinstance(expect, dict) else ["?"]
+    unknown = sorted(set(expect) - {"lead", "service", "city", "delivered", "transfer"}) if isinstance(expect, dict) else ["?"]
     if unknown:
-        raise ScenarioError(f"{source}: [expect] knows lead, service, city and delivered, not {unknown}")
+        raise ScenarioError(f"{source}: [expect] knows lead, service, city, delivered and transfer, not {unknown}")
     if expect.get("lead", "complete") not in ("complete", "partial", "none"):
         raise ScenarioError(f"{source}: [expect] lead must be complete, partial or none")
     return Scenario(

@@ -6,7 +6,9 @@ Behaves like Twilio's side of a bidirectional ``<Connect><Stream>``:
   opens the ``<Stream url>`` with the signature over the ``ws(s)://host/path`` and no params;
 * sends ``connected``, ``start`` (string ``sequenceNumber``, ``customParameters`` from the TwiML's
   ``<Parameter>``s) and one 160-byte ``media`` frame every 20 ms of a deadline clock (string
-  ``chunk`` and ``timestamp``), taken from the scenario's steps, with optional noise;
+  ``chunk`` and ``timestamp``), taken from the scenario's steps, with optional noise, and a ``dtmf``
+  message (next ``sequenceNumber``, ``dtmf.track`` ``inbound_track``) for each key a ``press`` step
+  presses, before that step's frame of silence;
 * buffers the server's outbound audio and *plays* it at 8 bytes/ms, echoes each ``mark`` when the
   audio before it has played (at once if nothing is buffered), flushes on ``clear`` and echoes
   the pending marks, and optionally mixes an attenuated, delayed copy of what it played back into
@@ -420,6 +422,9 @@ class TwilioCaller:
                 self._send(wire.stop(self._next_seq(), self.account_sid, self._stream_sid, rec.call_sid))
                 self._event("hangup", "caller sent stop")
                 break
+            for digit in self._timeline.take_presses():
+                self._event("dtmf", digit)
+                self._send(wire.dtmf(self._next_seq(), self._stream_sid, digit))
             chunk += 1
             ok = self._send(wire.media(self._next_seq(), self._stream_sid, chunk, chunk * FRAME_MS - FRAME_MS,
                                        inbound.frame(caller_pcm, played)))

@@ -8,7 +8,9 @@ Twilio -> application (Media Streams, "WebSocket messages"): ``connected``; ``st
 ``sequenceNumber`` (a string), ``start.accountSid/streamSid/callSid/tracks/customParameters`` and
 ``mediaFormat`` (``audio/x-mulaw``, 8000 Hz, mono); ``media`` with ``media.track/chunk/timestamp``
 (strings) and a base64 µ-law ``payload``; ``mark`` echoed when the audio before it has played (or
-at once when cleared); ``stop`` with ``stop.accountSid/callSid``.
+at once when cleared); ``dtmf`` when the caller presses a key (bidirectional streams only:
+``dtmf.track`` always ``inbound_track``, ``dtmf.digit`` the one key, ``sequenceNumber`` a string);
+``stop`` with ``stop.accountSid/callSid``.
 
 Application -> Twilio on a bidirectional stream: ``media`` (``streamSid``, ``media.payload``),
 ``mark`` (``streamSid``, ``mark.name``), ``clear`` (``streamSid``). Anything else is error 31951.
@@ -52,6 +54,19 @@ def media(seq: int, stream_sid: str, chunk: int, timestamp_ms: int, audio: bytes
 
 def mark(seq: int, stream_sid: str, name: str) -> str:
     return _dump({"event": "mark", "sequenceNumber": str(seq), "streamSid": stream_sid, "mark": {"name": name}})
+
+
+# Twilio, "Media Streams - WebSocket Messages", DTMF message
+# (https://www.twilio.com/docs/voice/media-streams/websocket-messages#dtmf-message), its example:
+#   {"event": "dtmf", "streamSid": "MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", "sequenceNumber": "5",
+#    "dtmf": {"track": "inbound_track", "digit": "1"}}
+KEYPAD = "0123456789*#"
+
+
+def dtmf(seq: int, stream_sid: str, digit: str) -> str:
+    """The caller pressed ``digit``, sent as given (a scenario checks its keys when it is loaded)."""
+    return _dump({"event": "dtmf", "streamSid": stream_sid, "sequenceNumber": str(seq),
+                  "dtmf": {"track": "inbound_track", "digit": digit}})
 
 
 def stop(seq: int, account_sid: str, stream_sid: str, call_sid: str) -> str:

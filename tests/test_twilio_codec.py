@@ -45,7 +45,7 @@ def test_round_trips():
 
 def test_documented_twilio_sample_messages_parse():
     dtmf = '{"event":"dtmf","streamSid":"%s","sequenceNumber":"5","dtmf":{"track":"inbound_track","digit":"1"}}' % SID
-    assert tw.parse(dtmf) == tw.Dtmf(SID, "1")
+    assert tw.parse(dtmf) == tw.Dtmf(SID, "1", 5)
     media = ('{"event":"media","sequenceNumber":"4","media":{"track":"inbound","chunk":"2","timestamp":"5",'
              '"payload":"no+JhoaJjpzS"},"streamSid":"%s"}' % SID)
     assert tw.parse(media).timestamp_ms == 5
@@ -71,3 +71,33 @@ def test_the_per_stream_media_encoder_writes_exactly_what_media_message_writes()
 def test_an_infinite_timestamp_is_malformed_not_a_crash():
     event = tw.parse('{"event":"media","streamSid":"MZ1","media":{"payload":"","timestamp":Infinity,"chunk":"1"}}')
     assert isinstance(event, tw.MalformedTwilioMessage)
+
+
+def test_every_key_of_the_keypad_parses_and_the_simulated_keypress_round_trips():
+    for seq, key in enumerate("0123456789*#", start=2):
+        assert tw.parse(wire.dtmf(seq, SID, key)) == tw.Dtmf(SID, key, seq)
+    # a sequence number sent as a number still reads; one left out reads as 0
+    assert tw.parse('{"event":"dtmf","streamSid":"MZ1","sequenceNumber":7,"dtmf":{"digit":"#"}}') == \
+        tw.Dtmf("MZ1", "#", 7)
+    assert tw.parse('{"event":"dtmf","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"0"}}') == \
+        tw.Dtmf("MZ1", "0", 0)
+
+
+def test_a_dtmf_that_is_not_one_key_is_malformed_not_a_crash():
+    def dtmf(body) -> str:
+        return json.dumps({"event": "dtmf", "streamSid": SID, "sequenceNumber": "5", "dtmf": body})
+    cases = [dtmf({"track": "inbound_track"}),                  # no digit
+             dtmf({"track": "inbound_track", "digit": ""}),
+             dtmf({"track": "inbound_track", "digit": "12"}),    # more than one key
+             dtmf({"track": "inbound_track", "digit": "A"}),     # not on a phone's keypad
+             dtmf({"track": "inbound_track", "digit": "\u0661"}),   # a digit, but not an ASCII one
+             dtmf({"track": "inbound_track", "digit": 1}),       # a number, not a string
+             dtmf({"track": "inbound_track", "digit": None}),
+             dtmf("1"), dtmf(None), dtmf([]),
+             '{"event":"dtmf","streamSid":"MZ1"}',
+             '{"event":"dtmf","streamSid":"MZ1","sequenceNumber":"x","dtmf":{"digit":"1"}}',
+             '{"event":"dtmf","streamSid":"MZ1","sequenceNumber":true,"dtmf":{"digit":"1"}}']
+    for text in cases:
+        event = tw.parse(text)
+        assert isinstance(event, tw.MalformedTwilioMessage), text
+        assert event.reason.startswith("bad 'dtmf' message"), event

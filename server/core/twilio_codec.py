@@ -6,9 +6,12 @@ base64 µ-law that we pass through without decoding unless someone needs the sam
 Parsing never raises: anything we cannot read becomes ``MalformedTwilioMessage`` and an event
 name we do not know becomes ``UnknownTwilioEvent``.
 
-The ``build_*`` functions for ``connected``/``start``/``media``(inbound)/``mark``(echo)/``stop``
-are what Twilio sends; the simulator uses them. ``media_message``/``mark_message``/
-``clear_message`` are what our server sends.
+A keypress arrives as ``dtmf`` (bidirectional streams only) and becomes ``Dtmf``: one key, ``0``-``9``,
+``*`` or ``#``; anything else in ``dtmf.digit`` (missing, empty, several keys, another character) is
+``MalformedTwilioMessage``, so the shell never acts on a key nobody can press.
+
+What Twilio sends is built by the simulator's own ``sim.twilio_wire`` (an independent witness), not
+here. ``media_message``/``mark_message``/``clear_message`` are what our server sends.
 """
 from __future__ import annotations
 
@@ -61,8 +64,11 @@ class Clear:
 
 @dataclass(frozen=True)
 class Dtmf:
+    """The caller pressed one key. ``sequence_number`` is the message's place in the stream (0 when
+    Twilio left it out)."""
     stream_sid: str
     digit: str
+    sequence_number: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,13 +154,33 @@ def _parse_mark(msg: dict) -> Mark:
     return Mark(stream_sid=str(msg.get("streamSid", "")), name=name)
 
 
+# Twilio, "Media Streams - WebSocket Messages", DTMF message
+# (https://www.twilio.com/docs/voice/media-streams/websocket-messages#dtmf-message): "The dtmf message
+# is currently only supported in bidirectional Streams"; dtmf.track "is always inbound_track",
+# dtmf.digit is "the number-key tone detected". The documented example:
+#   {"event": "dtmf", "streamSid": "MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", "sequenceNumber": "5",
+#    "dtmf": {"track": "inbound_track", "digit": "1"}}
+DTMF_KEYS = frozenset("0123456789*#")
+
+
+def _parse_dtmf(msg: dict) -> Dtmf:
+    dtmf = msg["dtmf"]
+    if not isinstance(dtmf, dict):
+        raise ValueError("dtmf is not an object")
+    digit = dtmf.get("digit")
+    if not isinstance(digit, str) or len(digit) != 1 or digit not in DTMF_KEYS:
+        raise ValueError(f"dtmf.digit is not one key of 0-9, * or #: {str(digit)[:8]!r}")
+    return Dtmf(stream_sid=str(msg.get("streamSid", "")), digit=digit,
+                sequence_number=_int_field(msg.get("sequenceNumber", 0), "sequenceNumber"))
+
+
 _PARSERS = {
     "connected": lambda m: Connected(str(m.get("protocol", "")), str(m.get("version", ""))),
     "start": _parse_start,
     "media": _parse_media,
     "mark": _parse_mark,
     "clear": lambda m: Clear(str(m["streamSid"])),
-    "dtmf": lambda m: Dtmf(str(m.get("streamSid", "")), str(m["dtmf"]["digit"])),
+    "dtmf": _parse_dtmf,
     "stop": lambda m: Stop(str(m.get("streamSid", "")), str((m.get("stop") or {}).get("callSid", ""))),
 }
 
