@@ -30,7 +30,8 @@ from server.metrics import CallMetrics
 from server.settings import Settings
 from server.storage.db import DEFAULT_URL, Store
 from server.twilio_rest import TwilioRest
-from server.twiml import MEDIA_WS_PATH, STREAM_ENDED_PATH, after_stream, connect_stream, refuse
+from server.twiml import (MEDIA_WS_PATH, STREAM_ENDED_PATH, TRANSFER_DONE_PATH, after_stream, connect_stream, refuse,
+                          transfer_to_person, voicemail)
 from server.twilio_auth import SignatureCheck, public_base_url
 
 log = logging.getLogger(__name__)
@@ -95,16 +96,43 @@ def create_app(settings: Settings | None = None) -> Flask:
         if not signatures.webhook_ok(request):
             return Response("invalid signature", status=403)
         call_sid = request.form.get("CallSid", "")
-        failed = records.after_stream(call_sid)          # the shared record: any instance can answer
-        if failed is None:                               # the database is unreachable: this process's memory
-            failed = registry.should_apologise(call_sid)
+        action = records.after_stream(call_sid)          # the shared record: any instance can answer
+        if action is None:                               # the database is unreachable: this process's memory
+            action = "apologise" if registry.should_apologise(call_sid) else "hangup"
+        answering = records.business_of(call_sid) if action == "transfer" else None
+        if action == "transfer" and answering is not None and answering.profile.transfer_number:
+            log.info("[WEBHOOK] stream ended for %s: transfer to a person", call_sid)
+            return Response(transfer_to_person(public_base_url(settings, request), answering.profile,
+                                               request.form.get("To", "") or answering.profile.number,
+                                               request.form.get("From", "")), mimetype="text/xml")
+        failed = action == "apologise"
         log.info("[WEBHOOK] stream ended for %s: %s", call_sid or "?",
                  "fallback message" if failed else "hang up")
         return Response(after_stream(settings.fallback_message if failed else None), mimetype="text/xml")
 
+    @app.post(TRANSFER_DONE_PATH)
+    def transfer_done() -> Response:
+        """Twilio's ``<Dial>`` action: the person answered (hang up after their talk) or not (back to
+        the agent on a new stream, or the voicemail, as the business chose)."""
+        if not signatures.webhook_ok(request):
+            return Response("invalid signature", status=403)
+        form = request.form
+        call_sid, status = form.get("CallSid", ""), form.get("DialCallStatus", "")
+        records.transfer(call_sid, status=status or "unknown")
+        log.info("[TRANSFER] %s: the person's line said %s", call_sid or "?", status or "?")
+        if status == "completed":
+            return Response(after_stream(None), mimetype="text/xml")
+        answering = records.business_of(call_sid)
+        if answering is not None and answering.profile.transfer_fallback == "voicemail":
+            return Response(voicemail(), mimetype="text/xml")
+        twiml = connect_stream(public_base_url(settings, request),
+                               {"CallSid": call_sid, "From": form.get("From", ""), "To": form.get("To", ""),
+                                "Transfer": "unanswered"})
+        return Response(twiml, mimetype="text/xml")
+
     @sock.route(MEDIA_WS_PATH)
     def twilio_media(ws) -> None:
-        MediaCall(ws, settings, registry, records, metrics, rest).run()
+        MediaCall(ws, settings, registry, records, metrics, rest, public_base_url(settings, request)).run()
 
     @app.get("/metrics")
     def prometheus_metrics():

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed"})
 """Hangup reasons after which the caller hears the fallback message."""
+TRANSFERRED = "transferred"
 
 
 def apologise_after_stream(record: tuple[str, str | None, bool] | None) -> bool:
@@ -31,6 +32,14 @@ def apologise_after_stream(record: tuple[str, str | None, bool] | None) -> bool:
         return False
     outcome, reason, ended = record
     return not ended or outcome == "failed" or reason in FAILURE_REASONS
+
+
+def after_stream_action(record: tuple[str, str | None, bool] | None) -> str:
+    """``apologise``, ``transfer`` (the call ended to be handed to a person and was not redirected
+    through the REST API) or ``hangup``."""
+    if apologise_after_stream(record):
+        return "apologise"
+    return "transfer" if record is not None and record[1] == TRANSFERRED else "hangup"
 
 
 class CallRecords:
@@ -50,13 +59,30 @@ class CallRecords:
         """The webhook answered: the call exists in the shared record before its stream does."""
         return self.call_started(call_sid, "", answering, called, caller_masked)
 
-    def after_stream(self, call_sid: str) -> bool | None:
-        """Apologise after this call's stream? From the shared record; None when it cannot be read."""
+    def after_stream(self, call_sid: str) -> str | None:
+        """``apologise``, ``transfer`` or ``hangup`` after this call's stream, from the shared record;
+        None when it cannot be read."""
         try:
-            return apologise_after_stream(self.store.call_ending(call_sid))
+            return after_stream_action(self.store.call_ending(call_sid))
         except Exception:   # noqa: BLE001
             log.exception("[RECORDS] call %s could not be read for the after-stream answer", call_sid)
             return None
+
+    def business_of(self, call_sid: str) -> Answering | None:
+        """The business that answered a call (from its record's called number)."""
+        try:
+            called = self.store.called_number(call_sid)
+        except Exception:   # noqa: BLE001
+            log.exception("[RECORDS] call %s could not be read", call_sid)
+            return None
+        return None if called is None else self.answering(called)
+
+    def transfer(self, call_sid: str, **fields) -> None:
+        """Note the call's transfer: its reason and masked destination, then Twilio's dial status."""
+        try:
+            self.store.record_transfer(call_sid, **fields)
+        except Exception:   # noqa: BLE001
+            log.exception("[RECORDS] transfer of call %s could not be recorded", call_sid)
 
     def call_started(self, call_sid: str, stream_sid: str, answering: Answering, called: str,
                      caller_masked: str) -> bool:
@@ -67,12 +93,14 @@ class CallRecords:
             log.exception("[RECORDS] call %s could not be recorded", call_sid)
             return False
 
-    def save_lead(self, call_sid: str, lead: LeadSnapshot, deliver: bool, answering: Answering) -> bool:
+    def save_lead(self, call_sid: str, lead: LeadSnapshot, deliver: bool, answering: Answering,
+                  asked_for_person: bool = False) -> bool:
         profile = answering.profile
         target = (profile.crm_webhook_url, profile.crm_secret_env) if deliver and profile.crm_webhook_url else None
         try:
             lead_id = self.store.save_lead(call_sid, lead, target,
-                                           business={"number": profile.number, "name": profile.name})
+                                           business={"number": profile.number, "name": profile.name},
+                                           asked_for_person=asked_for_person)
         except Exception:   # noqa: BLE001
             log.exception("[RECORDS] lead of call %s could not be stored - kept in memory, retried at the end",
                           call_sid)

@@ -33,30 +33,31 @@ import base64
 import logging
 import socket
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from simple_websocket import ConnectionClosed
 
 from server import green
 from server.audio_in_queue import AudioInQueue
 from server.business.directory import Answering
-from server.business.profiles import session_instructions
 from server.call_logging import call_logger, mask_phone
 from server.call_records import FAILURE_REASONS, CallRecords
+from server.call_ending import TwilioEnding
+from server.call_setup import plan_call
 from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
-from server.core.call_core import CallCore, CallOutcome
-from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
+from server.core.call_core import TRANSFERRED, CallCore, CallOutcome
+from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerDigit, CallerFrame, CancelResponse,
                                 ClearPlayback, CommitAndTrigger, ConfigureSession, DeleteItem, EndAssistantAudio,
                                 ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, PausePlayout, QueueAssistantAudio,
                                 QueueTrigger, RealtimeLinkLost, RealtimeReceived, Reconnect, ReconnectFailed,
                                 RenewSession, ReplayConversation, ResumePlayout, SendMark, SendResponseCreate,
-                                SendToolOutput, ShutdownRequested, StartAudio, Tick, TruncateAssistant)
+                                SendToolOutput, ShutdownRequested, StartAudio, Tick, TransferCall, TruncateAssistant)
 from server.call_registry import CallRegistry
 from server.core.pacer import Pacer
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
-from server.leads.capture import SAVE_LEAD_TOOL, LeadCapture
 from server.metrics import CallMetrics
 from server.realtime_client import RealtimeClosed, RealtimeConnection
 from server.settings import Settings
@@ -92,11 +93,15 @@ _STOP = object()
 
 class MediaCall:
     def __init__(self, ws, settings: Settings, registry: CallRegistry, records: CallRecords | None = None,
-                 metrics: CallMetrics | None = None, rest: TwilioRest | None = None) -> None:
+                 metrics: CallMetrics | None = None, rest: TwilioRest | None = None, base_url: str = "") -> None:
         """``rest``: Twilio's REST API (``TWILIO_ACCOUNT_SID`` set): a call the core hangs up is ended
-        there; without it, closing the stream ends the call through the after-stream TwiML."""
+        there, a transfer redirected there; without it, closing the stream ends the call through the
+        after-stream TwiML (which also knows a transfer). ``base_url``: this server's public address."""
         self.ws = ws
         self.rest = rest
+        self.base_url = base_url
+        self.transfer_reason: str | None = None
+        self.numbers = ("", "")                    # (called, caller) of this call
         self.core_hung_up = False
         self.settings = settings
         self.registry = registry
@@ -159,8 +164,12 @@ class MediaCall:
                 self.metrics.call_ended(end.outcome, end.stats)
             self._record_end(end)
             self.registry.record_end(self.call_sid, reason, failed=reason in FAILURE_REASONS)
-            if self.core_hung_up and reason not in FAILURE_REASONS:
-                self._complete_on_twilio()
+            ending = TwilioEnding(self.rest, self.records, self.base_url, self.log)
+            if self.transfer_reason is not None:
+                ending.transfer(self.call_sid, self.transfer_reason, self.answering and self.answering.profile,
+                                self.numbers)
+            elif self.core_hung_up and reason not in FAILURE_REASONS:
+                ending.complete(self.call_sid)
             self._close_twilio()
             self.registry.forget_drain(self._timer_bell.ring)
             self.registry.active -= 1
@@ -196,22 +205,13 @@ class MediaCall:
         if self.answering is None:         # refused at the webhook; a stream that comes anyway gets the default
             self.answering = self.records.directory.default_answering()
         profile = self.answering.profile
-        self.instructions = session_instructions(profile)
-        self.voice = profile.voice or self.settings.openai_voice
-        self.language = profile.language
-        self.tools = [SAVE_LEAD_TOOL]
-        turn = self.settings.turn
-        if profile.silence_timeout_ms is not None:
-            turn = replace(turn, silence_timeout_ms=profile.silence_timeout_ms)
-        if profile.max_silence_warnings is not None:
-            turn = replace(turn, max_silence_warnings=profile.max_silence_warnings)
-        prompts = dict(self.settings.prompts)
-        if profile.greeting:
-            prompts["greeting"] = profile.greeting
-        lead = LeadCapture(profile.services, profile.cities, profile.required_fields, caller_phone=caller or None)
-        self.core = CallCore(turn, prompts, lead=lead, session_renew_ms=self.settings.openai_session_renew_ms)
-        self.log.info("[BUSINESS] %s answers %s (%s)", profile.name, to_number or "?",
-                      "default profile" if profile.is_default else f"business {self.answering.business_id}")
+        self.numbers = (to_number, caller)
+        plan = plan_call(self.settings, profile, params, self.settings.business_time or datetime.now(timezone.utc))
+        self.instructions, self.voice, self.language, self.tools = plan.instructions, plan.voice, plan.language, plan.tools
+        self.core = plan.core
+        self.log.info("[BUSINESS] %s answers %s (%s)%s%s", profile.name, to_number or "?",
+                      "default profile" if profile.is_default else f"business {self.answering.business_id}",
+                      "" if plan.is_open else ", after hours", ", transfers allowed" if plan.transfer_allowed else "")
         self.recorded = self.records.call_started(self.call_sid, self.stream_sid, self.answering, to_number,
                                                   mask_phone(caller) if caller else "")
 
@@ -221,11 +221,12 @@ class MediaCall:
         if self.records is None or not self.recorded or self.answering is None:
             return
         if end.outcome == "lead_captured" and not self.lead_saved_complete:
-            self.lead_saved_complete = self.records.save_lead(self.call_sid, end.lead, True, self.answering)
+            self.lead_saved_complete = self.records.save_lead(self.call_sid, end.lead, True, self.answering,
+                                                              asked_for_person=end.asked_for_person)
         elif end.outcome == "partial_lead":
             self.log.info("[LEAD] call ended before the lead was complete - partial lead (missing %s)",
                           list(end.lead.missing))
-            self.records.save_lead(self.call_sid, end.lead, True, self.answering)
+            self.records.save_lead(self.call_sid, end.lead, True, self.answering, asked_for_person=end.asked_for_person)
         s = end.stats
         self.records.call_ended(self.call_sid, outcome=end.outcome, hangup_reason=end.hangup_reason,
                                 turns=s.turns, responses=s.responses_created, barge_ins=s.barge_ins,
@@ -261,17 +262,6 @@ class MediaCall:
                       self.dropped_while_down,
                       self.hangup_reason or "caller",
                       sum(1 for t in self._threads if not green.is_dead(t)))
-
-    def _complete_on_twilio(self) -> None:
-        """A normal ending (the goodbye played, the silence limit, a draining server) ends the call on
-        Twilio's side first, so it never depends on which instance answers the after-stream request;
-        a failure keeps the stream path, whose TwiML says the apology."""
-        if self.rest is None or not self.call_sid:
-            return
-        result = self.rest.complete(self.call_sid)
-        if not result.ok and not result.call_already_over:
-            self.log.warning("[TWILIO REST] hangup through the API failed (%s) - the after-stream TwiML hangs up",
-                             result.failure)
 
     def _close_twilio(self) -> None:
         """Close the media socket ourselves and let simple-websocket's reader end on the close echo.
@@ -341,11 +331,15 @@ class MediaCall:
                 self._realtime_send(rt.function_call_output(a.call_id, a.output))
             elif isinstance(a, LeadChanged):
                 if self.records is not None and self.recorded and self.answering is not None:
-                    saved = self.records.save_lead(self.call_sid, a.lead, a.deliver, self.answering)
+                    saved = self.records.save_lead(self.call_sid, a.lead, a.deliver, self.answering,
+                                                   asked_for_person=a.asked_for_person)
                     self.lead_saved_complete = saved and a.lead.status == "complete"
             elif isinstance(a, HangUp):
                 self.core_hung_up = True
                 self._stop(a.reason)
+            elif isinstance(a, TransferCall):
+                self.transfer_reason = a.reason
+                self._stop(TRANSFERRED)
             elif isinstance(a, ConfigureSession):       # sent while the link is still marked down
                 self._send_configuration()
             elif isinstance(a, StartAudio):
@@ -437,7 +431,7 @@ class MediaCall:
                 self.log.info("[TWILIO] stop received")
                 self._stop("caller_hung_up")
             elif isinstance(event, tw.Dtmf):
-                self.log.info("[TWILIO] dtmf %s", event.digit)
+                self._apply(self.core.handle(CallerDigit(event.digit, now_ms)))
             elif isinstance(event, tw.Start):
                 self._ignored_input(f"second start (stream {event.stream_sid}) rejected")
             elif isinstance(event, (tw.MalformedTwilioMessage, tw.UnknownTwilioEvent)):

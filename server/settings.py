@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from typing import Mapping
 from urllib.parse import urlsplit
 
@@ -94,6 +95,8 @@ class Settings:
     """Bearer token /metrics requires; empty leaves it open (it holds no personal data)."""
     outbox_worker: bool = True
     outbox_idle_poll_ms: int = 30000
+    business_time: datetime | None = None
+    """``BUSINESS_TIME``: a fixed "now" for opening-hours decisions (tests, demos); None: the real clock."""
     """How often an idle delivery worker looks for leads another instance left undelivered."""
     max_request_body_bytes: int = 64 * 1024
     """Largest HTTP request body accepted; a larger one gets 413 and its connection closed unread
@@ -178,6 +181,16 @@ class Settings:
         if database_url and "://" not in database_url:
             problems.append(f"DATABASE_URL={database_url!r} is not a database URL (e.g. sqlite:///data/prosaas.sqlite3 "
                             "or postgresql+psycopg://user:pass@host/db)")
+        business_time = None
+        if get("BUSINESS_TIME"):
+            try:
+                business_time = datetime.fromisoformat(get("BUSINESS_TIME"))
+            except ValueError:
+                business_time = None
+            if business_time is None or business_time.tzinfo is None:
+                problems.append(f"BUSINESS_TIME={get('BUSINESS_TIME')!r} is not an ISO date and time with its UTC "
+                                "offset (e.g. 2026-12-01T10:00:00+02:00)")
+                business_time = None
         account_sid = get("TWILIO_ACCOUNT_SID")
         if account_sid and not re.fullmatch(r"AC[0-9a-fA-F]{32}", account_sid):
             problems.append(f"TWILIO_ACCOUNT_SID={account_sid!r} is not an account SID (AC and 32 hex digits)")
@@ -210,6 +223,7 @@ class Settings:
             twilio_account_sid=account_sid, twilio_api_base_url=api_base,
             outbox_worker=switch("OUTBOX_WORKER", "on"),
             outbox_idle_poll_ms=integer("OUTBOX_IDLE_POLL_MS", 30000, 200, 3_600_000),
+            business_time=business_time,
             max_request_body_bytes=integer("MAX_REQUEST_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024))
         if problems:
             raise SettingsError(problems)

@@ -76,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     def on_event(t_ms: int, kind: str, detail: str) -> None:
         if kind == "caller_says":
             print(f"  {time.monotonic() - t0:6.1f}s  👤 caller says: {detail}", flush=True)
-        elif kind in ("hangup", "server_closed", "clear"):
+        elif kind in ("hangup", "server_closed", "clear", "rest_update", "dial", "dtmf"):
             print(f"  {time.monotonic() - t0:6.1f}s  ☎️  {kind} {detail}", flush=True)
 
     try:
-        with LoopbackCall(sc, log_path, use_simulator=not real_key) as call:
+        with LoopbackCall(sc, log_path, use_simulator=not real_key, twilio_rest=True) as call:
             threading.Thread(target=_tail, args=(log_path, stop, t0), daemon=True).start()
             t0 = time.monotonic()
             record = call.call(on_event=on_event)

@@ -32,6 +32,10 @@ from sim.twilio_caller import CallRecord, TwilioCaller
 from sim.twilio_rest import TwilioRestSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
+BUSINESS_TIME = "2026-12-01T10:00:00+02:00"
+"""The "now" of opening hours on loopback (a Tuesday morning, the shipped businesses are open),
+so a call behaves the same whatever the wall clock says; a scenario's ``server_env`` or ``env``
+may set another."""
 AUTH_TOKEN = "sim-twilio-auth-token"
 SIM_API_KEY = "sk-simulated-key-0000"
 CRM_SECRET = "sim-crm-signing-secret"
@@ -110,6 +114,7 @@ class LoopbackCall:
         env.update(DATABASE_URL=f"sqlite:///{self.db_path}", BUSINESSES_FILE=str(businesses),
                    CRM_SECRET_LOCKSMITH=CRM_SECRET, ADMIN_TOKEN=ADMIN_TOKEN)
         self.port = free_port()
+        env.setdefault("BUSINESS_TIME", BUSINESS_TIME)
         env.update(PUBLIC_BASE_URL=self.base_url, TWILIO_AUTH_TOKEN=AUTH_TOKEN, PORT=str(self.port),
                    LOG_LEVEL=env.get("LOG_LEVEL", "INFO"), PYTHONUNBUFFERED="1",
                    PYTHONWARNINGS="ignore::DeprecationWarning")

@@ -71,6 +71,8 @@ def judge(record: CallRecord, health_after: dict, log_text: str, counters: SimCo
                              + (f": {counters.invalid_client_events[:2]}" if counters.invalid_client_events else "")))
     if expect and records is not None:
         out += _judge_lead(expect, records, log_text)
+    if expect and expect.get("transfer"):
+        out += _judge_transfer(expect["transfer"], record)
     return out
 
 
@@ -95,6 +97,17 @@ def _judge_lead(expect: dict, records: dict, log_text: str) -> list[Criterion]:
         out.append(Criterion("lead delivered to the CRM exactly once", len(mine) == 1 and len(ids) == len(set(ids)),
                              f"{len(mine)} accepted, {records['crm_attempts']} POSTs, outbox {records['outbox']}"))
     return out
+
+
+def _judge_transfer(number: str, record: CallRecord) -> list[Criterion]:
+    """The call was put through to the business's person (``<Dial>``), after the AI's last line played."""
+    dialled = [d.number for d in record.dials]
+    last_ai = max((t for t, voiced in record.arrivals if voiced), default=None)
+    dial_at = next((t for t, kind, _ in record.events if kind in ("rest_update", "server_closed")), None)
+    after = last_ai is not None and dial_at is not None and dial_at >= last_ai
+    return [Criterion("transferred to a person", dialled == [number], f"dialled {dialled or 'nobody'}"),
+            Criterion("the AI's line played to the end before the transfer", after,
+                      f"last AI audio at {last_ai} ms, call handed over at {dial_at} ms")]
 
 
 def summary_numbers(record: CallRecord) -> dict:

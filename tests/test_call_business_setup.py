@@ -17,7 +17,8 @@ from server.storage.db import Store
 @pytest.fixture()
 def call(tmp_path) -> MediaCall:
     settings = Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "TWILIO_AUTH_TOKEN": "tok",
-                                  "TURN_SILENCE_TIMEOUT_MS": "8000", "OPENAI_VOICE": "alloy"})
+                                  "TURN_SILENCE_TIMEOUT_MS": "8000", "OPENAI_VOICE": "alloy",
+                                  "BUSINESS_TIME": "2026-12-01T10:00:00+02:00"})     # a Tuesday morning: open
     store = Store(f"sqlite:///{tmp_path}/calls.sqlite3")
     store.create_schema()
     profiles = load_profiles()
@@ -59,3 +60,22 @@ def test_an_unknown_number_gets_the_default_profile_and_still_captures_a_lead(ca
     assert "ProSaaS" in call.instructions
     assert call.answering.business_id is None and call.core.lead is not None
     assert call.records.store.recent_calls()[0]["business"] is None
+
+
+def test_after_hours_the_call_gets_the_after_hours_greeting_and_no_transfer(tmp_path):
+    settings = Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "TWILIO_AUTH_TOKEN": "tok",
+                                  "BUSINESS_TIME": "2026-12-05T11:00:00+02:00"})       # a Saturday: closed
+    store = Store(f"sqlite:///{tmp_path}/calls.sqlite3")
+    store.create_schema()
+    profiles = load_profiles()
+    store.sync_businesses(profiles)
+    media = MediaCall(ws=None, settings=settings, registry=CallRegistry(),
+                      records=CallRecords(store, BusinessDirectory(store, profiles)))
+    media.call_sid, media.stream_sid = "CA0002", "MZ0002"
+    media._set_up_business({"To": "+97235550100", "From": "+972501234567"})
+    profile = profiles.for_number("+97235550100")
+    assert session_of(media)["instructions"].startswith(profile.after_hours_instructions)
+    assert [t["name"] for t in session_of(media)["tools"]] == ["save_lead", "transfer_to_human"]
+    # the tool is offered, but it answers "unavailable": the core was told no one can take the call
+    from server.core.events import CallerDigit, QueueTrigger
+    assert QueueTrigger("transfer_unavailable") in media.core.handle(CallerDigit("0", 1000))

@@ -38,6 +38,12 @@ Theory of operation. The shell feeds facts (``server.core.events``) stamped with
   the follow-up response is one more ``QueueTrigger`` through the same guard (never a second
   response in flight). A lead that becomes complete makes the follow-up the goodbye, and the
   smart hangup follows its playout (``Lead captured: True``).
+* Transfer to a person: the model's ``transfer_to_human`` tool, or a keypad key mapped to
+  ``person``. Where transfers are allowed (the shell says so at the start, from the business's
+  hours), the AI says one short line through the guarded trigger, its audio plays to the end, then
+  ``TransferCall`` (the shell redirects the call to ``<Dial>``); elsewhere the tool answers
+  "unavailable" and the model offers a call back. Either way the call is marked as having asked
+  for a person. A keypad digit is never speech: only its mapped action (``person``, ``repeat``).
 * Time: the core says when it next needs waking (``next_deadline_ms``) and the shell sends a
   ``Tick`` then, never on a fixed poll: response and audio watchdogs, the silence clock, the
   drain of a finished response (polled every ``drain_poll_ms`` while one is pending), the status
@@ -56,6 +62,7 @@ across files would hide which event can move which state.
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -67,13 +74,13 @@ from server.core.barge_in import BargeInJudge, Interrupt, Pause, Resume
 from server.core.caller_gate import CallerGate
 from server.core.drain import DrainCheck, Drained, DrainSuperseded, DrainTimedOut
 from server.core.energy_vad import EnergyVad, SpeechStarted, UtteranceEnded, VadState
-from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
+from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerDigit, CallerFrame, CancelResponse,
                                 ClearPlayback, CommitAndTrigger, ConfigureSession, CoreAction, CoreEvent, DeleteItem,
                                 EndAssistantAudio, ForwardAudio, HangUp, LeadChanged, MarkAcked, Note, note,
                                 PausePlayout, QueueAssistantAudio, QueueTrigger, RealtimeLinkLost, RealtimeReceived,
                                 Reconnect, ReconnectFailed, RenewSession, ReplayConversation, ResumePlayout, SendMark,
                                 SendResponseCreate, SendToolOutput, ShutdownRequested, StartAudio, Tick,
-                                TruncateAssistant)
+                                TransferCall, TruncateAssistant)
 from server.core.playout import PlayoutLedger
 from server.core.reply_hold import ReplyHold
 from server.core.response_guard import ResponseGuard, SendCreate
@@ -91,6 +98,30 @@ MAX_TOOL_CHAIN = 3                         # tool answers in a row without the c
 SHUTDOWN_GOODBYE_LIMIT_MS = 20000          # under gunicorn's graceful_timeout (25 s)
 RENEW_RETRY_MS = 1000                      # a renewal that found the call busy looks again this much later
 RECONNECT_BACKOFF_MS = (250, 1000, 2500)   # bounded: three tries, ~4 s, then the fallback message
+TRANSFER_TOOL = "transfer_to_human"
+TRANSFER_TOOL_SPEC = {
+    "type": "function",
+    "name": TRANSFER_TOOL,
+    "description": ("Transfer the call to a person at the business, when the caller asks to speak with a person "
+                    "or needs something you may not handle. Its answer says whether a person can take the call now."),
+    "parameters": {"type": "object", "properties": {
+        "reason": {"type": "string", "description": "Why, in a few words (e.g. 'asked for a person')."}},
+        "required": ["reason"]},
+}
+TRANSFERRED = "transferred"                # the hangup reason of a call handed to a person
+KEYPAD_PROMPTS = {
+    "transfer": "The caller asked for a person. Say in one short sentence, in the caller's language, that you "
+                "are transferring them now. Say nothing else.",
+    "transfer_unavailable": "The caller asked for a person, but no one can take the call right now. Say so "
+                            "briefly, offer that someone will call back, and take the caller's details.",
+    "repeat": "The caller asked you to repeat. Repeat your last answer briefly.",
+}
+TRANSFER_TOOL_ANSWERS = {
+    True: '{"status":"transferring","next":"Tell the caller in one short sentence that you are transferring '
+          'them to a person now. Say nothing else."}',
+    False: '{"status":"unavailable","next":"No one can take the call right now. Say so briefly, offer that '
+           'someone will call back, and take the caller\'s details."}',
+}
 
 
 class Pipeline(Enum):
@@ -176,22 +207,31 @@ class CallOutcome:
     transcript: tuple[tuple[str, str], ...]
     timeline: dict = field(default_factory=dict)
     """The call's picture as data (``server.core.timeline``), stored with the call."""
+    asked_for_person: bool = False
+    """The caller asked for a person (the tool or the keypad), transferred or not."""
 
 
 class CallCore:
     def __init__(self, config: TurnConfig, prompts: Mapping[str, str] | None = None,
                  voice_decider: Callable[[bytes], bool] | None = None, echo_detection: bool = True,
-                 lead: LeadCapture | None = None, session_renew_ms: int | None = None) -> None:
+                 lead: LeadCapture | None = None, session_renew_ms: int | None = None,
+                 transfer_allowed: bool = False, keypad: Mapping[str, str] | None = None) -> None:
         """``voice_decider`` (frame -> voiced) replaces the energy decision of the VAD and
         ``echo_detection=False`` treats every voiced frame as the caller's: both exist so other
         detectors can be measured under exactly the same turn-taking rules (scripts/bench_vad.py).
-        ``session_renew_ms``: age of a model session at which it is renewed (None: never)."""
+        ``session_renew_ms``: age of a model session at which it is renewed (None: never).
+        ``transfer_allowed``: a person can take the call now (the business's number and hours);
+        ``keypad``: digit -> ``person`` or ``repeat``."""
         self.cfg = config
         self.session_renew_ms = session_renew_ms
         self._renew_at_ms: int | None = None
         self._session_ready = False
         self._shutdown_at_ms: int | None = None
-        self.prompts = dict(prompts or {})
+        self.prompts = {**KEYPAD_PROMPTS, **dict(prompts or {})}
+        self.transfer_allowed = transfer_allowed
+        self.keypad = dict(keypad or {})
+        self.asked_for_person = False
+        self._transfer_reason = ""
         self.voice_decider = voice_decider
         self.echo_detection = echo_detection
         self.lead = lead
@@ -253,6 +293,7 @@ class CallCore:
             Tick: self._on_tick, ShutdownRequested: self._on_shutdown,
             RealtimeLinkLost: self._on_link_lost,
             ReconnectFailed: self._on_reconnect_failed,
+            CallerDigit: self._on_digit,
         }
 
     # --- the two entry points ---------------------------------------------------------------
@@ -768,6 +809,10 @@ class CallCore:
         if self.hangup_reason is not None:
             return
         self.hangup_reason = reason
+        if reason == TRANSFERRED:
+            out.append(note('INFO', 'transfer_now', reason=self._transfer_reason))
+            out.append(TransferCall(self._transfer_reason))
+            return
         out.append(note('INFO', 'hangup', reason=reason))
         out.append(note('INFO', 'hangup_lead', lead_captured=self.lead_captured))
         out.append(HangUp(reason))
@@ -784,7 +829,7 @@ class CallCore:
         if failed and outcome == "no_lead":
             outcome = "failed"
         return CallOutcome(outcome, hangup_reason, kept, self.stats, tuple(self.conversation),
-                           self.timeline.to_dict(self._now_ms))
+                           self.timeline.to_dict(self._now_ms), self.asked_for_person)
 
     @property
     def is_ai_speaking(self) -> bool:
@@ -799,6 +844,10 @@ class CallCore:
     def _on_function_call(self, e: rt.FunctionCallDone, out: list[CoreAction]) -> None:
         """Answer now, send after the response is done (its ``response.done`` ends the tool turn)."""
         self.stats.tool_calls += 1
+        if e.name == TRANSFER_TOOL:
+            allowed = self._ask_for_person(_tool_reason(e.arguments), out)
+            self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, TRANSFER_TOOL_ANSWERS[allowed]))
+            return
         if self.lead is None:
             answer_text = '{"status":"error","error":"no tools are available in this call"}'
             self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, answer_text))
@@ -810,7 +859,7 @@ class CallCore:
         out.append(note('INFO', 'lead_tool_answer', name=e.name, status=answer.status, service=lead.service,
                         city=lead.city, city_served=lead.city_served, missing=list(answer.missing)))
         if answer.changed:
-            out.append(LeadChanged(lead, deliver=self.lead.complete))
+            out.append(LeadChanged(lead, deliver=self.lead.complete, asked_for_person=self.asked_for_person))
         if answer.became_complete and self._hangup_after_playout is None:
             out.append(note('INFO', 'lead_complete'))
             self._hangup_after_playout = "lead_captured"
@@ -836,6 +885,34 @@ class CallCore:
         self._eou_at_ms = self._now_ms
         out.append(QueueTrigger(TOOL_RESULT))
         return True
+
+    def _ask_for_person(self, reason: str, out: list[CoreAction]) -> bool:
+        """The caller wants a person: transfer after the AI's next line where allowed. True if so."""
+        self.asked_for_person = True
+        if not self.transfer_allowed or self.hangup_reason is not None:
+            why = "the call is ending" if self.hangup_reason is not None else "transfers are not allowed now"
+            out.append(note('INFO', 'transfer_unavailable', reason=reason, why=why))
+            return False
+        self._transfer_reason = reason
+        self._hangup_after_playout = TRANSFERRED       # over a goodbye or a lead's end: a person comes first
+        out.append(note('INFO', 'transfer_requested', reason=reason))
+        return True
+
+    def _on_digit(self, ev: CallerDigit, out: list[CoreAction]) -> None:
+        """A key is an action, never speech: the VAD, the silence clock and the turn count ignore it."""
+        action = self.keypad.get(ev.digit, "none")
+        out.append(note('INFO', 'keypad', digit=ev.digit, action=action))
+        if action == "person" and self._hangup_after_playout != TRANSFERRED:
+            reason = "transfer" if self._ask_for_person(f"keypad {ev.digit}", out) else "transfer_unavailable"
+        elif action == "repeat":
+            reason = "repeat"
+        else:
+            return
+        if self.hangup_reason is None and self.state is Pipeline.LISTENING and not self.guard.busy:
+            self._set_state(Pipeline.PROCESSING, Cause.PROMPT, f"keypad {ev.digit}", out)
+            self._eou_at_ms = ev.now_ms
+            out.append(QueueTrigger(reason))
+        # AI speaking or a response in flight: its playout ends first; a transfer follows it then
 
     def _on_link_lost(self, ev: RealtimeLinkLost, out: list[CoreAction]) -> None:
         self.link_up = False
@@ -977,3 +1054,12 @@ class CallCore:
             self._set_state(Pipeline.PROCESSING, Cause.PROMPT, "goodbye", out)
             self._eou_at_ms = now_ms
             out.append(QueueTrigger(SilenceStep.GOODBYE.value))
+
+
+def _tool_reason(arguments: str) -> str:
+    """``transfer_to_human``'s ``reason`` argument (the model's JSON), short, or a default."""
+    try:
+        reason = json.loads(arguments or "{}").get("reason")
+    except (ValueError, AttributeError):
+        reason = None
+    return str(reason)[:80] if reason else "caller asked"

@@ -78,8 +78,15 @@ class ReconnectFailed:
     reason: str
 
 
+@dataclass(frozen=True)
+class CallerDigit:
+    """The caller pressed a key (Twilio's ``dtmf`` message): never speech, only its keypad action."""
+    digit: str
+    now_ms: int
+
+
 CoreEvent = (CallerFrame | RealtimeReceived | AssistantFramePlayed | AssistantPlayoutFinished | MarkAcked | Tick
-             | ShutdownRequested | RealtimeLinkLost | ReconnectFailed)
+             | ShutdownRequested | RealtimeLinkLost | ReconnectFailed | CallerDigit)
 
 # --- outputs --------------------------------------------------------------------------------
 
@@ -190,6 +197,12 @@ class HangUp:
 
 
 @dataclass(frozen=True)
+class TransferCall:
+    """The AI's line before the transfer has played: hand the call to a person (``<Dial>``)."""
+    reason: str
+
+
+@dataclass(frozen=True)
 class SendToolOutput:
     """``conversation.item.create`` of a ``function_call_output`` (its follow-up response is a
     separate ``QueueTrigger``, through the guard)."""
@@ -202,6 +215,8 @@ class LeadChanged:
     """The lead changed: store it; ``deliver`` queues it for the business's CRM in the same write."""
     lead: LeadSnapshot
     deliver: bool
+    asked_for_person: bool = False
+    """The caller asked for a person before this write (the CRM is told)."""
 
 
 @dataclass(frozen=True)
@@ -226,4 +241,5 @@ def note(level: str, code: str, /, **fields) -> Note:
 
 CoreAction = (ConfigureSession | StartAudio | Reconnect | RenewSession | ReplayConversation | ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
               | QueueAssistantAudio | EndAssistantAudio | SendMark | CancelResponse | ClearPlayback
-              | PausePlayout | ResumePlayout | DeleteItem | TruncateAssistant | HangUp | SendToolOutput | LeadChanged | Note)
+              | PausePlayout | ResumePlayout | DeleteItem | TruncateAssistant | HangUp | TransferCall | SendToolOutput
+              | LeadChanged | Note)

@@ -62,6 +62,10 @@ NOTE_EVENTS: dict[str, tuple[str, str, Callable[[dict], str]]] = {
     'link_restored': ("call", "reconnect", _label("restored")),
     'shutdown_requested': ("call", "shutdown", _label("")),
     'hangup': ("call", "hangup", _label("{reason}")),
+    'transfer_now': ("call", "transfer", _label("{reason}")),
+    'transfer_requested': ("model", "transfer", _label("{reason}")),
+    'transfer_unavailable': ("model", "transfer", _label("unavailable: {why}")),
+    'keypad': ("caller", "keypad", _label("{digit}: {action}")),
 }
 
 

@@ -139,10 +139,24 @@ class Store:
                             .where(Call.call_sid == call_sid)).first()
             return None if row is None else (row.outcome, row.hangup_reason, row.ended_at is not None)
 
+    def called_number(self, call_sid: str) -> str | None:
+        with self.session() as s:
+            return s.scalar(select(Call.called_number).where(Call.call_sid == call_sid))
+
+    def record_transfer(self, call_sid: str, **fields) -> None:
+        """Merge ``fields`` (reason, to (masked), status) into the call's transfer record."""
+        with self.session() as s, s.begin():
+            row = s.scalar(select(Call).where(Call.call_sid == call_sid))
+            if row is None:
+                return
+            transfer = json.loads(row.transfer_json or "{}")
+            transfer.update({k: v for k, v in fields.items() if v is not None})
+            row.transfer_json = json.dumps(transfer, ensure_ascii=False, sort_keys=True)
+
     # --- leads and their delivery ---------------------------------------------------------------
 
     def save_lead(self, call_sid: str, lead: LeadSnapshot, deliver_to: tuple[str, str | None] | None,
-                  business: dict | None = None) -> int:
+                  business: dict | None = None, asked_for_person: bool = False) -> int:
         """Write (or update) the call's lead; with ``deliver_to`` = (url, secret_env), queue its
         delivery in the same transaction. Returns the lead id."""
         with self.session() as s, s.begin():
@@ -165,7 +179,8 @@ class Store:
                                  "city_served": lead.city_served, "name": lead.name, "phone": lead.phone,
                                  "notes": lead.notes, "missing": list(lead.missing)},
                         "business": business or {}, "call": {"call_sid": call_sid,
-                                                             "started_at": call.started_at.isoformat() + "Z"}}
+                                                             "started_at": call.started_at.isoformat() + "Z",
+                                                             "asked_for_person": asked_for_person}}
                 s.add(OutboxMessage(delivery_id=delivery_id, lead_id=row.id, url=deliver_to[0],
                                     secret_env=deliver_to[1], body=json.dumps(body, ensure_ascii=False)))
             return row.id
@@ -295,7 +310,8 @@ def _call_dict(c: Call, business: str | None) -> dict:
             "caller": c.caller_masked, "started_at": _iso(c.started_at), "ended_at": _iso(c.ended_at),
             "outcome": c.outcome, "hangup_reason": c.hangup_reason, "turns": c.turns, "responses": c.responses,
             "barge_ins": c.barge_ins, "latency_median_ms": c.latency_median_ms, "latency_max_ms": c.latency_max_ms,
-            "transcript": json.loads(c.transcript_json or "[]")}
+            "transcript": json.loads(c.transcript_json or "[]"),
+            "transfer": json.loads(c.transfer_json) if c.transfer_json else None}
 
 
 def _lead_dict(lead: Lead, call_sid: str, business: str | None, deliveries: Iterable[OutboxMessage]) -> dict:

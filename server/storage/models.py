@@ -56,6 +56,8 @@ class Call(Base):
     """[[role, text], ...] in order."""
     timeline_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     """The call's timeline (``server/core/timeline.py``): spans and events per lane, written at the end."""
+    transfer_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """A call handed to a person: ``{"reason", "to" (masked), "status"}`` (Twilio's DialCallStatus once known)."""
 
 
 class Lead(Base):

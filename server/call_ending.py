@@ -1,0 +1,48 @@
+"""How a call leaves our hands on Twilio's side, once its stream is over.
+
+* A transfer: the call's new TwiML (``<Dial>`` the business's person) goes through Twilio's REST
+  API; without the API (or when it fails) the stream simply closes and the after-stream TwiML,
+  which reads the transfer from the call's record, dials instead.
+* A normal ending the agent decided (the goodbye played, the silence limit, a draining server):
+  the call is completed through the REST API, so it never depends on which instance answers the
+  after-stream request.
+* A failure keeps the stream path, whose TwiML says the apology.
+The call's record notes the transfer (reason, masked destination) before the redirect.
+"""
+from __future__ import annotations
+
+import logging
+
+from server.business.profiles import BusinessProfile
+from server.call_logging import mask_phone
+from server.call_records import CallRecords
+from server.twilio_rest import TwilioRest
+from server.twiml import transfer_to_person
+
+
+class TwilioEnding:
+    def __init__(self, rest: TwilioRest | None, records: CallRecords | None, base_url: str,
+                 log: logging.LoggerAdapter | logging.Logger) -> None:
+        self.rest, self.records, self.base_url, self.log = rest, records, base_url, log
+
+    def transfer(self, call_sid: str, reason: str, profile: BusinessProfile | None, numbers: tuple[str, str]) -> None:
+        if profile is None or not profile.transfer_number:
+            return
+        if self.records is not None:
+            self.records.transfer(call_sid, reason=reason, to=mask_phone(profile.transfer_number), status="dialling")
+        if self.rest is None or not self.base_url:
+            return
+        called, caller = numbers
+        result = self.rest.redirect(call_sid, transfer_to_person(self.base_url, profile, called or profile.number,
+                                                                 caller))
+        if not result.ok:
+            self.log.warning("[TWILIO REST] transfer through the API failed (%s) - the after-stream TwiML dials",
+                             result.failure)
+
+    def complete(self, call_sid: str) -> None:
+        if self.rest is None or not call_sid:
+            return
+        result = self.rest.complete(call_sid)
+        if not result.ok and not result.call_already_over:
+            self.log.warning("[TWILIO REST] hangup through the API failed (%s) - the after-stream TwiML hangs up",
+                             result.failure)

@@ -1,0 +1,70 @@
+"""How one call is set up for the business that answers it: a pure function of the business's
+profile, the stream's parameters, the server's settings and the time of the call.
+
+The per-call handler asks ``plan_call`` once, when Twilio's ``start`` arrives, and builds the
+model session and the call core from the answer. What it decides:
+
+* the model's instructions, voice and language; after hours (``profile.is_open``) the
+  after-hours instructions and greeting;
+* the tools: ``save_lead`` always, ``transfer_to_human`` when the business has a transfer number;
+* whether a person can take the call now (``profile.transfer_allowed``) and the keypad's actions;
+* a call coming back from an unanswered transfer (stream parameter ``Transfer=unanswered``) is
+  greeted with "no one is available" and is not transferred again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from server.business.profiles import BusinessProfile, session_instructions
+from server.core.call_core import TRANSFER_TOOL, TRANSFER_TOOL_SPEC, CallCore
+from server.leads.capture import SAVE_LEAD_TOOL, LeadCapture
+from server.settings import Settings
+
+UNANSWERED_TRANSFER_GREETING = (
+    "The caller was being transferred to a person, who could not answer. Say briefly, in the caller's language, "
+    "that no one is available right now, and offer to take their details so that someone calls back.")
+TRANSFER_INSTRUCTION = (f"If the caller asks to speak with a person, or asks for something you may not handle, call "
+                        f"the {TRANSFER_TOOL} tool and follow its answer.")
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    instructions: str
+    voice: str
+    language: str
+    tools: list
+    core: CallCore
+    is_open: bool
+    transfer_allowed: bool
+
+
+def plan_call(settings: Settings, profile: BusinessProfile, params: dict, now_utc: datetime) -> CallPlan:
+    caller = str(params.get("From", ""))
+    is_open = profile.is_open(now_utc)
+    back_from_transfer = params.get("Transfer") == "unanswered"      # <Dial> unanswered: a new stream
+    instructions = session_instructions(profile)
+    if not is_open:
+        instructions = profile.after_hours_instructions + "\n" + instructions
+    tools = [SAVE_LEAD_TOOL]
+    if profile.transfer_number:
+        tools.append(TRANSFER_TOOL_SPEC)
+        instructions += "\n" + TRANSFER_INSTRUCTION
+    turn = settings.turn
+    if profile.silence_timeout_ms is not None:
+        turn = replace(turn, silence_timeout_ms=profile.silence_timeout_ms)
+    if profile.max_silence_warnings is not None:
+        turn = replace(turn, max_silence_warnings=profile.max_silence_warnings)
+    prompts = dict(settings.prompts)
+    if profile.greeting:
+        prompts["greeting"] = profile.greeting
+    if not is_open and profile.after_hours_greeting:
+        prompts["greeting"] = profile.after_hours_greeting
+    if back_from_transfer:
+        prompts["greeting"] = UNANSWERED_TRANSFER_GREETING
+    transfer_allowed = profile.transfer_allowed(now_utc) and not back_from_transfer
+    lead = LeadCapture(profile.services, profile.cities, profile.required_fields, caller_phone=caller or None)
+    core = CallCore(turn, prompts, lead=lead, session_renew_ms=settings.openai_session_renew_ms,
+                    transfer_allowed=transfer_allowed, keypad=profile.keypad)
+    return CallPlan(instructions, profile.voice or settings.openai_voice, profile.language, tools, core, is_open,
+                    transfer_allowed)

@@ -1,0 +1,25 @@
+"""calls.transfer_json: a call handed to a person (when, why, to whom masked, answered or not).
+
+Nullable without a default, like 0002: older calls keep NULL (never transferred) and adding it
+rewrites no row.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-30
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("calls") as batch:
+        batch.add_column(sa.Column("transfer_json", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("calls", "transfer_json")
