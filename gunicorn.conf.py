@@ -24,6 +24,10 @@ def post_worker_init(worker):
     if metrics is not None and metrics.multiprocess:
         from server import green
         green.spawn_service(metrics.flush_forever)  # this worker's figures into the shared files
+    keeper = worker.wsgi.config.get("RECORDING_KEEPER")
+    if keeper is not None:
+        from server import green
+        green.spawn_service(keeper.sweep_forever)   # recordings past their business's retention
     registry = worker.wsgi.config.get("CALL_REGISTRY")
     previous = signal.getsignal(signal.SIGTERM)
 

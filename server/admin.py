@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from urllib.parse import urlencode
 
-from flask import Flask, Response, jsonify, redirect, request
+from flask import Flask, Response, jsonify, redirect, request, send_file
 
 from server.admin_pages import KNOWN_OUTCOMES, call_page, index_page, login_page, not_found_page
 from server.admin_session import COOKIE_NAME, SESSION_TTL_S, FailureThrottle, issue, session_key, tokens_equal, valid
@@ -221,6 +222,20 @@ def register_admin(app: Flask, store: Store, token: Secret) -> None:
         if detail is None:
             return Response(not_found_page(f"No call {call_sid} is stored."), status=404, mimetype="text/html")
         return Response(call_page(detail), mimetype="text/html")
+
+    @app.get("/admin/calls/<call_sid>/recording.wav")
+    def admin_call_recording(call_sid: str):
+        """The call's recording (businesses that record), while its retention keeps it."""
+        refusal = denied(html=False)
+        if refusal is not None:
+            return refusal
+        detail = store.call_detail(call_sid)
+        path = (detail or {}).get("call", {}).get("recording")
+        if not path or not Path(path).is_file():
+            return Response(f"no recording of {call_sid} (none was made, or its retention has passed)\n",
+                            status=404, mimetype="text/plain")
+        return send_file(path, mimetype="audio/wav", as_attachment=True, download_name=f"{call_sid}.wav",
+                         max_age=0)
 
     @app.get("/admin/calls/<call_sid>/timeline.svg")
     def admin_call_timeline(call_sid: str):

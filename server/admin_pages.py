@@ -160,9 +160,18 @@ def call_page(detail: dict) -> str:
                f'<img id=timeline src="{_e(svg_url)}" alt="timeline of the call"></a></div>')
     if detail["timeline"] is None:
         picture += "<p>No timeline was recorded for this call.</p>"
+    recording = ""
+    if call.get("recording"):
+        wav_url = call_url(call["call_sid"]) + "/recording.wav"
+        recording = (f'<h2>Recording</h2><p><a id=recording href="{_e(wav_url)}">download the recording</a> '
+                     "(stereo WAV: the caller left, the AI as played right)</p>")
+    transfer = call.get("transfer")
+    if transfer:
+        transfer_html = ", ".join(f"{_e(k)}: {_e(v)}" for k, v in sorted(transfer.items()))
+        recording += f"<h2>Transfer to a person</h2><p id=transfer>{transfer_html}</p>"
     return _doc(f"Call {call['call_sid']}", (
         f'<nav><a href="/admin">all calls</a></nav><h1>Call {_e(call["call_sid"])}</h1>'
-        f"{_figures(call, detail['timeline'])}<h2>Timeline</h2>{picture}{LANE_HELP}"
+        f"{_figures(call, detail['timeline'])}<h2>Timeline</h2>{picture}{LANE_HELP}{recording}"
         f"<h2>Transcript</h2>{_transcript(detail['transcript'])}<h2>Lead</h2>{_lead(detail['lead'])}"))
 
 

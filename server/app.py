@@ -29,6 +29,7 @@ from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import CallMetrics
 from server.settings import Settings
 from server.storage.db import DEFAULT_URL, Store
+from server.recording_keeper import DEFAULT_RECORDINGS_ROOT, RecordingKeeper
 from server.twilio_rest import TwilioRest
 from server.twiml import (MEDIA_WS_PATH, STREAM_ENDED_PATH, TRANSFER_DONE_PATH, after_stream, connect_stream, refuse,
                           transfer_to_person, voicemail)
@@ -62,6 +63,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics = CallMetrics(registry, store)
     app.config["CALL_METRICS"] = metrics           # gunicorn.conf.py starts its flusher (several workers)
     rest = TwilioRest.from_settings(settings)       # None without TWILIO_ACCOUNT_SID
+    keeper = RecordingKeeper(settings.recordings_dir or DEFAULT_RECORDINGS_ROOT, {
+        RecordingKeeper.business_key(None if profile.is_default else store.business_for(profile.number)[0]):
+            profile.recording_retention_days
+        for profile in (*profiles.businesses.values(), profiles.default) if profile.recording})
+    app.config["RECORDING_KEEPER"] = keeper if keeper.retention_days else None   # gunicorn.conf.py: the sweep
 
     @app.before_request
     def refuse_unsigned_media_upgrade():
@@ -132,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @sock.route(MEDIA_WS_PATH)
     def twilio_media(ws) -> None:
-        MediaCall(ws, settings, registry, records, metrics, rest, public_base_url(settings, request)).run()
+        MediaCall(ws, settings, registry, records, metrics, rest, public_base_url(settings, request), keeper).run()
 
     @app.get("/metrics")
     def prometheus_metrics():

@@ -77,6 +77,12 @@ class CallRecords:
             return None
         return None if called is None else self.answering(called)
 
+    def recording(self, call_sid: str, path: str) -> None:
+        try:
+            self.store.record_recording(call_sid, path)
+        except Exception:   # noqa: BLE001
+            log.exception("[RECORDS] recording of call %s could not be recorded", call_sid)
+
     def transfer(self, call_sid: str, **fields) -> None:
         """Note the call's transfer: its reason and masked destination, then Twilio's dial status."""
         try:

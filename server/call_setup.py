@@ -24,6 +24,7 @@ from server.settings import Settings
 UNANSWERED_TRANSFER_GREETING = (
     "The caller was being transferred to a person, who could not answer. Say briefly, in the caller's language, "
     "that no one is available right now, and offer to take their details so that someone calls back.")
+RECORDING_NOTICE = "Also say, in one short phrase, that the call is recorded."
 TRANSFER_INSTRUCTION = (f"If the caller asks to speak with a person, or asks for something you may not handle, call "
                         f"the {TRANSFER_TOOL} tool and follow its answer.")
 
@@ -62,6 +63,8 @@ def plan_call(settings: Settings, profile: BusinessProfile, params: dict, now_ut
         prompts["greeting"] = profile.after_hours_greeting
     if back_from_transfer:
         prompts["greeting"] = UNANSWERED_TRANSFER_GREETING
+    if profile.recording:
+        prompts["greeting"] = prompts.get("greeting", "") + " " + RECORDING_NOTICE
     transfer_allowed = profile.transfer_allowed(now_utc) and not back_from_transfer
     lead = LeadCapture(profile.services, profile.cities, profile.required_fields, caller_phone=caller or None)
     core = CallCore(turn, prompts, lead=lead, session_renew_ms=settings.openai_session_renew_ms,

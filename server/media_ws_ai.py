@@ -17,15 +17,12 @@ Green threads of one call (all spawned through ``server.green`` and all ended wi
   that deadline earlier, or the server started draining), then sends the core a ``Tick``. There
   is no fixed poll: a call between turns wakes about once a second.
 
-The call's business (by the called number) gives the session its instructions, greeting, voice
-and silence settings, and the ``save_lead`` tool; ``CallRecords`` writes the call, its lead (complete
-as soon as the model saves it, partial when the caller leaves first) and queues the lead's delivery.
-
-A lost model link is replaced by the reader on the core's schedule (``RealtimeLinkLost`` in,
-``Reconnect`` verbs out, ``ReconnectFailed`` back in, a ``HangUp`` when it gives up): the same
-session configuration, then the conversation the core replays (``ReplayConversation``); caller
-audio is dropped, counted, while the link is down. The handler decides nothing: it executes what
-the core returns and logs its notes; it reads none of the core's state.
+The call's business sets the call up (``call_setup.plan_call``); ``CallRecords`` writes the call
+and its lead; ``call_ending`` completes or transfers the call on Twilio's side; a ``CallRecorder``
+taps both directions when the business records. A lost model link is replaced by the reader on
+the core's schedule (``Reconnect`` out, ``ReconnectFailed`` in), then the conversation is replayed;
+caller audio is dropped, counted, meanwhile. The handler decides nothing: it executes what the
+core returns and logs its notes; it reads none of the core's state.
 """
 from __future__ import annotations
 
@@ -61,6 +58,8 @@ from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.metrics import CallMetrics
 from server.realtime_client import RealtimeClosed, RealtimeConnection
 from server.settings import Settings
+from server.recording import CallRecorder
+from server.recording_keeper import RecordingKeeper
 from server.twilio_rest import TwilioRest
 
 log = logging.getLogger(__name__)
@@ -93,13 +92,13 @@ _STOP = object()
 
 class MediaCall:
     def __init__(self, ws, settings: Settings, registry: CallRegistry, records: CallRecords | None = None,
-                 metrics: CallMetrics | None = None, rest: TwilioRest | None = None, base_url: str = "") -> None:
+                 metrics: CallMetrics | None = None, rest: TwilioRest | None = None, base_url: str = "",
+                 keeper: RecordingKeeper | None = None) -> None:
         """``rest``: Twilio's REST API (``TWILIO_ACCOUNT_SID`` set): a call the core hangs up is ended
         there, a transfer redirected there; without it, closing the stream ends the call through the
         after-stream TwiML (which also knows a transfer). ``base_url``: this server's public address."""
-        self.ws = ws
-        self.rest = rest
-        self.base_url = base_url
+        self.ws, self.rest, self.base_url = ws, rest, base_url
+        self.keeper, self.recorder = keeper, None     # a CallRecorder when the business records
         self.transfer_reason: str | None = None
         self.numbers = ("", "")                    # (called, caller) of this call
         self.core_hung_up = False
@@ -163,6 +162,8 @@ class MediaCall:
             if self.metrics is not None:
                 self.metrics.call_ended(end.outcome, end.stats)
             self._record_end(end)
+            if self.recorder is not None:
+                self.keeper.save(self.recorder, self.answering.business_id, self.call_sid, self.records)
             self.registry.record_end(self.call_sid, reason, failed=reason in FAILURE_REASONS)
             ending = TwilioEnding(self.rest, self.records, self.base_url, self.log)
             if self.transfer_reason is not None:
@@ -209,6 +210,8 @@ class MediaCall:
         plan = plan_call(self.settings, profile, params, self.settings.business_time or datetime.now(timezone.utc))
         self.instructions, self.voice, self.language, self.tools = plan.instructions, plan.voice, plan.language, plan.tools
         self.core = plan.core
+        if profile.recording and self.keeper is not None:
+            self.recorder = CallRecorder(green.monotonic_ms())
         self.log.info("[BUSINESS] %s answers %s (%s)%s%s", profile.name, to_number or "?",
                       "default profile" if profile.is_default else f"business {self.answering.business_id}",
                       "" if plan.is_open else ", after hours", ", transfers allowed" if plan.transfer_allowed else "")
@@ -259,8 +262,7 @@ class MediaCall:
                       "dropped_while_down=%d hangup=%s green_threads_alive=%d",
                       s.turns, s.responses_created, s.barge_ins, dict(s.errors), s.frames_sent, s.frames_blocked,
                       self.audio_in_q.dropped_audio, self.malformed_in, s.dropped_deltas, self.reconnects,
-                      self.dropped_while_down,
-                      self.hangup_reason or "caller",
+                      self.dropped_while_down, self.hangup_reason or "caller",
                       sum(1 for t in self._threads if not green.is_dead(t)))
 
     def _close_twilio(self) -> None:
@@ -362,6 +364,8 @@ class MediaCall:
         """Barge-in: nothing queued before this point may reach the caller."""
         self.playout_generation += 1
         self.tx_paused = False
+        if self.recorder is not None:
+            self.recorder.cleared(green.monotonic_ms())
         self.tx_q.clear()
         self.framer = Framer()
         while True:
@@ -425,6 +429,9 @@ class MediaCall:
                     continue
                 self._caller_audio_ms += max(1, len(audio) // BYTES_PER_MS)   # duration from the audio itself
                 self._apply(self.core.handle(CallerFrame(audio, self._caller_audio_ms, now_ms)))
+                if self.recorder is not None:
+                    self.recorder.anchor(self._caller_audio_ms, now_ms)
+                    self.recorder.caller(audio, self._caller_audio_ms)
             elif isinstance(event, tw.Mark):
                 self._apply(self.core.handle(MarkAcked(event.name, now_ms)))
             elif isinstance(event, tw.Stop):
@@ -551,6 +558,8 @@ class MediaCall:
             pacer.sent(sent_ms, len(frames))
             if kind == "ai":
                 self._apply(self.core.handle(AssistantFramePlayed(key, sent_ms, audio)))
+                if self.recorder is not None:
+                    self.recorder.played(audio, sent_ms)
 
     def _refill_tx(self) -> bool:
         try:

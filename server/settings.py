@@ -95,6 +95,8 @@ class Settings:
     """Bearer token /metrics requires; empty leaves it open (it holds no personal data)."""
     outbox_worker: bool = True
     outbox_idle_poll_ms: int = 30000
+    recordings_dir: str = ""
+    """``RECORDINGS_DIR``: where businesses that record keep their calls' WAV files (default ``data/``)."""
     business_time: datetime | None = None
     """``BUSINESS_TIME``: a fixed "now" for opening-hours decisions (tests, demos); None: the real clock."""
     """How often an idle delivery worker looks for leads another instance left undelivered."""
@@ -223,7 +225,7 @@ class Settings:
             twilio_account_sid=account_sid, twilio_api_base_url=api_base,
             outbox_worker=switch("OUTBOX_WORKER", "on"),
             outbox_idle_poll_ms=integer("OUTBOX_IDLE_POLL_MS", 30000, 200, 3_600_000),
-            business_time=business_time,
+            business_time=business_time, recordings_dir=get("RECORDINGS_DIR"),
             max_request_body_bytes=integer("MAX_REQUEST_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024))
         if problems:
             raise SettingsError(problems)

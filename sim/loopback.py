@@ -54,7 +54,8 @@ class LoopbackCall:
     def __init__(self, scenario: Scenario, log_path: Path, env: dict[str, str] | None = None,
                  use_simulator: bool = True, worker_class: str = "eventlet", realtime_faults: dict | None = None,
                  graceful_timeout_s: int = 5, crm: CrmReceiver | None = None,
-                 database_path: Path | None = None, twilio_rest: bool = False, dial_outcome: str = "answered") -> None:
+                 database_path: Path | None = None, twilio_rest: bool = False, dial_outcome: str = "answered",
+                 profile_lines: tuple[str, ...] = ()) -> None:
         """``realtime_faults``: keyword switches of ``RealtimeSimulator`` (reject_status, handshake_delay_ms).
         ``crm``: a receiver to deliver leads to (one is started when not given). ``database_path``:
         an existing database to start on (a restarted server); by default a fresh one next to the log.
@@ -76,6 +77,8 @@ class LoopbackCall:
         self.use_twilio_rest = twilio_rest
         self.twilio_rest: TwilioRestSimulator | None = None
         self.dial_outcome = dial_outcome
+        self.profile_lines = profile_lines
+        """TOML lines added to the locksmith's profile (+97235550100), e.g. ``recording = true``."""
         self.db_path = database_path or log_path.parent / f"{log_path.stem}.sqlite3"
 
     @property
@@ -108,9 +111,12 @@ class LoopbackCall:
             for stale in self.db_path.parent.glob(self.db_path.name + "*"):
                 stale.unlink()
         businesses = self.log_path.parent / f"{self.log_path.stem}.businesses.toml"
-        businesses.write_text("\n".join(
-            f'crm_webhook_url = "{self.crm.url}"' if line.startswith("crm_webhook_url") else line
-            for line in BUSINESSES_FILE.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+        lines = []
+        for line in BUSINESSES_FILE.read_text(encoding="utf-8").splitlines():
+            lines.append(f'crm_webhook_url = "{self.crm.url}"' if line.startswith("crm_webhook_url") else line)
+            if line.strip() == 'number = "+97235550100"':
+                lines += list(self.profile_lines)
+        businesses.write_text("\n".join(lines), encoding="utf-8")
         env.update(DATABASE_URL=f"sqlite:///{self.db_path}", BUSINESSES_FILE=str(businesses),
                    CRM_SECRET_LOCKSMITH=CRM_SECRET, ADMIN_TOKEN=ADMIN_TOKEN)
         self.port = free_port()

@@ -143,6 +143,10 @@ class Store:
         with self.session() as s:
             return s.scalar(select(Call.called_number).where(Call.call_sid == call_sid))
 
+    def record_recording(self, call_sid: str, path: str) -> None:
+        with self.session() as s, s.begin():
+            s.execute(update(Call).where(Call.call_sid == call_sid).values(recording_path=path))
+
     def record_transfer(self, call_sid: str, **fields) -> None:
         """Merge ``fields`` (reason, to (masked), status) into the call's transfer record."""
         with self.session() as s, s.begin():
@@ -311,7 +315,8 @@ def _call_dict(c: Call, business: str | None) -> dict:
             "outcome": c.outcome, "hangup_reason": c.hangup_reason, "turns": c.turns, "responses": c.responses,
             "barge_ins": c.barge_ins, "latency_median_ms": c.latency_median_ms, "latency_max_ms": c.latency_max_ms,
             "transcript": json.loads(c.transcript_json or "[]"),
-            "transfer": json.loads(c.transfer_json) if c.transfer_json else None}
+            "transfer": json.loads(c.transfer_json) if c.transfer_json else None,
+            "recording": c.recording_path}
 
 
 def _lead_dict(lead: Lead, call_sid: str, business: str | None, deliveries: Iterable[OutboxMessage]) -> dict:

@@ -58,6 +58,8 @@ class Call(Base):
     """The call's timeline (``server/core/timeline.py``): spans and events per lane, written at the end."""
     transfer_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     """A call handed to a person: ``{"reason", "to" (masked), "status"}`` (Twilio's DialCallStatus once known)."""
+    recording_path: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """The call's stereo WAV (``server/recording_keeper.py``), for businesses that record."""
 
 
 class Lead(Base):

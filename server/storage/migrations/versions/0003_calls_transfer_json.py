@@ -1,4 +1,5 @@
-"""calls.transfer_json: a call handed to a person (when, why, to whom masked, answered or not).
+"""calls.transfer_json and calls.recording_path: a call handed to a person (why, to whom masked,
+answered or not) and the file of its recording (businesses that opted in).
 
 Nullable without a default, like 0002: older calls keep NULL (never transferred) and adding it
 rewrites no row.
@@ -19,7 +20,9 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("calls") as batch:
         batch.add_column(sa.Column("transfer_json", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("recording_path", sa.String(300), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("calls", "recording_path")
     op.drop_column("calls", "transfer_json")
