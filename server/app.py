@@ -55,14 +55,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     store.upgrade_on_start()
     store.sync_businesses(profiles)
     directory = BusinessDirectory(store, profiles, settings.unknown_number_policy)
-    outbox = OutboxWorker(store, idle_poll_s=settings.outbox_idle_poll_ms / 1000) if settings.outbox_worker else None
+    rest = TwilioRest.from_settings(settings)       # None without TWILIO_ACCOUNT_SID
+    outbox = (OutboxWorker(store, idle_poll_s=settings.outbox_idle_poll_ms / 1000,
+                           send_sms=rest.send_sms if rest is not None else None)
+              if settings.outbox_worker else None)
     app.config["OUTBOX_WORKER"] = outbox           # gunicorn.conf.py starts it in the worker
     records = CallRecords(store, directory, outbox)
     app.config["CALL_RECORDS"] = records
     register_admin(app, store, settings.admin_token)
     metrics = CallMetrics(registry, store)
     app.config["CALL_METRICS"] = metrics           # gunicorn.conf.py starts its flusher (several workers)
-    rest = TwilioRest.from_settings(settings)       # None without TWILIO_ACCOUNT_SID
     keeper = RecordingKeeper(settings.recordings_dir or DEFAULT_RECORDINGS_ROOT, {
         RecordingKeeper.business_key(None if profile.is_default else store.business_for(profile.number)[0]):
             profile.recording_retention_days

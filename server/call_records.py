@@ -103,10 +103,13 @@ class CallRecords:
                   asked_for_person: bool = False) -> bool:
         profile = answering.profile
         target = (profile.crm_webhook_url, profile.crm_secret_env) if deliver and profile.crm_webhook_url else None
+        sms = None
+        if profile.sms_on_lead and profile.number and lead.phone and lead.status == "complete":
+            sms = (lead.phone, profile.number, profile.sms_for(lead.service or "", lead.city or ""))
         try:
             lead_id = self.store.save_lead(call_sid, lead, target,
                                            business={"number": profile.number, "name": profile.name},
-                                           asked_for_person=asked_for_person)
+                                           asked_for_person=asked_for_person, sms=sms)
         except Exception:   # noqa: BLE001
             log.exception("[RECORDS] lead of call %s could not be stored - kept in memory, retried at the end",
                           call_sid)

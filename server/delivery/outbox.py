@@ -14,9 +14,13 @@ profile names) and carrying ``X-ProSaaS-Delivery``, the idempotency key the CRM 
   same time; a process that dies mid-delivery leaves a lease that expires, and the message is
   sent again (at-least-once; the delivery id makes it exactly-once for the CRM).
 * The worker wakes when a call queues a lead (``wake``) and otherwise at the next due time.
+* The same outbox carries the caller's SMS confirmation of a complete lead: a message addressed
+  ``sms:+972...`` (``SMS_SCHEME``) is sent through Twilio's Messages API (``send_sms``), retried
+  the same way; Twilio's "not a valid number" codes are final (the message is dead at once).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -27,7 +31,7 @@ from typing import Callable, Mapping
 
 from server import green
 from server.delivery.signing import DELIVERY_HEADER, SIGNATURE_HEADER, sign
-from server.storage.db import OutboxJob, Store
+from server.storage.db import SMS_SCHEME, OutboxJob, Store
 from server.storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,8 @@ MAX_RETRY_S = 300
 RETENTION_S = 3 * 24 * 3600
 LEASE_S = 60
 HTTP_TIMEOUT_S = 10
+FINAL_SMS_CODES = frozenset({21211, 21614, 21610, 21612, 21408})
+"""Twilio's answers that no retry changes: invalid or non-mobile number, opted out, unreachable region."""
 IDLE_POLL_S = 30
 
 
@@ -59,13 +65,15 @@ class OutboxWorker:
     def __init__(self, store: Store, environ: Mapping[str, str] | None = None,
                  post: Callable[[str, bytes, dict[str, str], float], int] = http_post,
                  clock_s: Callable[[], float] = time.time, now: Callable[[], datetime] = utcnow,
-                 idle_poll_s: float = IDLE_POLL_S) -> None:
+                 idle_poll_s: float = IDLE_POLL_S, send_sms: Callable | None = None) -> None:
         """``post``, ``clock_s`` (signature timestamps) and ``now`` (UTC, scheduling) are injected so
         the retry schedule can be tested on fake time. ``idle_poll_s``: how often an idle worker looks
         at the outbox for messages it was not woken for (those another instance queued and could not
         deliver, e.g. one stopped on SIGTERM)."""
         self.store = store
         self.idle_poll_s = idle_poll_s
+        self.send_sms = send_sms
+        """``TwilioRest.send_sms`` (to, from_, body) -> result with ``ok``/``code``; None: no REST API."""
         self.environ = os.environ if environ is None else environ
         self.post = post
         self.clock_s = clock_s
@@ -108,6 +116,8 @@ class OutboxWorker:
         return delivered
 
     def _deliver(self, job: OutboxJob) -> bool:
+        if job.url.startswith(SMS_SCHEME):
+            return self._text(job)
         secret = self.environ.get(job.secret_env, "") if job.secret_env else ""
         if job.secret_env and not secret:
             return self._failed(job, f"{job.secret_env} is not set: cannot sign the delivery")
@@ -126,6 +136,23 @@ class OutboxWorker:
             log.info("[OUTBOX] delivered %s after %d attempt(s) (HTTP %d)", job.delivery_id, job.attempts + 1, status)
             return True
         return self._failed(job, f"HTTP {status}")
+
+    def _text(self, job: OutboxJob) -> bool:
+        """An SMS to the caller, through Twilio's Messages API."""
+        if self.send_sms is None:
+            return self._failed(job, "TWILIO_ACCOUNT_SID is not set: no SMS can be sent")
+        message = json.loads(job.body)
+        result = self.send_sms(job.url[len(SMS_SCHEME):], message["from"], message["body"])
+        if result.ok:
+            self.store.delivery_succeeded(job.id, self.now())
+            self.delivered += 1
+            log.info("[OUTBOX] SMS %s sent after %d attempt(s)", job.delivery_id, job.attempts + 1)
+            return True
+        if result.code in FINAL_SMS_CODES:
+            self.store.delivery_failed(job.id, f"Twilio {result.code}: {result.message}", None)
+            log.error("[OUTBOX] SMS %s refused for good (Twilio %s) - kept as dead", job.delivery_id, result.code)
+            return False
+        return self._failed(job, f"Twilio {result.code or result.failure}: {result.message}")
 
     def _failed(self, job: OutboxJob, error: str) -> bool:
         self.failed_attempts += 1

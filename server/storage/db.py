@@ -30,6 +30,8 @@ from server.leads.capture import LeadSnapshot
 from server.storage.migrations import UpgradeResult, upgrade_on_start, upgrade_to_head
 from server.storage.models import Business, Call, Lead, OutboxMessage, utcnow
 
+SMS_SCHEME = "sms:"
+"""An outbox message to ``sms:+9725...`` (RFC 5724) is a text message sent through Twilio, not a POST."""
 DEFAULT_URL = "sqlite:///" + str(Path(__file__).resolve().parents[2] / "data" / "prosaas.sqlite3")
 
 
@@ -160,7 +162,8 @@ class Store:
     # --- leads and their delivery ---------------------------------------------------------------
 
     def save_lead(self, call_sid: str, lead: LeadSnapshot, deliver_to: tuple[str, str | None] | None,
-                  business: dict | None = None, asked_for_person: bool = False) -> int:
+                  business: dict | None = None, asked_for_person: bool = False,
+                  sms: tuple[str, str, str] | None = None) -> int:
         """Write (or update) the call's lead; with ``deliver_to`` = (url, secret_env), queue its
         delivery in the same transaction. Returns the lead id."""
         with self.session() as s, s.begin():
@@ -187,6 +190,12 @@ class Store:
                                                              "asked_for_person": asked_for_person}}
                 s.add(OutboxMessage(delivery_id=delivery_id, lead_id=row.id, url=deliver_to[0],
                                     secret_env=deliver_to[1], body=json.dumps(body, ensure_ascii=False)))
+            if sms is not None and lead.status == "complete" and s.scalar(select(func.count()).where(
+                    OutboxMessage.lead_id == row.id, OutboxMessage.url.like(f"{SMS_SCHEME}%"))) == 0:
+                to, from_, text = sms                  # one confirmation per lead, however often it is saved
+                s.add(OutboxMessage(delivery_id=f"sms_{uuid.uuid4().hex}", lead_id=row.id, url=SMS_SCHEME + to,
+                                    secret_env=None, body=json.dumps({"from": from_, "body": text},
+                                                                     ensure_ascii=False)))
             return row.id
 
     def claim_due(self, now: datetime, lease_s: int, limit: int = 10) -> list[OutboxJob]:
