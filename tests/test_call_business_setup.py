@@ -14,11 +14,10 @@ from server.settings import Settings
 from server.storage.db import Store
 
 
-@pytest.fixture()
-def call(tmp_path) -> MediaCall:
+def media_call(tmp_path, business_time: str) -> MediaCall:
     settings = Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "TWILIO_AUTH_TOKEN": "tok",
                                   "TURN_SILENCE_TIMEOUT_MS": "8000", "OPENAI_VOICE": "alloy",
-                                  "BUSINESS_TIME": "2026-12-01T10:00:00+02:00"})     # a Tuesday morning: open
+                                  "BUSINESS_TIME": business_time})
     store = Store(f"sqlite:///{tmp_path}/calls.sqlite3")
     store.create_schema()
     profiles = load_profiles()
@@ -27,6 +26,11 @@ def call(tmp_path) -> MediaCall:
                       records=CallRecords(store, BusinessDirectory(store, profiles)))
     media.call_sid, media.stream_sid = "CA0001", "MZ0001"
     return media
+
+
+@pytest.fixture()
+def call(tmp_path) -> MediaCall:
+    return media_call(tmp_path, "2026-12-01T10:00:00+02:00")     # a Tuesday morning: open
 
 
 def session_of(call: MediaCall) -> dict:
@@ -63,15 +67,8 @@ def test_an_unknown_number_gets_the_default_profile_and_still_captures_a_lead(ca
 
 
 def test_after_hours_the_call_gets_the_after_hours_greeting_and_no_transfer(tmp_path):
-    settings = Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "TWILIO_AUTH_TOKEN": "tok",
-                                  "BUSINESS_TIME": "2026-12-05T11:00:00+02:00"})       # a Saturday: closed
-    store = Store(f"sqlite:///{tmp_path}/calls.sqlite3")
-    store.create_schema()
+    media = media_call(tmp_path, "2026-12-05T11:00:00+02:00")          # a Saturday: closed
     profiles = load_profiles()
-    store.sync_businesses(profiles)
-    media = MediaCall(ws=None, settings=settings, registry=CallRegistry(),
-                      records=CallRecords(store, BusinessDirectory(store, profiles)))
-    media.call_sid, media.stream_sid = "CA0002", "MZ0002"
     media._set_up_business({"To": "+97235550100", "From": "+972501234567"})
     profile = profiles.for_number("+97235550100")
     assert session_of(media)["instructions"].startswith(profile.after_hours_instructions)

@@ -80,3 +80,16 @@ def test_an_unanswered_transfer_comes_back_to_the_agent(tmp_path):
     assert "'Transfer': 'unanswered'" in log
     assert detail["call"]["transfer"]["status"] == "no-answer"
     assert health["active_calls"] == 0 and "Traceback" not in log
+
+
+def test_without_the_rest_api_the_after_stream_twiml_dials(tmp_path):
+    """No TWILIO_ACCOUNT_SID: the stream closes and the TwiML after <Connect>, read from the call's
+    record by whichever instance Twilio asks, dials the person."""
+    with LoopbackCall(scenario_mod.load("transfer"), tmp_path / "server.log") as loop:
+        record = loop.call(max_duration_s=90)
+        loop.wait_idle(timeout_s=5)
+        detail = loop.store().call_detail(record.call_sid)
+        log = loop.log_text()
+    assert [d.number for d in record.dials] == [PERSON] and not record.ended_by_rest
+    assert "stream ended for %s: transfer to a person" % record.call_sid in log
+    assert detail["call"]["transfer"]["status"] == "completed"
