@@ -39,6 +39,7 @@ def test_the_tool_transfers_after_the_ais_line_has_played():
     out = tool_call(call, '{"reason": "wants a person"}')
     [answer] = [a for a in out if isinstance(a, SendToolOutput)]
     assert '"status":"transferring"' in answer.output and QueueTrigger("tool_result") in out
+    assert ("system", f"transfer_to_human answered: {answer.output}") in call.core.conversation   # replayed as such
     assert "👤 [TRANSFER] the caller asked for a person (wants a person) - transferring after the AI's line" in \
         notes(call.actions)
     assert verbs(call.core.request_response("tool_result", call.now_ms))[0].reason == "tool_result"

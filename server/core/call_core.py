@@ -235,7 +235,7 @@ class CallCore:
         self.voice_decider = voice_decider
         self.echo_detection = echo_detection
         self.lead = lead
-        self._tool_outputs: dict[str, list[tuple[str, str]]] = {}
+        self._tool_outputs: dict[str, list[tuple[str, str, str]]] = {}   # response -> (call id, output, tool)
         self._follow_up_owed = False
         self._tool_chain = 0
         self._caller_speech_end_ms: int | None = None
@@ -846,15 +846,15 @@ class CallCore:
         self.stats.tool_calls += 1
         if e.name == TRANSFER_TOOL:
             allowed = self._ask_for_person(_tool_reason(e.arguments), out)
-            self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, TRANSFER_TOOL_ANSWERS[allowed]))
+            self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, TRANSFER_TOOL_ANSWERS[allowed], e.name))
             return
         if self.lead is None:
             answer_text = '{"status":"error","error":"no tools are available in this call"}'
-            self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, answer_text))
+            self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, answer_text, e.name))
             out.append(note('WARNING', 'tool_without_lead', name=e.name))
             return
         answer = self.lead.on_tool_call(e.name, e.arguments)
-        self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, answer.output))
+        self._tool_outputs.setdefault(e.response_id, []).append((e.call_id, answer.output, e.name))
         lead = self.lead.snapshot()
         out.append(note('INFO', 'lead_tool_answer', name=e.name, status=answer.status, service=lead.service,
                         city=lead.city, city_served=lead.city_served, missing=list(answer.missing)))
@@ -870,9 +870,9 @@ class CallCore:
         answers = self._tool_outputs.pop(e.response_id, [])
         if not answers:
             return False
-        for call_id, output in answers:
+        for call_id, output, tool in answers:
             out.append(SendToolOutput(call_id, output))
-            self.conversation.append(("system", f"save_lead answered: {output}"))
+            self.conversation.append(("system", f"{tool} answered: {output}"))
         if e.status == "cancelled" or e.response_id in self._cancelled or self.hangup_reason is not None:
             return False              # the caller is talking; their turn's response sees the answer
         self._tool_chain += 1
