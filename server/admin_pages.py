@@ -161,9 +161,11 @@ def call_page(detail: dict) -> str:
     if detail["timeline"] is None:
         picture += "<p>No timeline was recorded for this call.</p>"
     recording = ""
+    if call.get("summary"):
+        recording += f'<h2>Summary for the owner</h2><p id=summary dir=auto style="white-space:pre-line">{_e(call["summary"])}</p>'
     if call.get("recording"):
         wav_url = call_url(call["call_sid"]) + "/recording.wav"
-        recording = (f'<h2>Recording</h2><p><a id=recording href="{_e(wav_url)}">download the recording</a> '
+        recording += (f'<h2>Recording</h2><p><a id=recording href="{_e(wav_url)}">download the recording</a> '
                      "(stereo WAV: the caller left, the AI as played right)</p>")
     transfer = call.get("transfer")
     if transfer:

@@ -7,11 +7,15 @@
   the call is completed through the REST API, so it never depends on which instance answers the
   after-stream request.
 * A failure keeps the stream path, whose TwiML says the apology.
-The call's record notes the transfer (reason, masked destination) before the redirect.
+The call's record notes the transfer (reason, masked destination) before the redirect. Then our
+side of the media socket is closed (``close_media_socket``).
 """
 from __future__ import annotations
 
 import logging
+import socket
+
+from simple_websocket import ConnectionClosed
 
 from server.business.profiles import BusinessProfile
 from server.call_logging import mask_phone
@@ -46,3 +50,28 @@ class TwilioEnding:
         if not result.ok and not result.call_already_over:
             self.log.warning("[TWILIO REST] hangup through the API failed (%s) - the after-stream TwiML hangs up",
                              result.failure)
+
+
+def close_media_socket(ws, message: str) -> None:
+    """Close the media socket ourselves and let simple-websocket's reader end on the close echo.
+
+    Returning with the reader still blocked in recv() lets the server close the socket under it,
+    and eventlet then raises EOFError there, which simple-websocket does not catch. A peer that
+    never answers the close gets its socket shut down, which ends the reader cleanly.
+    """
+    if not getattr(ws, "connected", False):
+        return
+    try:
+        ws.close(reason=1000, message=message)
+    except ConnectionClosed:
+        return
+    reader = getattr(ws, "thread", None)
+    if reader is None:
+        return
+    reader.join(1.0)
+    if reader.is_alive():
+        try:
+            ws.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        reader.join(0.5)

@@ -77,6 +77,21 @@ class CallRecords:
             return None
         return None if called is None else self.answering(called)
 
+    def summary(self, call_sid: str, text: str, answering: Answering) -> None:
+        """The owner's summary: kept on the call, and sent to the business's CRM with the call's lead."""
+        profile = answering.profile
+        target = (profile.crm_webhook_url, profile.crm_secret_env) if profile.crm_webhook_url else None
+        try:
+            self.store.record_summary(call_sid, text, target, business={"number": profile.number,
+                                                                        "name": profile.name})
+        except Exception:   # noqa: BLE001
+            log.exception("[RECORDS] summary of call %s could not be stored", call_sid)
+            return
+        log.info("[SUMMARY] call %s: %d characters for the owner%s", call_sid, len(text),
+                 " - queued for the CRM" if target else "")
+        if target and self.outbox is not None:
+            self.outbox.wake()
+
     def recording(self, call_sid: str, path: str) -> None:
         try:
             self.store.record_recording(call_sid, path)

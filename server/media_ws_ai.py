@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,7 +39,7 @@ from server.audio_in_queue import AudioInQueue
 from server.business.directory import Answering
 from server.call_logging import call_logger, mask_phone
 from server.call_records import FAILURE_REASONS, CallRecords
-from server.call_ending import TwilioEnding
+from server.call_ending import TwilioEnding, close_media_socket
 from server.call_setup import plan_call
 from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
@@ -58,6 +57,7 @@ from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.metrics import CallMetrics
 from server.realtime_client import RealtimeClosed, RealtimeConnection
 from server.settings import Settings
+from server.owner_summary import OwnerSummary
 from server.recording import CallRecorder
 from server.recording_keeper import RecordingKeeper
 from server.twilio_rest import TwilioRest
@@ -99,6 +99,7 @@ class MediaCall:
         after-stream TwiML (which also knows a transfer). ``base_url``: this server's public address."""
         self.ws, self.rest, self.base_url = ws, rest, base_url
         self.keeper, self.recorder = keeper, None     # a CallRecorder when the business records
+        self.summary = OwnerSummary()                 # asked of the model once the call is over
         self.transfer_reason: str | None = None
         self.numbers = ("", "")                    # (called, caller) of this call
         self.core_hung_up = False
@@ -155,10 +156,10 @@ class MediaCall:
                           "send_audio_chunk (single path)")
             self._rx_loop()
         finally:
-            self._teardown()
             reason = self.hangup_reason or "caller_hung_up"
+            keep_model = not self.link_down and reason not in FAILURE_REASONS and self.records is not None
+            self._teardown(keep_model)              # the model link stays for the owner's summary, asked last
             end = self.core.finish(reason, failed=reason in FAILURE_REASONS)
-            self._report_end(end)
             if self.metrics is not None:
                 self.metrics.call_ended(end.outcome, end.stats)
             self._record_end(end)
@@ -171,7 +172,14 @@ class MediaCall:
                                 self.numbers)
             elif self.core_hung_up and reason not in FAILURE_REASONS:
                 ending.complete(self.call_sid)
-            self._close_twilio()
+            close_media_socket(self.ws, self.hangup_reason or "call ended")
+            if keep_model:                            # the caller is gone: nobody waits for this
+                summary = self.summary.ask(self._realtime_send, not green.is_dead(self._threads[0]),
+                                           self.realtime.recv)
+                self._teardown()
+                if summary and self.answering is not None:
+                    self.records.summary(self.call_sid, summary, self.answering)
+            self._report_end(end)                     # last: every thread of the call is gone by now
             self.registry.forget_drain(self._timer_bell.ring)
             self.registry.active -= 1
 
@@ -236,21 +244,25 @@ class MediaCall:
                                 latencies_ms=list(s.latencies_ms), transcript=list(end.transcript),
                                 timeline=end.timeline)
 
-    def _teardown(self) -> None:
+    def _teardown(self, keep_model: bool = False) -> None:
+        """Stop the call's threads; ``keep_model``: all but the model reader, the link left open."""
         self.stopping.set()
-        self.realtime.close()
+        if not keep_model:
+            self.realtime.close()
         self.audio_in_q.put(_STOP)
         try:
             self.audio_out_q.put_nowait(_STOP)
         except green.Full:
             pass
+        threads = self._threads[1:] if keep_model else self._threads      # [0] is the model reader
         deadline = green.monotonic_ms() + 1000
-        while any(not green.is_dead(t) for t in self._threads) and green.monotonic_ms() < deadline:
+        while any(not green.is_dead(t) for t in threads) and green.monotonic_ms() < deadline:
             green.sleep(0.02)
-        for t in self._threads:
+        for t in threads:
             if not green.is_dead(t):
                 green.kill(t)          # e.g. a reader whose stalled peer never answered the close
-        self.realtime.abort()
+        if not keep_model:
+            self.realtime.abort()
 
     def _report_end(self, end: CallOutcome) -> None:
         """The call's summary line, and its end-of-speech delays into the worker's histogram."""
@@ -264,30 +276,6 @@ class MediaCall:
                       self.audio_in_q.dropped_audio, self.malformed_in, s.dropped_deltas, self.reconnects,
                       self.dropped_while_down, self.hangup_reason or "caller",
                       sum(1 for t in self._threads if not green.is_dead(t)))
-
-    def _close_twilio(self) -> None:
-        """Close the media socket ourselves and let simple-websocket's reader end on the close echo.
-
-        Returning with the reader still blocked in recv() lets the server close the socket under it,
-        and eventlet then raises EOFError there, which simple-websocket does not catch. A peer that
-        never answers the close gets its socket shut down, which ends the reader cleanly.
-        """
-        if not getattr(self.ws, "connected", False):
-            return
-        try:
-            self.ws.close(reason=1000, message=self.hangup_reason or "call ended")
-        except ConnectionClosed:
-            return
-        reader = getattr(self.ws, "thread", None)
-        if reader is None:
-            return
-        reader.join(1.0)
-        if reader.is_alive():
-            try:
-                self.ws.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            reader.join(0.5)
 
     def _stop(self, reason: str) -> None:
         if not self.stopping.is_set():
@@ -393,9 +381,7 @@ class MediaCall:
             return
         try:
             self.realtime.send(text)
-        except RealtimeClosed as exc:
-            # The reader notices the dead socket too and reconnects; until then nothing is sent
-            # (and this is logged once, not for every 20 ms frame).
+        except RealtimeClosed as exc:            # the reader reconnects; logged once, not per frame
             self.log.warning("[REALTIME] send failed: %s - holding sends until the link is back", exc)
             self.link_down = True
             self.dropped_while_down += 1
@@ -471,8 +457,10 @@ class MediaCall:
                     return
 
     def _read_realtime(self) -> None:
-        while not self.stopping.is_set():
+        while not self.stopping.is_set() or self.summary.pending:
             event = rt.parse_server_event(self.realtime.recv())
+            if self.summary.take(event):
+                continue
             queued_ms = len(self.tx_q) * FRAME_MS + self.out_q_bytes // BYTES_PER_MS
             self._apply(self.core.handle(RealtimeReceived(event, green.monotonic_ms(), len(self.tx_q),
                                                           self.audio_out_q.qsize(), queued_ms)))

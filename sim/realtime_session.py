@@ -107,6 +107,7 @@ class SimCounters:
     replies: list = field(default_factory=list)   # (clip or None, transcript, status) per response
     tool_calls: list = field(default_factory=list)      # (name, call_id, arguments_json) of each finished call
     tool_outputs: list = field(default_factory=list)    # (call_id, output) of each accepted function_call_output
+    out_of_band: list = field(default_factory=list)     # (instructions, metadata, text) of each conversation-"none" text response
     log: list = field(default_factory=list)       # (monotonic_s, direction, type) of every event
 
 
@@ -149,6 +150,7 @@ class RealtimeSession:
         self.buffer = bytearray()
         self._vad = {"audio_ms": 0, "speaking": False, "run_ms": 0, "quiet_ms": 0, "item_id": None}
         self.items: dict[str, dict] = {}          # item_id -> {"role", "audio_ms"}, plus "call_id" for function calls
+        self.heard: list[str] = []                # this session's caller transcripts, in order
         self.last_item_id: str | None = None
         self.active: dict | None = None           # {"id", "cancel": Event}
         self.closed = threading.Event()
@@ -190,9 +192,13 @@ class RealtimeSession:
             self.error("invalid_value", "Invalid value: expected a JSON object.", None)
             return
         etype = event.get("type")
+        counted = str(etype)
+        if etype == "response.create" and isinstance(event.get("response"), dict) \
+                and event["response"].get("conversation") == "none":
+            counted = "response.create (out of band)"   # counted apart: it is no turn of the conversation
         with self._lock:
-            self.counters.client_events[str(etype)] += 1
-            self.counters.log.append((time.monotonic(), "client", str(etype)))
+            self.counters.client_events[counted] += 1
+            self.counters.log.append((time.monotonic(), "client", counted))
         problems = validate_client_event(event)
         if problems:
             self.counters.invalid_client_events.append((etype, problems))
@@ -316,6 +322,7 @@ class RealtimeSession:
         found, _score = sim_audio.match_clip(audio, callers) if self._bytes_per_ms() == 8 else (None, 0.0)
         transcript = found.text if found else ""
         self.counters.transcripts.append(transcript)
+        self.heard.append(transcript)
         self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
                    "content_index": 0, "transcript": transcript,
                    "usage": {"type": "duration", "seconds": round(len(audio) / 8000, 2)}})
@@ -383,6 +390,10 @@ class RealtimeSession:
                    "type", event.get("event_id"))
 
     def _on_response_create(self, event: dict) -> None:
+        params = event.get("response") or {}
+        if params.get("conversation") == "none":
+            threading.Thread(target=self._run_out_of_band, args=(params,), daemon=True).start()
+            return
         with self._lock:
             if self.active is not None:
                 self.error("conversation_already_has_active_response",
@@ -418,6 +429,28 @@ class RealtimeSession:
                                                                  "voice": self.session["audio"]["output"]["voice"]}},
                 "usage": None if status == "in_progress" else
                 {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0}, "metadata": None}
+
+    def _run_out_of_band(self, params: dict) -> None:
+        """A response outside the default conversation (``conversation: "none"``): it may run beside
+        the conversation's own response, adds no item to the conversation and uses no reply of the
+        script. Text only here: a deterministic digest of what the caller said in this session."""
+        resp_id, item_id = _new_id("resp"), _new_id("item")
+        metadata = params.get("metadata")
+        text = "סיכום השיחה: " + ("; ".join(t for t in self.heard if t) or "המתקשר לא אמר דבר")
+        created = self._response_obj(resp_id, "in_progress", [])
+        created.update(conversation_id=None, output_modalities=["text"], metadata=metadata)
+        self.send({"type": "response.created", "response": created})
+        time.sleep(0.05)
+        base = {"response_id": resp_id, "item_id": item_id, "output_index": 0, "content_index": 0}
+        self.send({"type": "response.output_text.delta", **base, "delta": text})
+        self.send({"type": "response.output_text.done", **base, "text": text})
+        item = {"id": item_id, "type": "message", "object": "realtime.item", "status": "completed",
+                "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+        done = self._response_obj(resp_id, "completed", [item])
+        done.update(conversation_id=None, output_modalities=["text"], metadata=metadata)
+        with self._lock:
+            self.counters.out_of_band.append((str(params.get("instructions", "")), metadata, text))
+        self.send({"type": "response.done", "response": done})
 
     def _fail_response(self, resp_id: str, code: str) -> None:
         """A response that fails before any output, as rate limits and server errors do."""

@@ -210,7 +210,8 @@ def test_revision_0001_is_the_previous_release_schema_to_the_constraint_names(ne
     added = differences(replayed, Base.metadata)
     assert [(a[0], a[2], a[3].name) for a in added] == [("add_column", "calls", "timeline_json"),
                                                         ("add_column", "calls", "transfer_json"),
-                                                        ("add_column", "calls", "recording_path")]
+                                                        ("add_column", "calls", "recording_path"),
+                                                        ("add_column", "calls", "summary")]
 
 
 def test_the_revisions_give_exactly_the_models_schema_and_so_does_create_at_head(new_url, engines):

@@ -52,6 +52,8 @@ class InputTranscription:
 @dataclass(frozen=True)
 class ResponseCreated:
     response_id: str
+    purpose: str = ""
+    """``response.metadata.purpose`` of an out-of-band response we asked for (``owner_summary``)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,13 @@ class AudioDelta:
 class AudioDone:
     response_id: str
     item_id: str
+
+
+@dataclass(frozen=True)
+class TextDone:
+    """``response.output_text.done``: the whole text of a text response (only out-of-band ones here)."""
+    response_id: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -128,7 +137,7 @@ class MalformedServerEvent:
 
 
 ServerEvent = (SessionCreated | SessionUpdated | InputCommitted | ItemAdded | InputTranscription
-               | ResponseCreated | AudioDelta | AudioDone | TranscriptDone | ResponseDone
+               | ResponseCreated | AudioDelta | AudioDone | TranscriptDone | TextDone | ResponseDone
                | FunctionCallDone | ItemTruncated | RealtimeError | Ignored | UnknownServerEvent | MalformedServerEvent)
 
 _IGNORED = frozenset({
@@ -138,7 +147,7 @@ _IGNORED = frozenset({
     "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
     "response.output_item.added", "response.output_item.done", "response.content_part.added",
     "response.content_part.done", "response.output_audio_transcript.delta",
-    "response.output_text.delta", "response.output_text.done", "rate_limits.updated",
+    "response.output_text.delta", "rate_limits.updated",
     "response.function_call_arguments.delta",
 })
 
@@ -146,6 +155,11 @@ _IGNORED = frozenset({
 def _item(msg: dict) -> ItemAdded:
     item = msg["item"]
     return ItemAdded(str(item["id"]), str(item.get("role", "")), str(item.get("type", "")))
+
+
+def _purpose(response: dict) -> str:
+    metadata = response.get("metadata")
+    return str(metadata.get("purpose") or "") if isinstance(metadata, dict) else ""
 
 
 def _response_done(msg: dict) -> ResponseDone:
@@ -171,7 +185,8 @@ _PARSERS = {
     "conversation.item.added": _item,
     "conversation.item.input_audio_transcription.completed":
         lambda m: InputTranscription(str(m["item_id"]), str(m.get("transcript") or "")),
-    "response.created": lambda m: ResponseCreated(str(m["response"]["id"])),
+    "response.created": lambda m: ResponseCreated(str(m["response"]["id"]), _purpose(m["response"])),
+    "response.output_text.done": lambda m: TextDone(str(m["response_id"]), str(m.get("text") or "")),
     "response.output_audio.delta":
         lambda m: AudioDelta(str(m["response_id"]), str(m["item_id"]), str(m["delta"])),
     "response.output_audio.done": lambda m: AudioDone(str(m["response_id"]), str(m["item_id"])),
@@ -241,6 +256,14 @@ def response_create(instructions: str | None = None) -> str:
     if instructions is None:
         return _dump({"type": "response.create"})
     return _dump({"type": "response.create", "response": {"instructions": instructions}})
+
+
+def out_of_band_text(instructions: str, purpose: str) -> str:
+    """A text-only response outside the conversation (``conversation: "none"``): it reads the
+    conversation so far and adds nothing to it; ``metadata.purpose`` tells its events apart."""
+    return _dump({"type": "response.create", "response": {
+        "conversation": "none", "output_modalities": ["text"], "instructions": instructions,
+        "metadata": {"purpose": purpose}}})
 
 
 def response_cancel(response_id: str | None = None) -> str:

@@ -145,6 +145,25 @@ class Store:
         with self.session() as s:
             return s.scalar(select(Call.called_number).where(Call.call_sid == call_sid))
 
+    def record_summary(self, call_sid: str, text: str, deliver_to: tuple[str, str | None] | None,
+                       business: dict | None = None) -> None:
+        """The owner's summary on the call; with ``deliver_to``, and a lead on the call, a
+        ``lead.summary`` delivery to the CRM in the same transaction."""
+        with self.session() as s, s.begin():
+            call = s.scalar(select(Call).where(Call.call_sid == call_sid))
+            if call is None:
+                return
+            call.summary = text
+            lead = s.scalar(select(Lead).where(Lead.call_id == call.id))
+            if deliver_to is None or lead is None:
+                return
+            delivery_id = f"dlv_{uuid.uuid4().hex}"
+            body = {"event": "lead.summary", "delivery_id": delivery_id, "lead": {"id": lead.id, "status": lead.status},
+                    "summary": text, "business": business or {},
+                    "call": {"call_sid": call_sid, "started_at": call.started_at.isoformat() + "Z"}}
+            s.add(OutboxMessage(delivery_id=delivery_id, lead_id=lead.id, url=deliver_to[0], secret_env=deliver_to[1],
+                                body=json.dumps(body, ensure_ascii=False)))
+
     def record_recording(self, call_sid: str, path: str) -> None:
         with self.session() as s, s.begin():
             s.execute(update(Call).where(Call.call_sid == call_sid).values(recording_path=path))
@@ -325,7 +344,7 @@ def _call_dict(c: Call, business: str | None) -> dict:
             "barge_ins": c.barge_ins, "latency_median_ms": c.latency_median_ms, "latency_max_ms": c.latency_max_ms,
             "transcript": json.loads(c.transcript_json or "[]"),
             "transfer": json.loads(c.transfer_json) if c.transfer_json else None,
-            "recording": c.recording_path}
+            "recording": c.recording_path, "summary": c.summary}
 
 
 def _lead_dict(lead: Lead, call_sid: str, business: str | None, deliveries: Iterable[OutboxMessage]) -> dict:

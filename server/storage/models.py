@@ -60,6 +60,8 @@ class Call(Base):
     """A call handed to a person: ``{"reason", "to" (masked), "status"}`` (Twilio's DialCallStatus once known)."""
     recording_path: Mapped[str | None] = mapped_column(String(300), nullable=True)
     """The call's stereo WAV (``server/recording_keeper.py``), for businesses that record."""
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """A few lines for the business's owner, written by the model after the call (``server/owner_summary.py``)."""
 
 
 class Lead(Base):
