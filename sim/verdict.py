@@ -93,7 +93,8 @@ def _judge_lead(expect: dict, records: dict, log_text: str) -> list[Criterion]:
                              "Lead captured: True" if "Lead captured: True" in log_text else "not logged"))
     if expect.get("delivered"):
         ids = [r["delivery_id"] for r in records["crm_received"]]
-        mine = [r for r in records["crm_received"] if lead and r["payload"]["lead"]["id"] == lead["id"]]
+        mine = [r for r in records["crm_received"] if lead and r["payload"]["lead"]["id"] == lead["id"]
+                and r["payload"]["event"] != "lead.summary"]          # the owner's summary follows apart
         out.append(Criterion("lead delivered to the CRM exactly once", len(mine) == 1 and len(ids) == len(set(ids)),
                              f"{len(mine)} accepted, {records['crm_attempts']} POSTs, outbox {records['outbox']}"))
     return out

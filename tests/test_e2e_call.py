@@ -34,7 +34,9 @@ def test_no_model_errors_and_every_client_event_valid_ga(normal):
     assert normal.counters.invalid_client_events == []
     assert normal.counters.client_events["session.update"] == 1
     assert set(normal.counters.client_events) == {"session.update", "input_audio_buffer.append",
-                                                 "input_audio_buffer.commit", "response.create"}
+                                                 "input_audio_buffer.commit", "response.create",
+                                                 "response.create (out of band)"}     # the owner's summary
+    assert normal.counters.client_events["response.create (out of band)"] == 1
 
 
 def test_the_model_heard_what_the_caller_said(normal):
@@ -109,8 +111,9 @@ def test_the_hebrew_lead_is_stored_normalised_delivered_once_and_ends_the_call(e
     assert (lead["status"], lead["service"], lead["city"], lead["city_served"]) == (
         "complete", "התקנת מנעול חכם", "תל אביב-יפו", True)
     assert lead["phone"] == "+972501234567" and lead["missing"] == []
-    assert [r["payload"]["lead"]["id"] for r in echo_call.crm_received] == [lead["id"]]
-    assert echo_call.crm_attempts == 1 and echo_call.outbox == {"delivered": 1}
+    assert [(r["payload"]["event"], r["payload"]["lead"]["id"]) for r in echo_call.crm_received] == \
+        [("lead.complete", lead["id"]), ("lead.summary", lead["id"])]        # then the owner's summary
+    assert echo_call.crm_attempts == 2 and echo_call.outbox == {"delivered": 2}
     assert "📞 [SMART HANGUP] Reason: lead_captured" in echo_call.log
     assert "📞 [SMART HANGUP] Lead captured: True" in echo_call.log
     assert echo_call.record.hung_up_by == "server"

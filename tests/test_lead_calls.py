@@ -34,8 +34,8 @@ def test_hang_up_mid_capture_leaves_a_partial_lead(midway):
 
 
 def test_the_partial_lead_is_delivered_once_and_the_call_recorded(midway):
-    assert [r["payload"]["event"] for r in midway.crm_received] == ["lead.partial"]
-    assert midway.outbox == {"delivered": 1}
+    assert [r["payload"]["event"] for r in midway.crm_received] == ["lead.partial", "lead.summary"]
+    assert midway.outbox == {"delivered": 2}
     call = midway.calls[0]
     assert call["outcome"] == "partial_lead" and call["hangup_reason"] == "caller_hung_up"
     assert call["caller"] == "+97******4567" and call["business"] == "מנעולן השרון"
@@ -53,7 +53,7 @@ def test_crm_down_then_up_gets_the_lead_exactly_once_even_across_a_restart(tmp_p
             assert record.hung_up_by == "server"
             time.sleep(3.0)                                        # a few retries while the CRM is down
             down = first.records(settle_s=0)
-        assert down["outbox"] == {"pending": 1}
+        assert down["outbox"] == {"pending": 2}                    # the lead, then the owner's summary
         delivery = down["leads"][0]["deliveries"][0]
         assert delivery["attempts"] >= 2 and "refused" in delivery["last_error"].lower()
         assert crm.received == []
@@ -62,13 +62,14 @@ def test_crm_down_then_up_gets_the_lead_exactly_once_even_across_a_restart(tmp_p
         crm.set_up()
         second = LoopbackCall(scenario, tmp_path / "second.log", crm=crm, database_path=first.db_path)
         with second:
-            assert crm.wait_for(1, timeout_s=30)
+            assert crm.wait_for(2, timeout_s=30)
             time.sleep(1.0)                                        # room for a duplicate to show up
             after = second.records(settle_s=0)
-        assert len(crm.received) == 1 and crm.duplicates == 0
-        assert crm.received[0]["payload"]["lead"]["service"] == "התקנת מנעול חכם"
-        assert crm.received[0]["delivery_id"] == delivery["delivery_id"]
-        assert after["outbox"] == {"delivered": 1}
+        assert len(crm.received) == 2 and crm.duplicates == 0
+        [lead_event] = [r for r in crm.received if r["payload"]["event"] == "lead.complete"]
+        assert lead_event["payload"]["lead"]["service"] == "התקנת מנעול חכם"
+        assert lead_event["delivery_id"] == delivery["delivery_id"]
+        assert after["outbox"] == {"delivered": 2}
 
 
 def metric(text: str, name: str) -> float:
