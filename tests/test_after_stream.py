@@ -48,3 +48,26 @@ def test_the_webhook_writes_the_record_with_a_masked_caller(tmp_path):
     [call] = app.config["CALL_RECORDS"].store.recent_calls()
     assert call["call_sid"] == CALL["CallSid"] and call["outcome"] == "in_progress"
     assert call["caller"] != CALL["From"] and call["caller"].endswith("4567")
+
+
+def test_the_dial_action_hangs_up_after_a_talk_or_falls_back_as_the_business_chose(tmp_path):
+    from pathlib import Path
+    shipped = (Path(__file__).resolve().parent.parent / "config" / "businesses.toml").read_text(encoding="utf-8")
+    url = f"sqlite:///{tmp_path}/shared.sqlite3"
+    agent = instance(url).test_client()
+    agent.post("/webhook/incoming_call", data=CALL)
+    answered = agent.post("/webhook/transfer_done", data={**CALL, "DialCallStatus": "completed"})
+    assert b"<Hangup" in answered.data and b"<Dial" not in answered.data
+    back = agent.post("/webhook/transfer_done", data={**CALL, "DialCallStatus": "no-answer"})
+    assert b"<Connect><Stream" in back.data and b'name="Transfer" value="unanswered"' in back.data
+    voicemail_file = tmp_path / "businesses.toml"
+    voicemail_file.write_text(shipped.replace('number = "+97235550100"',
+                                              'number = "+97235550100"\ntransfer_fallback = "voicemail"'),
+                              encoding="utf-8")
+    app = create_app(Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "DATABASE_URL": url,
+                                        "TWILIO_SIGNATURE_VALIDATION": "off", "BUSINESSES_FILE": str(voicemail_file),
+                                        "PUBLIC_BASE_URL": "https://agent.example.com"}))
+    busy = app.test_client().post("/webhook/transfer_done", data={**CALL, "DialCallStatus": "busy"})
+    assert b"<Record" in busy.data and b"<Say" in busy.data and b"<Connect" not in busy.data
+    store = app.config["CALL_RECORDS"].store
+    assert store.call_detail(CALL["CallSid"])["call"]["transfer"] == {"status": "busy"}
