@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_call import histogram_percentile, perf, run_level, diff  # noqa: E402
+from bench_call import diff, perf, run_level  # noqa: E402
 from sim import scenario as scenario_mod  # noqa: E402
 from sim.loopback import ROOT, LoopbackCall  # noqa: E402
 from sim.postgres import TempPostgres, available  # noqa: E402

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from server.business.directory import Answering, BusinessDirectory
+from server.core.call_core import TRANSFERRED
 from server.delivery.outbox import OutboxWorker
 from server.leads.capture import LeadSnapshot
 from server.storage.db import Store
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 
 FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed"})
 """Hangup reasons after which the caller hears the fallback message."""
-TRANSFERRED = "transferred"
 
 
 def apologise_after_stream(record: tuple[str, str | None, bool] | None) -> bool:

@@ -92,10 +92,15 @@ class TempPostgres:
 
     def new_database(self) -> str:
         """An empty database in the cluster; its name."""
-        from sqlalchemy import create_engine
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(self.url("postgres"))
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        admin.dispose()
-        return name
+        return create_database(self.url("postgres"))
+
+
+def create_database(admin_url: str) -> str:
+    """An empty database, made through the cluster's ``postgres`` database at ``admin_url``; its name."""
+    from sqlalchemy import create_engine
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return name

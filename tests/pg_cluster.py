@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from sim.postgres import TempPostgres, available
+from sim.postgres import TempPostgres, available, create_database
 
 
 def require_postgres() -> None:
@@ -29,12 +29,4 @@ def cluster():
 
 def new_database(cluster: str) -> str:
     """A new empty database in the cluster; its URL."""
-    import uuid
-
-    from sqlalchemy import create_engine
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(cluster.format(db="postgres"))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return cluster.format(db=name)
+    return cluster.format(db=create_database(cluster.format(db="postgres")))

@@ -15,8 +15,11 @@ Proved here:
   running while a query waits on a slow database.
 """
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -146,8 +149,6 @@ def test_a_slow_database_round_trip_does_not_stop_the_worker(tmp_path):
     """Under eventlet, psycopg must wait in green ``select`` (server/green.py), not in C: here a
     green ticker keeps running while queries wait 200 ms on a delaying proxy."""
     require_postgres()
-    import subprocess
-    import sys
     script = tmp_path / "probe.py"
     script.write_text(
         "import sys, time\n"
@@ -168,7 +169,7 @@ def test_a_slow_database_round_trip_does_not_stop_the_worker(tmp_path):
     with TempPostgres(tcp=True) as pg, TcpProxy([("127.0.0.1", pg.port)], delay_ms=100) as slow:
         out = subprocess.run([sys.executable, str(script), pg.url(host="127.0.0.1", port=slow.port)],
                              capture_output=True, text=True, timeout=60, cwd=str(tmp_path.parent),
-                             env={"PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parent.parent),
+                             env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
                                   "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     # three queries of 200 ms each: the ticker (every 10 ms) ran about 60 times meanwhile; in C, 0-1

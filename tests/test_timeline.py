@@ -2,7 +2,7 @@
 import base64
 
 from server.core import realtime_protocol as rt
-from server.core.events import AssistantFramePlayed, MarkAcked, note
+from server.core.events import note
 from server.core.timeline import MAX_ITEMS, NOTE_EVENTS, Timeline
 from server.core.log_lines import LINES
 from tests.audio_helpers import SILENT, SPEECH, VOICE
