@@ -36,7 +36,7 @@ from server.core import realtime_protocol as rt
 from server.core.call_core import CallCore
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
                                 ClearPlayback, CommitAndTrigger, EndAssistantAudio, ForwardAudio,
-                                MarkAcked, PausePlayout, QueueAssistantAudio, QueueTrigger, RealtimeReceived,
+                                MarkAcked, Note, PausePlayout, QueueAssistantAudio, QueueTrigger, RealtimeReceived,
                                 ResumePlayout, SendMark, SendResponseCreate, Tick)
 from sim import audio as sim_audio
 from sim import line_model
@@ -50,6 +50,7 @@ GREETING_CLIP = "ai_greeting"
 SESSION_READY_MS = 200          # the greeting is asked for this long after the stream starts
 AFTER_GREETING_MS = 1000        # quiet between the end of the greeting and the case's audio
 SCRIPTED = ("resp_hello", "resp_ai")    # the greeting, then the case's reference: not replies
+PROMPTS = ("silence_warning", "goodbye")  # the core's own prompts: not replies to the caller
 
 
 @dataclass
@@ -64,11 +65,21 @@ class CaseResult:
     """When each reply's first frame was sent to Twilio (the caller hears it ``TX_LEAD_MS`` later)."""
     reply_frames_ms: list[int] = field(default_factory=list)
     """When every reply frame was sent (the greeting and the reference excluded)."""
+    prompt_starts_ms: list[int] = field(default_factory=list)
+    """When the first frame of a response not asked for by the caller (a silence prompt) was sent."""
     forwarded_ms: int = 0
     cancels: list[str] = field(default_factory=list)
     frames: int = 0
     core_seconds: float = 0.0
     """Time spent in the core on caller frames (its cost per 20 ms frame)."""
+    reference_ms: int = 0
+    """Length of the case's reference (the AI talking over the caller), 0 without one."""
+    reference_played_ms: int = 0
+    """How much of it was sent to Twilio (a barge-in clears the rest)."""
+    echo_paths: list[tuple[int, int | None, float]] = field(default_factory=list)
+    """(ms, lag_ms, gain_db) of every echo path the core reported learning (lag None: a quiet line)."""
+    notes: list[tuple[int, Note]] | None = None
+    """Every note the core gave, when ``run_case(..., keep_notes=True)``."""
 
     def matched(self) -> list[list[int]]:
         """Triggers per labelled utterance."""
@@ -175,8 +186,8 @@ def warm_up_ms(first_audio_ms: int = FIRST_AUDIO_MS) -> int:
     return -(-(SESSION_READY_MS + CREATED_MS + first_audio_ms + greeting_ms + AFTER_GREETING_MS) // 20) * 20
 
 
-def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -> CaseResult:
-    result = CaseResult(case)
+def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS, keep_notes: bool = False) -> CaseResult:
+    result = CaseResult(case, notes=[] if keep_notes else None)
     reply = sim_audio.clip(REPLY_CLIP).audio
     model = _Model(reply, first_audio_ms)
     playout = _Playout()
@@ -197,7 +208,12 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -
         pending = list(actions)
         while pending:
             a = pending.pop(0)
-            if isinstance(a, ForwardAudio):
+            if isinstance(a, Note):
+                if result.notes is not None:
+                    result.notes.append((now_ms - offset_ms, a))
+                if a.code == "echo_path":
+                    result.echo_paths.append((now_ms - offset_ms, a.get("lag_ms"), a.get("gain_db")))
+            elif isinstance(a, ForwardAudio):
                 result.forwarded_ms += len(a.audio) // 8       # ms of µ-law, whatever the append size
             elif isinstance(a, CommitAndTrigger):
                 result.triggers_ms.append(now_ms - offset_ms)
@@ -210,6 +226,7 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -
                     model.create(now_ms, audio=audio, rid=rid)
                 else:
                     model.create(now_ms)
+                    reasons[model.responses[-1].rid] = a.reason
             elif isinstance(a, QueueAssistantAudio):
                 frames = sim_audio.frames(a.audio)
                 playout.queue.extend(("ai", (a.response_id, a.item_id), f) for f in frames)
@@ -234,7 +251,9 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -
     scripted = [(SCRIPTED[0], sim_audio.clip(GREETING_CLIP).audio)]
     if case.reference is not None:
         scripted.append((SCRIPTED[1], line_model.ulaw_encode(np.clip(np.round(case.reference), -32768, 32767))))
+        result.reference_ms = len(scripted[-1][1]) // 8
     started_reply: set[str] = set()
+    reasons: dict[str, str] = {}
     for k in range(n_frames):
         now_ms = (k + 1) * 20
         if now_ms == SESSION_READY_MS:
@@ -261,7 +280,13 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS) -
             rid, item_id = key
             execute(core.handle(AssistantFramePlayed(item_id, now_ms, frame)), now_ms)
             played = _pcm(frame)
-            if rid not in SCRIPTED:
+            if rid == SCRIPTED[1]:
+                result.reference_played_ms += len(frame) // 8
+            if rid not in SCRIPTED and reasons.get(rid) in PROMPTS:
+                if rid not in started_reply:
+                    started_reply.add(rid)
+                    result.prompt_starts_ms.append(now_ms - offset_ms)
+            elif rid not in SCRIPTED:
                 heard_ms = now_ms - offset_ms      # sent to Twilio (heard TX_LEAD_MS later)
                 result.reply_frames_ms.append(heard_ms)
                 if rid not in started_reply:

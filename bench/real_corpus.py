@@ -353,8 +353,9 @@ def _ai() -> np.ndarray:
 
 # --------------------------------------------------------------------------- babble
 
-def babble(directory: Path, seconds: float, seed: int, *, exclude: Iterable[str] = ()) -> np.ndarray:
-    """4-6 real voices talking at once, ``seconds`` long, RMS ``BABBLE_DBFS`` (-26 dBFS).
+def babble(directory: Path, seconds: float, seed: int, *, exclude: Iterable[str] = (),
+           voices: int | None = None) -> np.ndarray:
+    """``voices`` (default: 4-6, drawn) real voices talking at once, ``seconds`` long, RMS ``BABBLE_DBFS`` (-26 dBFS).
 
     Each speaker's loud labelled segments are concatenated without pauses (10 ms crossfades,
     looped to length) from a random segment and a random offset up to 2 s into it, normalised to
@@ -373,7 +374,7 @@ def babble(directory: Path, seconds: float, seed: int, *, exclude: Iterable[str]
             pool.append(segs)
     if not pool:
         raise ValueError(f"no speakers with enough speech for babble in {directory}")
-    count = min(len(pool), int(rng.integers(4, 7)))
+    count = min(len(pool), int(rng.integers(4, 7)) if voices is None else voices)
     mix = np.zeros(n)
     for idx in sorted(rng.choice(len(pool), size=count, replace=False)):
         segs = pool[idx]

@@ -20,6 +20,12 @@ Twilio's ``clear`` and resume it later with nothing lost. So:
 
 A paused AI also stops feeding the line's echo, so after the echo delay every loud frame really
 is the caller: the pause itself probes for double talk. Pure: frames in, verdicts out.
+
+The sound is measured on the caller's sound only: at the pause, from the first near-end frame of
+the current burst (stray frames before a 60 ms gap belong to something else); while paused, a
+frame counts only within ``PEAK_RANGE_DB`` of the loudest frame of the sound so far, so an echo
+tail, the room or the caller's breath after a 340 ms «כן» never stretches it to the barge-in
+length.
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ from server.core.ulaw import FRAME_MS
 
 _ONSET_FRAMES = 8
 WINDOW_FRAMES = 12
+GAP_FRAMES = 3                  # a burst begins after this many frames without near-end sound
+PEAK_RANGE_DB = 20.0            # while paused, a frame this far under the sound's loudest is not the sound
 
 
 class Phase(Enum):
@@ -82,6 +90,9 @@ class BargeInJudge:
         self._paused_at_ms = 0
         self._onset_ms = 0
         self._db: list[float] = []
+        self._burst_ms = 0              # near-end frames since the current burst began
+        self._gap = GAP_FRAMES
+        self._peak_db = 0.0
 
     @property
     def paused(self) -> bool:
@@ -99,12 +110,24 @@ class BargeInJudge:
         self._window.append(near_end)
         sustained_ms = sum(self._window) * FRAME_MS
         if self.phase is Phase.WATCHING:
+            if near_end:
+                if self._gap >= GAP_FRAMES:
+                    self._burst_ms = 0
+                self._gap = 0
+                self._burst_ms += FRAME_MS
+            else:
+                self._gap += 1
             if sustained_ms >= self.pause_after_ms and modulation_db(self._recent_db) >= self.onset_modulation_db:
                 self._set(Phase.PAUSED)
-                self.sound_ms, self._quiet_ms, self._paused_at_ms = sustained_ms, 0, now_ms
+                self.sound_ms = min(sustained_ms, self._burst_ms)
+                self._quiet_ms, self._paused_at_ms = 0, now_ms
                 self._onset_ms, self._db = now_ms - sustained_ms, list(self._recent_db)   # with its rise
+                self._peak_db = max(self._db[-max(1, self.sound_ms // FRAME_MS):])
                 return Pause(self.sound_ms)
             return None
+        if near_end:
+            self._peak_db = max(self._peak_db, energy_db)
+            near_end = energy_db >= self._peak_db - PEAK_RANGE_DB
         if near_end:
             self.sound_ms += FRAME_MS
             self._quiet_ms = 0
@@ -115,18 +138,21 @@ class BargeInJudge:
         if long_sound:
             self._set(Phase.WATCHING)
             self._window.clear()
+            self._burst_ms, self._gap = 0, GAP_FRAMES
             if modulation_db(self._db) < self.min_modulation_db:
                 return Resume(self.sound_ms, now_ms - self._paused_at_ms, steady=True)
             return Interrupt(self.sound_ms, now_ms - self._paused_at_ms)
         if self._quiet_ms >= self.resume_after_ms:
             self._set(Phase.WATCHING)
             self._window.clear()
+            self._burst_ms, self._gap = 0, GAP_FRAMES
             return Resume(self.sound_ms, now_ms - self._paused_at_ms)
         return None
 
     def reset(self) -> None:
         """The AI stopped being audible (cleared, finished): nothing is paused any more."""
         self.phase = Phase.WATCHING
-        self.sound_ms = self._quiet_ms = 0
+        self.sound_ms = self._quiet_ms = self._burst_ms = 0
+        self._gap = GAP_FRAMES
         self._window.clear()
         self._recent_db.clear()

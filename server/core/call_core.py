@@ -72,6 +72,7 @@ from typing import Callable, Mapping
 from server.core import realtime_protocol as rt
 from server.core.barge_in import BargeInJudge, Interrupt, Pause, Resume
 from server.core.caller_gate import CallerGate
+from server.core.caller_voice import CallerVoice
 from server.core.drain import DrainCheck, Drained, DrainSuperseded, DrainTimedOut
 from server.core.energy_vad import EnergyVad, SpeechStarted, UtteranceEnded, VadState
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerDigit, CallerFrame, CancelResponse,
@@ -82,7 +83,8 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
                                 SendResponseCreate, SendToolOutput, ShutdownRequested, StartAudio, Tick,
                                 TransferCall, TruncateAssistant)
 from server.core.playout import PlayoutLedger
-from server.core.reply_hold import ReplyHold
+from server.core.reply_hold import HoldState, ReplyHold
+from server.core.room_level import level_db
 from server.core.response_guard import ResponseGuard, SendCreate
 from server.core.silence_policy import SilencePolicy, SilenceStep
 from server.core.speech_likeness import SpeechLikeness
@@ -184,6 +186,8 @@ class CallStats:
     skipped_utterances: int = 0
     echo_blocked_utterances: int = 0
     vetoed_utterances: int = 0
+    room_utterances: int = 0
+    """Utterances that were the room's (other voices, a street), not the caller's: not answered."""
     latencies_ms: list = field(default_factory=list)
     """Caller's last voiced frame -> first AI audio released to the caller, per answered caller turn."""
     eou_to_create_ms: list = field(default_factory=list)
@@ -242,7 +246,11 @@ class CallCore:
         self._first_play_awaited: tuple[str, int] | None = None   # (item, caller's speech end) of an answer
         self.vad = EnergyVad(config)
         self.likeness = SpeechLikeness(config.speech_min_modulation_db)
+        self.voice = CallerVoice(config, enabled=voice_decider is None)
+        self._sound_room = False                   # the current sound was judged not the caller's
         self._utt_rms: list[float] = []
+        self._sound_answered = False               # the current sound was answered: the caller's
+        self._sound_level: tuple[int | None, float] = (None, 0.0)   # (frames, level) of the current sound
         self.gate = CallerGate(config)
         self.judge = BargeInJudge(config.barge_in_min_ms, config.barge_in_confirm_ms, config.backchannel_resume_ms,
                                   config.backchannel_max_ms, config.speech_min_modulation_db,
@@ -386,12 +394,17 @@ class CallCore:
         before = self.vad.state
         self._audio_now_ms = ev.audio_end_ms
         voiced = self.voice_decider(ev.audio) if self.voice_decider is not None else None
-        records = self.vad.on_frame(frame_rms, ev.audio_end_ms, track_floor=not in_window, voiced=voiced)
-        audible = frame_rms > (self.vad.floor_rms * self.cfg.hold_quiet_ratio_pct / 100
-                               + self.cfg.hold_quiet_offset_rms) if voiced is None else voiced
+        records = self.vad.on_frame(frame_rms, ev.audio_end_ms, track_floor=not in_window, voiced=voiced,
+                                    min_threshold_rms=self.voice.voiced_min_rms(self.vad.floor_rms))
+        self.voice.on_frame(level_db(frame_rms), ev.audio_end_ms, in_window,
+                            in_sound=before is not VadState.SILENCE or self.vad.state is not VadState.SILENCE)
+        audible = frame_rms > max(self.vad.floor_rms * self.cfg.hold_quiet_ratio_pct / 100
+                                  + self.cfg.hold_quiet_offset_rms,
+                                  self.voice.room_loud_rms(self.vad.floor_rms)) if voiced is None else voiced
         if audible:
             self._last_audible_ms = ev.audio_end_ms
-        barge_threshold = self.vad.floor_rms * self.cfg.barge_in_ratio_pct / 100 + self.cfg.barge_in_offset_rms
+        barge_threshold = max(self.vad.floor_rms * self.cfg.barge_in_ratio_pct / 100 + self.cfg.barge_in_offset_rms,
+                              self.voice.barge_min_rms(self.vad.floor_rms))
         if voiced is not None:
             barge_threshold = 0.0 if voiced else float("inf")
         ai_audible = self.is_ai_speaking
@@ -421,8 +434,9 @@ class CallCore:
             self._utt_forwarded_ms, self._utt_bytes, self._utt_blocked_at_start = 0, 0, gate.blocked
             self.likeness.start()
             self._utt_rms = []
+            self._sound_level = (None, 0.0)
         if before is not VadState.SILENCE or self.vad.state is not VadState.SILENCE:
-            self.likeness.add(frame_rms ** 2)
+            self.likeness.add(self.voice.speech_energy(frame_rms ** 2))
             self._utt_rms.append(frame_rms)
             self._utt_bytes += len(ev.audio)
             self._utt_forwarded_ms += len(forward) * FRAME_MS
@@ -436,12 +450,31 @@ class CallCore:
             elif isinstance(rec, UtteranceEnded):
                 self._on_utterance_end(rec, ev.now_ms, out)
         if self.vad.state is VadState.SILENCE and before is not VadState.SILENCE:
+            # a sound that was not the caller's joins the room; so does a short one at the room's level
+            self.voice.sound_ended(self._sound_room or (not self._sound_answered
+                                                        and not self._sounds_callers(within_turn=False)))
+            self._sound_room = self._sound_answered = False
             self.gate.close()
             self._flush_forward(out)          # the utterance is over: its tail goes now
         start_ms, voiced_end_ms = self.vad.utterance_start_ms, self.vad.last_voiced_end_ms
-        if start_ms is not None and voiced_end_ms is not None and voiced_end_ms - start_ms >= self.cfg.min_utterance_ms:
-            self._on_caller_resumed(start_ms, out)    # speech, not a click or a blip of noise
+        if (self.hold.state is not HoldState.IDLE and start_ms is not None and voiced_end_ms is not None
+                and voiced_end_ms - start_ms >= self.cfg.min_utterance_ms and self._sounds_callers()):
+            self._on_caller_resumed(start_ms, out)    # the caller's speech, not a click, noise or the room
         self._release_if_quiet(out, audible)
+
+    def _sounds_callers(self, duration_ms: int | None = None, within_turn: bool = True) -> bool:
+        """Is the current sound (its first ``duration_ms``; default: up to its last voiced frame) the
+        caller's voice, not the room's? ``within_turn``: it goes on the caller's turn (see
+        ``CallerVoice.is_callers``)."""
+        if duration_ms is None:
+            start_ms, end_ms = self.vad.utterance_start_ms, self.vad.last_voiced_end_ms
+            duration_ms = end_ms - start_ms if start_ms is not None and end_ms is not None else len(self._utt_rms) * FRAME_MS
+        n = min(len(self._utt_rms), max(1, duration_ms // FRAME_MS))
+        if n == 0:
+            return True
+        if self._sound_level[0] is None or abs(n - self._sound_level[0]) >= 5:    # a sort per 100 ms of sound
+            self._sound_level = (n, self.voice.sound_level_db(self._utt_rms[:n]))
+        return self.voice.is_callers(self._sound_level[1], self.vad.floor_rms, within_turn)
 
     def _flush_forward(self, out: list[CoreAction]) -> None:
         """Caller audio for the model goes in appends of ``append_batch_ms`` (one message, not ten),
@@ -485,7 +518,8 @@ class CallCore:
         if known is None or moved or abs(known[1] - verdict.gain_db) >= 3:
             self._echo_path_noted = (verdict.lag_ms, verdict.gain_db)
             what = "no echo, quiet line" if verdict.lag_ms is None else "echo path"
-            out.append(note('INFO', 'echo_path', what=what, echo_text=self._echo_text(verdict)))
+            out.append(note('INFO', 'echo_path', what=what, echo_text=self._echo_text(verdict),
+                            lag_ms=verdict.lag_ms, gain_db=round(verdict.gain_db, 1)))
 
     @staticmethod
     def _echo_text(verdict) -> str:
@@ -554,7 +588,10 @@ class CallCore:
                 out.append(DeleteItem(item_id))
 
     def _release_if_quiet(self, out: list[CoreAction], audible: bool = False) -> None:
-        released = self.hold.on_caller_audio(self._audio_now_ms, self.vad.state is VadState.SILENCE, audible)
+        # a sound that is not the caller's does not hold the reply back: the room is not a turn
+        quiet = (self.vad.state is VadState.SILENCE
+                 or (self.hold.state is HoldState.HOLDING and not self._sounds_callers()))
+        released = self.hold.on_caller_audio(self._audio_now_ms, quiet, audible)
         if released is None:
             return
         audio_ms = sum(len(r.event.audio_b64) * 3 // 4 // BYTES_PER_MS for r in released.held
@@ -585,8 +622,19 @@ class CallCore:
             self.stats.echo_blocked_utterances += 1
             out.append(note('INFO', 'utterance_echo_blocked'))
             return
-        if not self.likeness.is_speech(dur) and not self._turn_resumed:
+        level = self.voice.sound_level_db(self._utt_rms[: max(1, dur // FRAME_MS)])
+        if not self._turn_resumed and not self.voice.is_callers(level, self.vad.floor_rms):
+            self.stats.room_utterances += 1
+            self._sound_room = True
+            caller_db = self.voice.caller_db
+            out.append(note('INFO', 'utterance_room', level_db=round(level),
+                            room_db=round(level_db(self.voice.room_loud_rms(self.vad.floor_rms))),
+                            caller_db='unknown' if caller_db is None else f"{caller_db:.0f}dB"))
+            return
+        if (dur >= self.cfg.speech_veto_min_ms and not self.likeness.is_speech(dur)
+                and not self._turn_resumed):
             self.stats.vetoed_utterances += 1
+            self._sound_room = True
             steady = sorted(self._utt_rms[: max(1, dur // FRAME_MS)])
             self.vad.adopt_floor(steady[len(steady) // 2])
             out.append(note('INFO', 'utterance_vetoed', modulation_db=self.likeness.modulation_db(dur),
@@ -608,6 +656,8 @@ class CallCore:
             out.append(note('WARNING', 'utterance_link_down'))
             return
         self.user_has_spoken = True
+        self._sound_answered = True
+        self.voice.answered(level)
         self.stats.turns += 1
         self.conversation_index += 1
         self._last_utterance_ms = dur

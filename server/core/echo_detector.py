@@ -33,6 +33,10 @@ _MIN_ENVELOPE_STD = 0.1       # log10 units: an inbound envelope flatter than th
 _MAX_ECHO_GAIN_DB = 0.0       # an echo is never louder than the audio it echoes
 _QUIET_LINE_DB = -20           # a line this far below the AI while it talks, with no echo correlation: its
                                # level is an upper bound of any echo (louder echoes correlate and are learnt)
+_REF_QUIET = _REF_ACTIVE / 10  # reference energy of a pause in the AI's speech (RMS 32)
+_MIN_CONTRAST_DB = 6.0         # an echo path makes the line this much louder while the AI talks than in its pauses
+_NO_CONTRAST_DB = 3.0          # at no lag louder than this: the line's sound does not follow the AI
+_MIN_CONTRAST_SLOTS = 8
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,9 @@ class EchoDetector:
         if not self._from_path and (ref[:n] >= _REF_ACTIVE).sum() < n // 3:
             return          # the AI has not played for the whole lag range yet: a long echo may not be back
         if best_corr >= self.min_corr:
+            contrast = self._contrast_db(slot)
+            if contrast is None or contrast[best_lag] < _MIN_CONTRAST_DB:
+                return          # the line does not get louder when the AI talks: a chance correlation
             seg = ref[lags - best_lag: lags - best_lag + n]
             loud = seg >= _REF_ACTIVE
             if loud.sum() < n // 3:
@@ -196,3 +203,27 @@ class EchoDetector:
         ratio_db = 10 * math.log10(float(np.percentile(inb, 90)) / loud_ref + 1e-12)
         if ratio_db <= _QUIET_LINE_DB:
             self.gain_db = ratio_db
+            return
+        contrast = self._contrast_db(slot)
+        if contrast is not None and float(contrast.max()) < _NO_CONTRAST_DB:
+            # A busy line (a cafe, a street) whose sound does not follow the AI at any lag: an echo
+            # as loud as that sound's median would make it follow by 3 dB, so the median bounds the
+            # echo. The bound only ever comes down (the caller talking over the AI raises the median).
+            bound_db = 10 * math.log10(float(np.median(inb)) / loud_ref + 1e-12)
+            self.gain_db = min(bound_db, _MAX_ECHO_GAIN_DB, self.gain_db if self.gain_db is not None else 0.0)
+
+    def _contrast_db(self, slot: int) -> np.ndarray | None:
+        """Per lag (0..max_lag): mean inbound level (dB) while the lagged reference was loud, less
+        the mean while it was in a pause, over the whole history; None without enough of both."""
+        span = _HISTORY_SLOTS - self.max_lag - 1
+        inb = np.array(self._inb.window(slot - span + 1, slot))
+        ref = np.array(self._ref.window(slot - span + 1 - self.max_lag, slot))
+        views = np.lib.stride_tricks.sliding_window_view(ref, span)[::-1]      # row i: lag i
+        valid = inb > 0
+        loud = (views >= _REF_ACTIVE) & valid
+        quiet = (views < _REF_QUIET) & valid
+        n_loud, n_quiet = loud.sum(axis=1), quiet.sum(axis=1)
+        if n_loud.min() < _MIN_CONTRAST_SLOTS or n_quiet.min() < _MIN_CONTRAST_SLOTS:
+            return None
+        level = 10 * np.log10(inb + 1.0)
+        return (loud @ level) / n_loud - (quiet @ level) / n_quiet

@@ -119,8 +119,9 @@ class EnergyVad:
             self._calibration = []
 
     def on_frame(self, rms: float, frame_end_ms: int, track_floor: bool = True,
-                 voiced: bool | None = None) -> list[VadRecord]:
-        """``voiced`` overrides the energy decision (another detector driving the same machine)."""
+                 voiced: bool | None = None, min_threshold_rms: float = 0.0) -> list[VadRecord]:
+        """``voiced`` overrides the energy decision (another detector driving the same machine);
+        ``min_threshold_rms``: a frame needs at least this to be voiced (the room's level)."""
         out: list[VadRecord] = []
         if not self._calibrated:
             self._calibrate(rms, frame_end_ms)
@@ -136,7 +137,7 @@ class EnergyVad:
         else:
             self._quieter = 0
         if voiced is None:
-            voiced = rms > self.threshold_rms
+            voiced = rms > max(self.threshold_rms, min_threshold_rms)
         frame_start_ms = frame_end_ms - FRAME_MS
         if self.state is VadState.SILENCE:
             if voiced:

@@ -29,6 +29,9 @@ class TurnConfig:
     """Shorter utterances are skipped (never above 600: longer minimums lost real answers)."""
     speech_min_modulation_db: int = 4
     """An utterance whose 20 ms frame energies vary less than this (std, dB) is steady sound, not speech: no trigger."""
+    speech_veto_min_ms: int = 800
+    """The speech-likeness veto judges utterances this long or longer: a short word («כן», "ask") can be
+    one sustained vowel, and the room test judges short sounds."""
     max_utterance_ms: int = 30000
     """Safety: a VAD stuck in SPEECH forces an end of utterance after this long."""
     floor_window_ms: int = 1500
@@ -37,6 +40,23 @@ class TurnConfig:
     """Percentile of the window's frame RMS taken as the minimum statistic."""
     floor_track_pct: int = 5
     """Weight of a silent frame in the running noise floor after calibration (EMA, percent)."""
+    # --- whose voice: the room and the caller (server/core/caller_voice.py) ---
+    room_window_ms: int = 3000
+    """The room's level distribution is kept over this much of its most recent frames."""
+    room_margin_db: int = 2
+    """A frame must be this much louder than the room's loud level (90th percentile) to be voiced."""
+    room_cap_db: int = 8
+    """The room's loud level counts at most this much over the VAD's noise floor (an AGC that pumped
+    the room up in a pause backs off as the caller talks; the floor follows at once)."""
+    room_test_db: int = 5
+    """An utterance (75th percentile of its frames) this far over the room's loud level is the caller's,
+    while the caller's own level is not known yet."""
+    room_test_known_db: int = 3
+    """The same once the caller's level is known (from the utterances answered)."""
+    caller_drop_db: int = 10
+    """A sound more than this under the caller's level is not the caller."""
+    barge_room_db: int = 3
+    """Caller sound over the AI must be this much over the room's voiced minimum."""
     # --- echo protection and barge-in ---
     echo_window_ms: int = 500
     """Caller frames are not forwarded while AI audio plays and this long after the last AI frame."""

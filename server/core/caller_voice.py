@@ -1,0 +1,123 @@
+"""Whose voice is it? The caller's, or the room's (a café's other voices, a crowd, a street).
+
+Theory of operation. The caller talks into the phone; the other voices of a café reach it from
+metres away, 10-20 dB under the caller. Two levels tell them apart, both in dB of int16 RMS:
+
+* **The room** (``RoomLevel``): the level distribution of everything known not to be the caller,
+  learnt from the line before anyone talks (the calibration), the frames between the caller's
+  utterances (outside the echo window: the AI's echo is the echo detector's business) and every
+  sound that turned out not to be the caller's (its frames are kept aside while it lasts and given
+  to the room when it ends; the caller's own never are). Its loud level (90th percentile) raises
+  the VAD's threshold by ``room_margin_db``: other voices stop counting as speech. The loud level
+  is held to at most ``room_cap_db`` over the VAD's noise floor: a handset's AGC pumps the room up
+  in a pause and backs off as the caller talks, and the floor follows it down at once.
+* **The caller**: the level of the utterances that were answered (the 75th percentile of their
+  frames; the median of the last five). Once it is known, a sound more than ``caller_drop_db``
+  under it is not the caller.
+
+A sound is the caller's (``is_callers``) when its level is ``room_test_db`` over the room's loud
+level (``room_test_known_db`` once the caller's level is known, which then does most of the
+work) and not ``caller_drop_db`` under the caller's (``TRAIL_OFF_DB`` more within a turn: people
+trail off by 10-15 dB within a sentence). Otherwise it neither triggers a reply, nor
+resumes a turn over a held reply (nor keeps the reply held), and it becomes part of the room.
+Pure: levels in, thresholds and verdicts out.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from server.core.room_level import RoomLevel, level_db, rms_of
+from server.core.turn_config import TurnConfig
+from server.core.ulaw import FRAME_MS
+
+UTTERANCE_PERCENTILE = 75
+CALLER_LEVELS = 5
+TRAIL_OFF_DB = 5
+
+
+class CallerVoice:
+    def __init__(self, cfg: TurnConfig, enabled: bool = True) -> None:
+        """``enabled=False``: every sound is the caller's and no threshold moves (another detector
+        decides what is voiced: ``scripts/bench_vad.py`` measures it under the same rules)."""
+        self.cfg = cfg
+        self.enabled = enabled
+        self.room = RoomLevel(cfg.room_window_ms // FRAME_MS)
+        self._sound: list[float] = []          # the current sound's frames outside the echo window (dB)
+        self._levels: deque[float] = deque(maxlen=CALLER_LEVELS)
+        self._cap = rms_of(cfg.room_cap_db)
+        self._margin = rms_of(cfg.room_margin_db)
+        self._barge = rms_of(cfg.room_margin_db + cfg.barge_room_db)
+
+    # --- levels -----------------------------------------------------------------------------
+
+    @property
+    def caller_db(self) -> float | None:
+        """The caller's level (median of the last answered utterances), None until one was answered."""
+        if not self._levels:
+            return None
+        ordered = sorted(self._levels)
+        return ordered[len(ordered) // 2]
+
+    def room_loud_rms(self, vad_floor_rms: float) -> float:
+        """How loud the room gets (0 while unknown), at most ``room_cap_db`` over the VAD's floor."""
+        if not self.enabled:
+            return 0.0
+        return min(self.room.loud_rms, vad_floor_rms * self._cap)
+
+    def voiced_min_rms(self, vad_floor_rms: float) -> float:
+        """The least RMS a frame needs to be voiced, whatever the VAD's own threshold says."""
+        return self.room_loud_rms(vad_floor_rms) * self._margin
+
+    def barge_min_rms(self, vad_floor_rms: float) -> float:
+        """The least RMS of a frame of the caller's sound over the AI (0 on a quiet line)."""
+        return self.room_loud_rms(vad_floor_rms) * self._barge
+
+    @staticmethod
+    def sound_level_db(frame_rms: list[float]) -> float:
+        """The level of a sound: the 75th percentile of its frames' RMS, in dB."""
+        ordered = sorted(frame_rms)
+        return level_db(ordered[len(ordered) * UTTERANCE_PERCENTILE // 100]) if ordered else 0.0
+
+    def is_callers(self, sound_db: float, vad_floor_rms: float, within_turn: bool = False) -> bool:
+        """``within_turn``: the sound goes on a turn the caller has just taken (over a held reply, or
+        after one): people trail off within a sentence, so it may be ``TRAIL_OFF_DB`` softer still."""
+        if not self.enabled:
+            return True
+        caller = self.caller_db
+        room = self.room_loud_rms(vad_floor_rms)
+        margin = self.cfg.room_test_db if caller is None else self.cfg.room_test_known_db
+        if room > 0 and sound_db < level_db(room) + margin:
+            return False
+        drop = self.cfg.caller_drop_db + (TRAIL_OFF_DB if within_turn else 0)
+        return caller is None or sound_db >= caller - drop
+
+    def speech_energy(self, energy: float) -> float:
+        """A frame's energy as the speech-likeness veto measures it: less the room's mean."""
+        return self.room.above(energy) if self.enabled else energy
+
+    # --- what the frames were ---------------------------------------------------------------
+
+    def on_frame(self, frame_db: float, audio_end_ms: int, in_window: bool, in_sound: bool) -> None:
+        """Every caller frame. ``in_sound``: the VAD is (or was, before this frame) out of SILENCE."""
+        if not self.enabled:
+            return
+        if audio_end_ms <= self.cfg.calibration_ms:
+            self.room.add(frame_db)              # the line before anyone talks: the room as it is
+        elif in_window:
+            return                               # the AI's echo: not the room's level
+        elif in_sound:
+            self._sound.append(frame_db)
+        else:
+            self.room.add(frame_db)
+
+    def sound_ended(self, room: bool) -> None:
+        """The VAD went back to SILENCE; ``room``: the sound was not the caller's (its frames join
+        the room). The caller's sounds, and short ones that were loud like the caller, do not."""
+        if room:
+            for db in self._sound:
+                self.room.add(db)
+        self._sound = []
+
+    def answered(self, sound_db: float) -> None:
+        """An utterance of this level was answered: it was the caller."""
+        self._levels.append(sound_db)

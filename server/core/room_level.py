@@ -1,0 +1,55 @@
+"""The room: how loud the sound that is not the caller gets.
+
+A café's other voices, a street or a car are not steady like line hiss: several voices rise and
+fall by 10 dB and more (the 10th to the 90th percentile of their 20 ms frames), so a threshold a
+few dB over their quiet frames (the VAD's noise floor) is crossed all the time. This keeps the
+level distribution of the frames that are known not to be the caller's (``add``; the caller's
+own are never added) over the last ``window_frames``: ``loud_db`` (the ``percentile``, 90th) is
+how loud the room gets, ``mean_energy`` what it adds to every frame on average. Recomputed every
+``_EVERY`` frames (a sort of at most 150 numbers); levels in dB of int16 RMS. Pure.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+
+_EVERY = 5
+_MIN_FRAMES = 15               # 300 ms of room before it says anything
+
+
+def level_db(rms: float) -> float:
+    """dB of an int16 RMS (0 dB = RMS 1)."""
+    return 20.0 * math.log10(rms + 1.0)
+
+
+def rms_of(db: float) -> float:
+    return 10.0 ** (db / 20.0)
+
+
+class RoomLevel:
+    def __init__(self, window_frames: int, percentile: int = 90) -> None:
+        self._db: deque[float] = deque(maxlen=max(_MIN_FRAMES, window_frames))
+        self.percentile = percentile
+        self.loud_db: float | None = None
+        """The room's loud level (None until ``_MIN_FRAMES`` frames were added)."""
+        self.loud_rms = 0.0
+        """``loud_db`` as an RMS (0 while unknown)."""
+        self.mean_energy = 0.0
+        """The room's mean energy (int16 RMS squared)."""
+        self._since = 0
+
+    def add(self, db: float) -> None:
+        self._db.append(db)
+        self._since += 1
+        if self._since >= _EVERY and len(self._db) >= _MIN_FRAMES:
+            self._since = 0
+            ordered = sorted(self._db)
+            self.loud_db = ordered[min(len(ordered) - 1, len(ordered) * self.percentile // 100)]
+            self.loud_rms = rms_of(self.loud_db)
+            self.mean_energy = sum(10.0 ** (x / 10.0) for x in self._db) / len(self._db)
+
+    def above(self, energy: float) -> float:
+        """A frame's energy less the room's mean (what the room cannot account for), never below a
+        twentieth of the frame's own: the speech-likeness of a sound is measured on this, so that a
+        word in a café rises and falls as it does on a quiet line."""
+        return max(energy - self.mean_energy, energy / 20.0)
