@@ -90,84 +90,93 @@ def _pct(values: list[int], q: float):
     return ordered[min(len(ordered) - 1, int(math.ceil(q / 100 * len(ordered))) - 1)]
 
 
+def _calls(results: list[CaseResult]) -> dict:
+    verdicts = [(r, call_verdict(r)) for r in results]
+    lat = [x for _, v in verdicts for x in v["latencies_ms"]]
+    utts = [u for _, v in verdicts for u in v["answered_once"]]
+    no_echo = [v for r, v in verdicts if not has_echo(r)]
+    return {
+        "calls": len(results), "passed": sum(v["passed"] for _, v in verdicts),
+        "utterances": len(utts), "answered_once": sum(utts),
+        "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95), "latency_max_ms": max(lat, default=None),
+        "noise_requests": sum(v["noise_requests"] for _, v in verdicts),
+        "noise_replies": sum(v["noise_replies"] for _, v in verdicts),
+        "calls_with_noise_requests": sum(1 for _, v in verdicts if v["noise_requests"] or v["noise_replies"]),
+        "requests_per_utterance": round(sum(v["requests"] for _, v in verdicts) / max(1, len(utts)), 2),
+        "talked_over": sum(v["talked_over"] for _, v in verdicts),
+        "no_echo_calls": len(no_echo), "false_echo_paths": sum(v["false_echo_path"] for v in no_echo),
+        "failed": sorted(r.case.name for r, v in verdicts if not v["passed"]),
+    }
+
+
+def _backchannels(results: list[CaseResult]) -> dict:
+    verdicts = [(r, backchannel_verdict(r)) for r in results]
+    return {
+        "cases": len(results), "passed": sum(v["passed"] for _, v in verdicts),
+        "real": sum(1 for r in results if r.case.condition == "backchannel_reply"),
+        "cancelled": sum(v["cancelled"] for _, v in verdicts), "answered": sum(v["answered"] for _, v in verdicts),
+        "paused": sum(v["paused"] for _, v in verdicts),
+        "heard_95": sum(v["heard"] >= HEARD_TARGET for _, v in verdicts),
+        "heard_min": round(min(v["heard"] for _, v in verdicts), 3),
+        "false_echo_paths": sum(v["false_echo_path"] for _, v in verdicts),
+        "no_echo_cases": sum(1 for r in results if not has_echo(r)),
+        "failed": sorted(r.case.name for r, v in verdicts if not v["passed"]),
+    }
+
+
+GROUPS = (("cafe", ("cafe_call",), _calls), ("street_car", ("street_call", "car_call"), _calls),
+          ("alone", ("noise_alone",), _calls), ("backchannels", BACKCHANNELS, _backchannels))
+
+
 def score_calls(results: list[CaseResult]) -> dict:
-    """Figures per condition group and per condition/line cell (``cells``), JSON-ready."""
+    """Figures per group (``cafe``, ``street_car``, ``alone``, ``backchannels``) and per
+    condition/line cell (``cells``), JSON-ready."""
     out: dict = {}
-    cells: dict = defaultdict(lambda: defaultdict(int))
-    calls = [r for r in results if r.case.condition in NOISY_CALLS]
-    if calls:
-        verdicts = [(r, call_verdict(r)) for r in calls]
-        lat = [x for _, v in verdicts for x in v["latencies_ms"]]
-        utts = [u for _, v in verdicts for u in v["answered_once"]]
-        no_echo = [v for r, v in verdicts if not has_echo(r)]
-        out["noisy_calls"] = {
-            "calls": len(calls), "passed": sum(v["passed"] for _, v in verdicts),
-            "utterances": len(utts), "answered_once": sum(utts),
-            "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95), "latency_max_ms": max(lat, default=None),
-            "noise_requests": sum(v["noise_requests"] for _, v in verdicts),
-            "calls_with_noise_requests": sum(1 for _, v in verdicts if v["noise_requests"] or v["noise_replies"]),
-            "noise_replies": sum(v["noise_replies"] for _, v in verdicts),
-            "requests_per_utterance": round(sum(v["requests"] for _, v in verdicts) / max(1, len(utts)), 2),
-            "talked_over": sum(v["talked_over"] for _, v in verdicts),
-            "no_echo_calls": len(no_echo), "false_echo_paths": sum(v["false_echo_path"] for v in no_echo),
-            "failed": sorted(r.case.name for r, v in verdicts if not v["passed"]),
-        }
-        for r, v in verdicts:
-            parts = r.case.name.split("/")
-            key = "/".join(parts[:3]) if r.case.condition == "cafe_call" else "/".join(parts[:2])
-            cells[key]["calls"] += 1
-            cells[key]["passed"] += v["passed"]
-            cells[key].setdefault("latencies_ms", []).extend(v["latencies_ms"])
-    alone = [r for r in results if r.case.condition == "noise_alone"]
-    if alone:
-        verdicts = [(r, call_verdict(r)) for r in alone]
-        out["noise_alone"] = {
-            "calls": len(alone), "passed": sum(v["passed"] for _, v in verdicts),
-            "requests": sum(v["noise_requests"] for _, v in verdicts),
-            "false_echo_paths": sum(v["false_echo_path"] for _, v in verdicts),
-            "failed": sorted(r.case.name for r, v in verdicts if not v["passed"]),
-        }
-    bcs = [r for r in results if r.case.condition in BACKCHANNELS]
-    if bcs:
-        verdicts = [(r, backchannel_verdict(r)) for r in bcs]
-        out["backchannels"] = {
-            "cases": len(bcs), "passed": sum(v["passed"] for _, v in verdicts),
-            "real": sum(1 for r in bcs if r.case.condition == "backchannel_reply"),
-            "cancelled": sum(v["cancelled"] for _, v in verdicts), "answered": sum(v["answered"] for _, v in verdicts),
-            "paused": sum(v["paused"] for _, v in verdicts),
-            "heard_95": sum(v["heard"] >= HEARD_TARGET for _, v in verdicts),
-            "heard_min": round(min(v["heard"] for _, v in verdicts), 3),
-            "failed": sorted(r.case.name for r, v in verdicts if not v["passed"]),
-        }
-        for r, v in verdicts:
-            key = f"{r.case.condition}/{r.case.line}"
-            cells[key]["cases"] += 1
-            cells[key]["passed"] += v["passed"]
-    out["cells"] = {k: {kk: (statistics.median(vv) if kk == "latencies_ms" and vv else vv) for kk, vv in v.items()}
-                    for k, v in sorted(cells.items())}
+    for name, conditions, fn in GROUPS:
+        chosen = [r for r in results if r.case.condition in conditions]
+        if chosen:
+            out[name] = fn(chosen)
+    cells: dict = defaultdict(list)
+    for r in results:
+        parts = r.case.name.split("/")
+        depth = {"cafe_call": 3, "noise_alone": 2}.get(r.case.condition, 2)
+        cells["/".join(parts[:depth])].append(r)
+    out["cells"] = {}
+    for key, rs in sorted(cells.items()):
+        if rs[0].case.condition in BACKCHANNELS:
+            b = _backchannels(rs)
+            out["cells"][key] = {"cases": b["cases"], "passed": b["passed"]}
+        else:
+            c = _calls(rs)
+            out["cells"][key] = {"calls": c["calls"], "passed": c["passed"], "latency_p95_ms": c["latency_p95_ms"]}
     return out
 
 
 def rows(s: dict) -> list[tuple[str, str]]:
     """(metric, value) lines of the table for one detector's ``score_calls``."""
-    c, a, b = s.get("noisy_calls", {}), s.get("noise_alone", {}), s.get("backchannels", {})
     out = []
-    if c:
+    for name, label in (("cafe", "café/crowd calls"), ("street_car", "street/car calls")):
+        c = s.get(name)
+        if not c:
+            continue
         out += [
-            ("noisy calls passed (every utterance answered once, nothing asked for the noise)", rate(c["passed"], c["calls"])),
-            ("utterances answered exactly once, heard", rate(c["answered_once"], c["utterances"])),
-            ("end of speech -> first AI audio, p50 / p95 / max (ms)",
+            (f"{label}: passed (every utterance answered once, heard; nothing asked for the noise)",
+             rate(c["passed"], c["calls"])),
+            (f"{label}: utterances answered exactly once, heard", rate(c["answered_once"], c["utterances"])),
+            (f"{label}: end of speech -> first AI audio, p50 / p95 / max (ms)",
              f"{c['latency_p50_ms']} / {c['latency_p95_ms']} / {c['latency_max_ms']}"),
-            ("calls where the noise got a request or a reply", rate(c["calls_with_noise_requests"], c["calls"])),
-            ("requests for the noise / replies heard to it", f"{c['noise_requests']} / {c['noise_replies']}"),
-            ("requests per utterance (1.00: none abandoned)", f"{c['requests_per_utterance']:.2f}"),
-            ("calls where the AI was heard while the caller spoke", rate(c["talked_over"], c["calls"])),
-            ("false echo paths on lines without echo (calls)", rate(c["false_echo_paths"], c["no_echo_calls"])),
+            (f"{label}: requests for the noise alone / replies heard to it",
+             f"{c['noise_requests']} / {c['noise_replies']}"),
+            (f"{label}: requests per utterance (1.00: none abandoned)", f"{c['requests_per_utterance']:.2f}"),
+            (f"{label}: AI heard while the caller spoke (calls)", rate(c["talked_over"], c["calls"])),
+            (f"{label}: false echo paths on lines without echo (calls)", rate(c["false_echo_paths"], c["no_echo_calls"])),
         ]
+    a = s.get("alone")
     if a:
-        out += [("noise alone: calls with no request", rate(a["passed"], a["calls"])),
-                ("noise alone: requests", str(a["requests"])),
-                ("noise alone: false echo paths", rate(a["false_echo_paths"], a["calls"]))]
+        out += [("babble / crowd / street / car alone: calls with no request", rate(a["passed"], a["calls"])),
+                ("babble / crowd / street / car alone: requests", str(a["noise_requests"])),
+                ("babble / crowd / street / car alone: false echo paths", rate(a["false_echo_paths"], a["no_echo_calls"]))]
+    b = s.get("backchannels")
     if b:
         out += [
             ("backchannels passed (not cancelled, not answered, >= 95 % heard)", rate(b["passed"], b["cases"])),

@@ -32,7 +32,8 @@ A reply is a clip name or a function call: exactly ``tool`` (the function's name
 
 An optional ``[expect]`` table says what the call must leave behind, judged by the verdict:
 ``lead = "complete" | "partial" | "none"``, ``service`` and ``city`` (the normalised values), and
-``delivered = true`` (the lead reached the simulated CRM exactly once).
+``delivered = true`` (the lead reached the simulated CRM exactly once), ``latency_max_ms`` (every
+utterance's answer began at most this long after the end of its speech, as the caller heard it).
 
 Step kinds: ``say`` (clip; ``backchannel = true`` marks a short sound over the AI, not a turn: the
 AI must not be interrupted by it), ``silence_ms``, ``pause_ms`` (a thinking pause: silence inside a
@@ -247,9 +248,14 @@ def parse(text: str, source: str = "<string>") -> Scenario:
         raise ScenarioError(f"{source}: [realtime] replies must be a list")
     echo = caller.get("echo")
     expect = raw.get("expect", {})
-    unknown = sorted(set(expect) - {"lead", "service", "city", "delivered", "transfer"}) if isinstance(expect, dict) else ["?"]
+    unknown = (sorted(set(expect) - {"lead", "service", "city", "delivered", "transfer", "latency_max_ms"})
+               if isinstance(expect, dict) else ["?"])
     if unknown:
-        raise ScenarioError(f"{source}: [expect] knows lead, service, city, delivered and transfer, not {unknown}")
+        raise ScenarioError(f"{source}: [expect] knows lead, service, city, delivered, transfer and latency_max_ms, "
+                            f"not {unknown}")
+    if "latency_max_ms" in expect and (not isinstance(expect["latency_max_ms"], int) or isinstance(
+            expect["latency_max_ms"], bool) or expect["latency_max_ms"] <= 0):
+        raise ScenarioError(f"{source}: [expect] latency_max_ms must be a positive integer (ms)")
     if expect.get("lead", "complete") not in ("complete", "partial", "none"):
         raise ScenarioError(f"{source}: [expect] lead must be complete, partial or none")
     return Scenario(

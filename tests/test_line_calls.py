@@ -1,4 +1,4 @@
-"""The three calls of real phone lines, end to end on loopback (real gunicorn + eventlet server, both
+"""The calls of real phone lines, end to end on loopback (real gunicorn + eventlet server, both
 simulators, real-time audio through ``sim.line_model``), judged by the demo's verdict, the
 operators' log check and the simulators' records."""
 import pytest
@@ -9,8 +9,8 @@ from tests.loopback_helpers import run_scenario as run
 
 
 def verdict_failures(call, name: str) -> list[str]:
-    turns = scenario_mod.load(name).turns
-    return [f"{c.name}: {c.detail}" for c in judge(call.record, call.health, call.log, call.counters, turns)
+    sc = scenario_mod.load(name)
+    return [f"{c.name}: {c.detail}" for c in judge(call.record, call.health, call.log, call.counters, sc.turns, sc.expect)
             if not c.passed]
 
 
@@ -27,6 +27,16 @@ def backchannels(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cafe(tmp_path_factory):
     return run(tmp_path_factory, "speakerphone_cafe")
+
+
+@pytest.fixture(scope="module")
+def cafe_conversation(tmp_path_factory):
+    return run(tmp_path_factory, "cafe_conversation")
+
+
+@pytest.fixture(scope="module")
+def backchannels_handset(tmp_path_factory):
+    return run(tmp_path_factory, "backchannels_handset")
 
 
 def test_thinking_pauses_are_never_talked_over(pauses):
@@ -56,3 +66,20 @@ def test_a_speakerphone_in_a_cafe_gets_no_false_barge_in(cafe):
     assert cafe.log_failures("no_false_barge_in") == []
     assert cafe.record.clears == 0
     assert cafe.counters.client_events["response.create"] == 3             # greeting + two turns
+
+
+def test_a_caller_in_a_cafe_gets_each_question_answered_once_and_the_cafe_never(cafe_conversation):
+    call = cafe_conversation
+    assert verdict_failures(call, "cafe_conversation") == []          # latency_max_ms: 1500 included
+    assert call.counters.client_events["response.create"] == 3         # greeting + two questions: no answer to the café
+    assert call.record.clears == 0 and call.counters.client_events.get("response.cancel", 0) == 0
+    assert "[ECHO] echo path" not in call.log                          # a line without echo learns none from the voices
+
+
+def test_short_sounds_over_the_ai_on_a_handset_never_cut_it_off(backchannels_handset):
+    call = backchannels_handset
+    assert verdict_failures(call, "backchannels_handset") == []
+    assert len(call.record.backchannels) == 4 and call.record.clears == 0
+    assert call.counters.client_events.get("response.cancel", 0) == 0
+    assert call.counters.client_events["response.create"] == 3         # greeting + the two real turns
+    assert "[BARGE-IN] caller speech" not in call.log                  # no barge-in line: each sound resumed the AI

@@ -354,7 +354,8 @@ def test_scenario_line_errors(caller, complaint):
     assert complaint in str(exc.value), str(exc.value)
 
 
-LINE_SCENARIOS = {"thinking_pauses": "network", "backchannels": "handset", "speakerphone_cafe": "speakerphone_cafe"}
+LINE_SCENARIOS = {"thinking_pauses": "network", "backchannels": "handset", "speakerphone_cafe": "speakerphone_cafe",
+                  "cafe_conversation": "cafe", "backchannels_handset": "handset"}
 
 
 def test_every_committed_scenario_parses_and_only_the_line_calls_use_a_line():

@@ -8,9 +8,11 @@ metres away, 10-20 dB under the caller. Two levels tell them apart, both in dB o
   utterances (outside the echo window: the AI's echo is the echo detector's business) and every
   sound that turned out not to be the caller's (its frames are kept aside while it lasts and given
   to the room when it ends; the caller's own never are). Its loud level (90th percentile) raises
-  the VAD's threshold by ``room_margin_db``: other voices stop counting as speech. The loud level
-  is held to at most ``room_cap_db`` over the VAD's noise floor: a handset's AGC pumps the room up
-  in a pause and backs off as the caller talks, and the floor follows it down at once.
+  the VAD's threshold by ``room_margin_db``: other voices stop counting as speech. A steady room
+  (line hiss, a fan: under ``STEADY_ROOM_DB`` from frame to frame, where voices jump by 3-5 dB)
+  counts at most ``room_cap_db`` over the VAD's noise floor: a handset's AGC pumps such a room up
+  in a pause and backs off as the caller talks, and the floor follows it down at once. A room of
+  voices is not capped: its quiet gaps pull the floor far under its loud level.
 * **The caller**: the level of the utterances that were answered (the 75th percentile of their
   frames; the median of the last five). Once it is known, a sound more than ``caller_drop_db``
   under it is not the caller.
@@ -33,6 +35,7 @@ from server.core.ulaw import FRAME_MS
 UTTERANCE_PERCENTILE = 75
 CALLER_LEVELS = 5
 TRAIL_OFF_DB = 5
+STEADY_ROOM_DB = 1.5
 
 
 class CallerVoice:
@@ -62,7 +65,9 @@ class CallerVoice:
         """How loud the room gets (0 while unknown), at most ``room_cap_db`` over the VAD's floor."""
         if not self.enabled:
             return 0.0
-        return min(self.room.loud_rms, vad_floor_rms * self._cap)
+        if self.room.roughness_db < STEADY_ROOM_DB:
+            return min(self.room.loud_rms, vad_floor_rms * self._cap)
+        return self.room.loud_rms
 
     def voiced_min_rms(self, vad_floor_rms: float) -> float:
         """The least RMS a frame needs to be voiced, whatever the VAD's own threshold says."""
@@ -85,7 +90,7 @@ class CallerVoice:
             return True
         caller = self.caller_db
         room = self.room_loud_rms(vad_floor_rms)
-        margin = self.cfg.room_test_db if caller is None else self.cfg.room_test_known_db
+        margin = self.cfg.room_test_db if caller is None and not within_turn else self.cfg.room_test_known_db
         if room > 0 and sound_db < level_db(room) + margin:
             return False
         drop = self.cfg.caller_drop_db + (TRAIL_OFF_DB if within_turn else 0)

@@ -37,6 +37,9 @@ class RoomLevel:
         self.mean_energy = 0.0
         """The room's mean energy (int16 RMS squared)."""
         self._since = 0
+        self.roughness_db = 0.0
+        """Mean change between consecutive frames of the room (dB): voices jump by 3-5 dB from frame to
+        frame, line hiss or a pumped-up pink noise by under one."""
 
     def add(self, db: float) -> None:
         self._db.append(db)
@@ -47,6 +50,8 @@ class RoomLevel:
             self.loud_db = ordered[min(len(ordered) - 1, len(ordered) * self.percentile // 100)]
             self.loud_rms = rms_of(self.loud_db)
             self.mean_energy = sum(10.0 ** (x / 10.0) for x in self._db) / len(self._db)
+            values = list(self._db)
+            self.roughness_db = sum(abs(b - a) for a, b in zip(values, values[1:])) / (len(values) - 1)
 
     def above(self, energy: float) -> float:
         """A frame's energy less the room's mean (what the room cannot account for), never below a
