@@ -212,7 +212,9 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS, k
                 if result.notes is not None:
                     result.notes.append((now_ms - offset_ms, a))
                 if a.code == "echo_path":
-                    result.echo_paths.append((now_ms - offset_ms, a.get("lag_ms"), a.get("gain_db")))
+                    fields = dict(a.fields)
+                    lag = fields.get("lag_ms", -1 if "echo path" in str(fields.get("what")) else None)
+                    result.echo_paths.append((now_ms - offset_ms, lag, fields.get("gain_db")))
             elif isinstance(a, ForwardAudio):
                 result.forwarded_ms += len(a.audio) // 8       # ms of µ-law, whatever the append size
             elif isinstance(a, CommitAndTrigger):

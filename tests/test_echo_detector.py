@@ -110,3 +110,36 @@ def test_a_caller_who_starts_with_the_ai_is_not_learnt_as_echo():
         verdict = det.on_inbound(now_ms, 2000.0 ** 2 if k >= 20 else 10.0)
     assert det.gain_db is None or det.gain_db <= 0
     assert verdict.near_end
+
+
+def run_busy_line(echo_gain_db: float | None, babble_dbfs: float = -36.0, delay_ms: int = 120) -> EchoDetector:
+    """The AI talks over a café (espeak voices, ``babble_dbfs``), with or without its echo."""
+    rng = np.random.default_rng(3)
+    voices = sim_audio.espeak_babble(30, seed=9)
+    voices = voices / np.sqrt((voices ** 2).mean()) * 23170.0 * 10 ** (babble_dbfs / 20)
+    det = EchoDetector()
+    for k in range(len(AI) // 160):
+        now_ms = 1000 + 20 * k
+        det.on_reference(now_ms, float((AI[160 * k:160 * (k + 1)] ** 2).mean()))
+        inbound = voices[160 * k:160 * (k + 1)] + rng.normal(0, 23.0, 160)
+        j = k - delay_ms // 20 - LEAD_SLOTS
+        if echo_gain_db is not None and j >= 0:
+            inbound = inbound + AI[160 * j:160 * (j + 1)] * 10 ** (echo_gain_db / 20)
+        det.on_inbound(now_ms, float((inbound ** 2).mean()))
+    return det
+
+
+def test_other_voices_on_a_line_without_echo_teach_no_echo_path():
+    """Voices rise and fall like the AI's speech and correlate with it by chance; a path needs the line
+    to be louder while the AI talks than in its pauses (here it is not), so none is learnt. The
+    line's level while the AI talks bounds any echo instead."""
+    for babble_dbfs in (-31.0, -36.0, -41.0):
+        det = run_busy_line(None, babble_dbfs)
+        assert det.lag is None, (babble_dbfs, det.lag, det.gain_db)
+        assert det.gain_db is not None and det.gain_db < -3, (babble_dbfs, det.gain_db)
+
+
+def test_an_echo_over_other_voices_is_still_learnt():
+    det = run_busy_line(-6.0, -36.0)
+    assert det.lag is not None and abs(det.lag - (120 // 20 + LEAD_SLOTS)) <= 1
+    assert -9 <= det.gain_db <= -2

@@ -20,7 +20,8 @@ metres away, 10-20 dB under the caller. Two levels tell them apart, both in dB o
 A sound is the caller's (``is_callers``) when its level is ``room_test_db`` over the room's loud
 level (``room_test_known_db`` once the caller's level is known, which then does most of the
 work) and not ``caller_drop_db`` under the caller's (``TRAIL_OFF_DB`` more within a turn: people
-trail off by 10-15 dB within a sentence). Otherwise it neither triggers a reply, nor
+trail off by 10-15 dB within a sentence), unless it stands ``CLEAR_OF_ROOM_DB`` over the room: on a
+quiet line nobody else is there, and a caller's soft word is theirs. Otherwise it neither triggers a reply, nor
 resumes a turn over a held reply (nor keeps the reply held), and it becomes part of the room.
 Pure: levels in, thresholds and verdicts out.
 """
@@ -35,6 +36,7 @@ from server.core.ulaw import FRAME_MS
 UTTERANCE_PERCENTILE = 75
 CALLER_LEVELS = 5
 TRAIL_OFF_DB = 5
+CLEAR_OF_ROOM_DB = 12
 STEADY_ROOM_DB = 1.5
 
 
@@ -93,8 +95,10 @@ class CallerVoice:
         margin = self.cfg.room_test_db if caller is None and not within_turn else self.cfg.room_test_known_db
         if room > 0 and sound_db < level_db(room) + margin:
             return False
+        if caller is None or sound_db >= level_db(room) + CLEAR_OF_ROOM_DB:
+            return True                  # no voice of the room is that loud: a quiet line, or the caller softer
         drop = self.cfg.caller_drop_db + (TRAIL_OFF_DB if within_turn else 0)
-        return caller is None or sound_db >= caller - drop
+        return sound_db >= caller - drop
 
     def speech_energy(self, energy: float) -> float:
         """A frame's energy as the speech-likeness veto measures it: less the room's mean."""
