@@ -40,6 +40,7 @@ NOTE_EVENTS: dict[str, tuple[str, str, Callable[[dict], str]]] = {
     # note code: (lane, kind, label from the note's fields)
     'utterance_triggering': ("caller", "end_of_utterance", _label("after {dur} ms of speech")),
     'utterance_vetoed': ("caller", "not_speech", _label("steady sound")),
+    'utterance_room': ("caller", "not_speech", _label("not the caller: {level_db} dB")),
     'barge_in': ("caller", "barge_in", _label("{sound_ms} ms")),
     'backchannel': ("caller", "backchannel", _label("{sound_ms} ms")),
     'echo_gate_opened': ("gate", "opened", _label("")),
