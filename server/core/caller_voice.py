@@ -21,7 +21,9 @@ A sound is the caller's (``is_callers``) when its level is ``room_test_db`` over
 level (``room_test_known_db`` once the caller's level is known, which then does most of the
 work) and not ``caller_drop_db`` under the caller's (``TRAIL_OFF_DB`` more within a turn: people
 trail off by 10-15 dB within a sentence), unless it stands ``CLEAR_OF_ROOM_DB`` over the room: on a
-quiet line nobody else is there, and a caller's soft word is theirs. Otherwise it neither triggers a reply, nor
+quiet line nobody else is there, and a caller's soft word is theirs. A room heard for less than
+``YOUNG_ROOM_FRAMES`` (the first seconds of a call) asks ``YOUNG_ROOM_DB`` more of the room test:
+its loud level is still a guess. Otherwise it neither triggers a reply, nor
 resumes a turn over a held reply (nor keeps the reply held), and it becomes part of the room.
 Pure: levels in, thresholds and verdicts out.
 """
@@ -37,6 +39,8 @@ UTTERANCE_PERCENTILE = 75
 CALLER_LEVELS = 5
 TRAIL_OFF_DB = 5
 CLEAR_OF_ROOM_DB = 12
+YOUNG_ROOM_FRAMES = 100                 # 2 s of the room
+YOUNG_ROOM_DB = 3
 STEADY_ROOM_DB = 1.5
 
 
@@ -93,6 +97,8 @@ class CallerVoice:
         caller = self.caller_db
         room = self.room_loud_rms(vad_floor_rms)
         margin = self.cfg.room_test_db if caller is None and not within_turn else self.cfg.room_test_known_db
+        if self.room.frames < YOUNG_ROOM_FRAMES:
+            margin += YOUNG_ROOM_DB           # a room heard for under a second: its loud level is a guess
         if room > 0 and sound_db < level_db(room) + margin:
             return False
         if caller is None or sound_db >= level_db(room) + CLEAR_OF_ROOM_DB:

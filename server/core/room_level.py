@@ -41,6 +41,11 @@ class RoomLevel:
         """Mean change between consecutive frames of the room (dB): voices jump by 3-5 dB from frame to
         frame, line hiss or a pumped-up pink noise by under one."""
 
+    @property
+    def frames(self) -> int:
+        """How many frames of the room it holds (at most the window)."""
+        return len(self._db)
+
     def add(self, db: float) -> None:
         self._db.append(db)
         self._since += 1
