@@ -394,17 +394,18 @@ class CallCore:
         before = self.vad.state
         self._audio_now_ms = ev.audio_end_ms
         voiced = self.voice_decider(ev.audio) if self.voice_decider is not None else None
+        room_rms = self.voice.room_loud_rms(self.vad.floor_rms)        # how loud the room gets: 0 when quiet
         records = self.vad.on_frame(frame_rms, ev.audio_end_ms, track_floor=not in_window, voiced=voiced,
-                                    min_threshold_rms=self.voice.voiced_min_rms(self.vad.floor_rms))
+                                    min_threshold_rms=room_rms * self.voice.voiced_over_room)
         self.voice.on_frame(level_db(frame_rms), ev.audio_end_ms, in_window,
                             in_sound=before is not VadState.SILENCE or self.vad.state is not VadState.SILENCE)
-        audible = frame_rms > max(self.vad.floor_rms * self.cfg.hold_quiet_ratio_pct / 100
-                                  + self.cfg.hold_quiet_offset_rms,
-                                  self.voice.room_loud_rms(self.vad.floor_rms)) if voiced is None else voiced
+        floor_rms = self.vad.floor_rms
+        audible = frame_rms > max(floor_rms * self.cfg.hold_quiet_ratio_pct / 100 + self.cfg.hold_quiet_offset_rms,
+                                  room_rms) if voiced is None else voiced
         if audible:
             self._last_audible_ms = ev.audio_end_ms
-        barge_threshold = max(self.vad.floor_rms * self.cfg.barge_in_ratio_pct / 100 + self.cfg.barge_in_offset_rms,
-                              self.voice.barge_min_rms(self.vad.floor_rms))
+        barge_threshold = max(floor_rms * self.cfg.barge_in_ratio_pct / 100 + self.cfg.barge_in_offset_rms,
+                              room_rms * self.voice.barge_over_room)
         if voiced is not None:
             barge_threshold = 0.0 if voiced else float("inf")
         ai_audible = self.is_ai_speaking
@@ -588,9 +589,12 @@ class CallCore:
                 out.append(DeleteItem(item_id))
 
     def _release_if_quiet(self, out: list[CoreAction], audible: bool = False) -> None:
-        # a sound that is not the caller's does not hold the reply back: the room is not a turn
+        # a sound that is not the caller's does not hold the reply back (the room is not a turn), once
+        # it is long enough to tell: the onset of the caller's next words is soft
+        start_ms, end_ms = self.vad.utterance_start_ms, self.vad.last_voiced_end_ms
+        judged = start_ms is not None and end_ms is not None and end_ms - start_ms >= self.cfg.min_utterance_ms
         quiet = (self.vad.state is VadState.SILENCE
-                 or (self.hold.state is HoldState.HOLDING and not self._sounds_callers()))
+                 or (self.hold.state is HoldState.HOLDING and judged and not self._sounds_callers()))
         released = self.hold.on_caller_audio(self._audio_now_ms, quiet, audible)
         if released is None:
             return

@@ -54,8 +54,10 @@ class CallerVoice:
         self._sound: list[float] = []          # the current sound's frames outside the echo window (dB)
         self._levels: deque[float] = deque(maxlen=CALLER_LEVELS)
         self._cap = rms_of(cfg.room_cap_db)
-        self._margin = rms_of(cfg.room_margin_db)
-        self._barge = rms_of(cfg.room_margin_db + cfg.barge_room_db)
+        self.voiced_over_room = rms_of(cfg.room_margin_db)
+        """A voiced frame's least RMS over ``room_loud_rms`` (a factor)."""
+        self.barge_over_room = rms_of(cfg.room_margin_db + cfg.barge_room_db)
+        """The same for the caller's sound over the AI."""
 
     # --- levels -----------------------------------------------------------------------------
 
@@ -77,11 +79,11 @@ class CallerVoice:
 
     def voiced_min_rms(self, vad_floor_rms: float) -> float:
         """The least RMS a frame needs to be voiced, whatever the VAD's own threshold says."""
-        return self.room_loud_rms(vad_floor_rms) * self._margin
+        return self.room_loud_rms(vad_floor_rms) * self.voiced_over_room
 
     def barge_min_rms(self, vad_floor_rms: float) -> float:
         """The least RMS of a frame of the caller's sound over the AI (0 on a quiet line)."""
-        return self.room_loud_rms(vad_floor_rms) * self._barge
+        return self.room_loud_rms(vad_floor_rms) * self.barge_over_room
 
     @staticmethod
     def sound_level_db(frame_rms: list[float]) -> float:

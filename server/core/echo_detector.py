@@ -164,9 +164,6 @@ class EchoDetector:
         if not self._from_path and (ref[:n] >= _REF_ACTIVE).sum() < n // 3:
             return          # the AI has not played for the whole lag range yet: a long echo may not be back
         if best_corr >= self.min_corr:
-            contrast = self._contrast_db(slot)
-            if contrast is None or contrast[best_lag] < _MIN_CONTRAST_DB:
-                return          # the line does not get louder when the AI talks: a chance correlation
             seg = ref[lags - best_lag: lags - best_lag + n]
             loud = seg >= _REF_ACTIVE
             if loud.sum() < n // 3:
@@ -185,8 +182,11 @@ class EchoDetector:
                 if previous is None or abs(previous[0] - best_lag) > 1 or abs(previous[1] - ratio_db) > 3:
                     return
                 ratio_db = max(ratio_db, previous[1])
-                if self._from_path:
-                    self.gain_db = max(self.gain_db, ratio_db)     # a moved path: never trust a lower gain
+            contrast = self._contrast_db(slot)
+            if contrast is None or contrast[best_lag] < _MIN_CONTRAST_DB:
+                return          # the line does not get louder when the AI talks: a chance correlation
+            if self._from_path and abs(best_lag - self.lag) > 2:
+                self.gain_db = max(self.gain_db, ratio_db)         # a moved path: never trust a lower gain
             self._candidate = None
             self.lag = best_lag
             self.gain_db = ratio_db if not self._from_path else 0.7 * self.gain_db + 0.3 * ratio_db
@@ -204,6 +204,8 @@ class EchoDetector:
         if ratio_db <= _QUIET_LINE_DB:
             self.gain_db = ratio_db
             return
+        if self._frames % self.tracking_every:
+            return                                   # the bound below is costly and moves slowly
         contrast = self._contrast_db(slot)
         if contrast is not None and float(contrast.max()) < _NO_CONTRAST_DB:
             # A busy line (a cafe, a street) whose sound does not follow the AI at any lag: an echo

@@ -37,6 +37,8 @@ class RoomLevel:
         self.mean_energy = 0.0
         """The room's mean energy (int16 RMS squared)."""
         self._since = 0
+        self._energy_sum = 0.0                                   # running sums over the window
+        self._change_sum = 0.0
         self.roughness_db = 0.0
         """Mean change between consecutive frames of the room (dB): voices jump by 3-5 dB from frame to
         frame, line hiss or a pumped-up pink noise by under one."""
@@ -47,16 +49,22 @@ class RoomLevel:
         return len(self._db)
 
     def add(self, db: float) -> None:
+        if len(self._db) == self._db.maxlen:                     # the oldest frame leaves the window
+            gone = self._db[0]
+            self._energy_sum -= 10.0 ** (gone / 10.0)
+            self._change_sum -= abs(self._db[1] - gone)
+        if self._db:
+            self._change_sum += abs(db - self._db[-1])
         self._db.append(db)
+        self._energy_sum += 10.0 ** (db / 10.0)
         self._since += 1
         if self._since >= _EVERY and len(self._db) >= _MIN_FRAMES:
             self._since = 0
             ordered = sorted(self._db)
             self.loud_db = ordered[min(len(ordered) - 1, len(ordered) * self.percentile // 100)]
             self.loud_rms = rms_of(self.loud_db)
-            self.mean_energy = sum(10.0 ** (x / 10.0) for x in self._db) / len(self._db)
-            values = list(self._db)
-            self.roughness_db = sum(abs(b - a) for a, b in zip(values, values[1:])) / (len(values) - 1)
+            self.mean_energy = max(0.0, self._energy_sum) / len(self._db)
+            self.roughness_db = max(0.0, self._change_sum) / (len(self._db) - 1)
 
     def above(self, energy: float) -> float:
         """A frame's energy less the room's mean (what the room cannot account for), never below a
