@@ -14,6 +14,9 @@ Theory of operation. The shell feeds facts (``server.core.events``) stamped with
   pre-roll); inside the echo window they are held back, released when the echo detector sees
   sustained speech the AI's echo cannot explain. An utterance that reached OpenAI with less than
   ``min_utterance_ms`` of audio lay inside the echo block and does not trigger.
+* Whose voice: ``CallerVoice`` keeps the room's level (other voices, a street) and the caller's;
+  the room raises the VAD's threshold, and a sound that is the room's, not the caller's, neither
+  triggers, nor resumes a turn over a held reply, nor keeps that reply held.
 * Barge-in: caller speech the echo cannot explain, sustained ``barge_in_min_ms`` over the AI,
   *pauses* the AI's playout at once (``BargeInJudge``). A sound that ends within
   ``barge_in_confirm_ms`` is a backchannel: playout resumes where it stopped. A longer one is a
@@ -463,13 +466,11 @@ class CallCore:
             self._on_caller_resumed(start_ms, out)    # the caller's speech, not a click, noise or the room
         self._release_if_quiet(out, audible)
 
-    def _sounds_callers(self, duration_ms: int | None = None, within_turn: bool = True) -> bool:
-        """Is the current sound (its first ``duration_ms``; default: up to its last voiced frame) the
-        caller's voice, not the room's? ``within_turn``: it goes on the caller's turn (see
-        ``CallerVoice.is_callers``)."""
-        if duration_ms is None:
-            start_ms, end_ms = self.vad.utterance_start_ms, self.vad.last_voiced_end_ms
-            duration_ms = end_ms - start_ms if start_ms is not None and end_ms is not None else len(self._utt_rms) * FRAME_MS
+    def _sounds_callers(self, within_turn: bool = True) -> bool:
+        """Is the current sound (up to its last voiced frame) the caller's voice, not the room's?
+        ``within_turn``: it goes on the caller's turn (see ``CallerVoice.is_callers``)."""
+        start_ms, end_ms = self.vad.utterance_start_ms, self.vad.last_voiced_end_ms
+        duration_ms = end_ms - start_ms if start_ms is not None and end_ms is not None else len(self._utt_rms) * FRAME_MS
         n = min(len(self._utt_rms), max(1, duration_ms // FRAME_MS))
         if n == 0:
             return True

@@ -6,9 +6,13 @@ played reference and the inbound audio. Every few frames, while the reference is
 echo path is estimated from the last ``window`` slots:
 
 * lag: the shift (0..``max_lag_ms``) maximising the correlation of the log-energy envelopes;
-  trusted only above ``min_corr``;
+  trusted only above ``min_corr``, and only if the line is ``_MIN_CONTRAST_DB`` louder while the
+  lagged reference is loud than while it pauses, over the whole history (``_contrast_db``): other
+  voices on the line (a café) rise and fall like speech and, among 26 lags and overlapping
+  windows, correlate with the AI by chance; an echo is *caused* by the reference and follows it;
 * gain: the median ratio inbound/reference at that lag over frames where the reference is loud
-  (the echo return), smoothed in dB; a line with no echo learns a very low gain.
+  (the echo return), smoothed in dB; a line with no echo learns a very low gain, and a busy line
+  whose sound follows the reference at no lag learns its median level as the bound of any echo.
 
 Per frame the echo expected now is ``gain x reference`` at the learnt lag (+-1 slot), or, before a
 lag is trusted, the loudest reference in the whole lag range at the learnt gain (0 dB until
