@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, jsonify, redirect, request, send_file
 
-from server.admin_pages import KNOWN_OUTCOMES, call_page, index_page, login_page, not_found_page
+from server.admin_pages import KNOWN_OUTCOMES, bad_request_page, call_page, index_page, login_page, not_found_page
 from server.admin_session import COOKIE_NAME, SESSION_TTL_S, FailureThrottle, issue, session_key, tokens_equal, valid
 from server.settings import Secret
 from server.storage.db import Store
@@ -72,13 +72,22 @@ def _safe_next(path: str | None) -> str:
     return "/admin"
 
 
-def _int_arg(name: str, minimum: int) -> int | None:
-    """An integer query parameter, None when absent or empty; ValueError when unreadable or too small."""
+MAX_QUERY_INT = 1_000_000_000
+"""No page, business id or limit is larger: a bigger number is a typing slip or a probe (it would
+overflow the database's integers), answered 400."""
+
+
+def _int_arg(name: str, minimum: int, maximum: int = MAX_QUERY_INT) -> int | None:
+    """An integer query parameter, None when absent or empty; ValueError when unreadable or outside
+    ``minimum..maximum``. Only ASCII digits with an optional sign: no ``1_000``, no other scripts' digits."""
     raw = request.args.get(name, "").strip()
     if raw == "":
         return None
+    digits = raw[1:] if raw[:1] in "+-" else raw
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 12:
+        raise ValueError(name)
     value = int(raw)
-    if value < minimum:
+    if not minimum <= value <= maximum:
         raise ValueError(name)
     return value
 
@@ -172,10 +181,15 @@ def register_admin(app: Flask, store: Store, token: Secret) -> None:
         return business_id, request.args.get("outcome", "").strip() or None, page or 1
 
     def limit() -> int:
-        try:
-            return max(1, min(MAX_LIMIT, int(request.args.get("limit", "50"))))
-        except ValueError:
-            return 50
+        """``limit`` (1..MAX_LIMIT, default 50); ValueError when it is not a number from 1."""
+        value = _int_arg("limit", 1)
+        return 50 if value is None else min(MAX_LIMIT, value)
+
+    def bad_number(html: bool) -> Response:
+        message = "business, page and limit must be whole numbers from 1 (at most 1000000000)"
+        if html:
+            return Response(bad_request_page(message), status=400, mimetype="text/html")
+        return Response(message + "\n", status=400, mimetype="text/plain")
 
     @app.get("/admin/calls")
     def admin_calls():
@@ -184,15 +198,22 @@ def register_admin(app: Flask, store: Store, token: Secret) -> None:
             return refusal
         try:
             business_id, outcome, page = filters()
+            size = limit()
         except ValueError:
-            return Response("business and page must be whole numbers from 1\n", status=400, mimetype="text/plain")
-        size = limit()
+            return bad_number(html=False)
         calls, total = store.list_calls(business_id, outcome, (page - 1) * size, size)
         return jsonify(calls=calls, total=total, page=page, page_size=size)
 
     @app.get("/admin/leads")
     def admin_leads():
-        return denied(html=False) or jsonify(leads=store.recent_leads(limit()), outbox=store.outbox_counts())
+        refusal = denied(html=False)
+        if refusal is not None:
+            return refusal
+        try:
+            size = limit()
+        except ValueError:
+            return bad_number(html=False)
+        return jsonify(leads=store.recent_leads(size), outbox=store.outbox_counts())
 
     @app.get("/admin")
     def admin_page():
@@ -202,7 +223,7 @@ def register_admin(app: Flask, store: Store, token: Secret) -> None:
         try:
             business_id, outcome, page = filters()
         except ValueError:
-            business_id, outcome, page = None, request.args.get("outcome") or None, 1
+            return bad_number(html=True)
         calls, total = store.list_calls(business_id, outcome, (page - 1) * PAGE_SIZE, PAGE_SIZE)
         last_page = max(1, -(-total // PAGE_SIZE))
         if page > last_page:                    # past the end (the list shrank, or a typed URL)

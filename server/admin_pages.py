@@ -177,5 +177,9 @@ def call_page(detail: dict) -> str:
         f"<h2>Transcript</h2>{_transcript(detail['transcript'])}<h2>Lead</h2>{_lead(detail['lead'])}"))
 
 
+def bad_request_page(what: str) -> str:
+    return _doc("Bad request", f'<nav><a href="/admin">all calls</a></nav><h1>Bad request</h1><p>{_e(what)}</p>')
+
+
 def not_found_page(what: str) -> str:
     return _doc("Not found", f'<nav><a href="/admin">all calls</a></nav><h1>Not found</h1><p>{_e(what)}</p>')

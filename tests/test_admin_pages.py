@@ -253,7 +253,8 @@ def test_the_calls_page_pages_by_25_with_a_total(signed_in):
     assert "calls 26–30 of 30 · page 2 of 2" in second
     assert '<a rel=prev href="/admin?page=1">previous</a>' in second and "<span>next</span>" in second
     assert call_links(page(signed_in.get("/admin?page=99"))) == call_links(second)
-    assert call_links(page(signed_in.get("/admin?page=abc"))) == call_links(first)
+    bad = signed_in.get("/admin?page=abc")
+    assert bad.status_code == 400 and "whole numbers from 1" in bad.get_data(as_text=True)
 
 
 def test_the_calls_page_filters_by_business_and_outcome(app, signed_in):
@@ -375,3 +376,24 @@ def test_the_throttle_counts_failures_in_a_sliding_window():
     throttle.failed("b", now)
     throttle.failed("c", now)                                     # only two clients are remembered: "a" goes
     assert throttle.retry_after_ms("a", now) == 0
+
+
+# --- bad numbers: 400, never 500 ------------------------------------------------------------------
+
+BAD_NUMBERS = ["10" + "0" * 30, "1e30", "10^30", "-1", "0", "abc", "1.5", "0x10", "١٢", "1_000", "nan", "inf",
+               "9" * 13, "+", "", " ", "2147483648", "1000000001", "%00", "1 2"]
+
+
+@pytest.mark.parametrize("path", ["/admin", "/admin/calls", "/admin/leads"])
+def test_every_number_parameter_answers_400_for_a_bad_number_never_500(client, path):
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    params = {"/admin": ["page", "business"], "/admin/calls": ["page", "business", "limit"],
+              "/admin/leads": ["limit"]}[path]
+    for name in params + ["outcome", "next", "unknown"]:
+        for value in BAD_NUMBERS:
+            resp = client.get(path, headers=auth, query_string={name: value})
+            assert resp.status_code in (200, 400), (path, name, value, resp.status_code)
+            if name in params and value.strip() not in ("",):
+                assert resp.status_code == 400, (path, name, value)
+    assert client.get("/admin/calls", headers=auth, query_string={"page": "1000000000"}).status_code == 200
+    assert client.get("/healthz", query_string={"perf": "10^30"}).status_code == 200
