@@ -16,6 +16,10 @@ def child_exit(server, worker):
 
 
 def post_worker_init(worker):
+    writer = worker.wsgi.config.get("RECORD_WRITER")
+    if writer is not None:
+        from server import green
+        green.spawn_service(writer.run_forever)     # every write of a call, kept until the database takes it
     outbox = worker.wsgi.config.get("OUTBOX_WORKER")
     if outbox is not None:
         from server import green

@@ -92,7 +92,8 @@ def _int_arg(name: str, minimum: int, maximum: int = MAX_QUERY_INT) -> int | Non
     return value
 
 
-def register_admin(app: Flask, store: Store, token: Secret) -> None:
+def register_admin(app: Flask, store: Store, token: Secret, writer=None) -> None:
+    """``writer``: the worker's ``RecordWriter`` (the calls page says what it holds for the database)."""
     key = session_key(token.reveal()) if token else b""
     throttle = FailureThrottle()
 
@@ -230,8 +231,9 @@ def register_admin(app: Flask, store: Store, token: Secret) -> None:
             page = last_page
             calls, _ = store.list_calls(business_id, outcome, (page - 1) * PAGE_SIZE, PAGE_SIZE)
         outcomes = sorted(set(KNOWN_OUTCOMES) | set(store.call_outcomes()))
+        waiting = (writer.pending, writer.oldest_pending_s) if writer is not None else (0, 0.0)
         html = index_page(calls, total, page, PAGE_SIZE, business_id, outcome, store.businesses(), outcomes,
-                          store.recent_leads(PAGE_SIZE))
+                          store.recent_leads(PAGE_SIZE), waiting)
         return Response(html, mimetype="text/html")
 
     @app.get("/admin/calls/<call_sid>")

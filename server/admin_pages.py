@@ -69,8 +69,10 @@ def _options(choices: list[tuple[str, str]], selected: str) -> str:
 
 
 def index_page(calls: list[dict], total: int, page: int, page_size: int, business_id: int | None,
-               outcome: str | None, businesses: list[dict], outcomes: list[str], leads: list[dict]) -> str:
-    """Calls (filtered, one page of them) and the most recent leads."""
+               outcome: str | None, businesses: list[dict], outcomes: list[str], leads: list[dict],
+               waiting: tuple[int, float] = (0, 0.0)) -> str:
+    """Calls (filtered, one page of them) and the most recent leads; ``waiting``: (writes, age of the
+    oldest in s) this worker holds for the database (shown when there are any)."""
     business_choices = [("", "all businesses")] + [
         (str(b["id"]), f"{b['name']} ({b['number']}){'' if b['active'] else ' - inactive'}") for b in businesses]
     outcome_choices = [("", "all outcomes")] + [(o, o) for o in outcomes]
@@ -92,8 +94,13 @@ def index_page(calls: list[dict], total: int, page: int, page_size: int, busines
         + "".join(f"<td>{_e(c.get(col))}</td>" for col in columns) + "</tr>" for c in calls)
     table = (f'<table id=calls><tr><th>call</th>{"".join(f"<th>{_e(c)}</th>" for c in columns)}</tr>{rows}</table>'
              if calls else "<p>No calls match.</p>")
+    pending = ""
+    if waiting[0]:
+        pending = (f"<p id=records-waiting class=warning>{waiting[0]} write(s) of calls (starts, leads, ends) are "
+                   f"waiting for the database, the oldest for {waiting[1]:.0f} s: they are kept and stored as soon as "
+                   "it takes them; the calls below may be missing them until then.</p>")
     return _doc("ProSaaS calls and leads", (
-        f"<h1>Calls</h1>{filters}<p id=paging>{_e(shown)} · page {page} of {pages} · {prev_link} · {next_link}</p>"
+        f"<h1>Calls</h1>{pending}{filters}<p id=paging>{_e(shown)} · page {page} of {pages} · {prev_link} · {next_link}</p>"
         f"{table}<h1>Recent leads</h1>{_leads_table(leads)}"))
 
 
@@ -163,6 +170,9 @@ def call_page(detail: dict) -> str:
     recording = ""
     if call.get("summary"):
         recording += f'<h2>Summary for the owner</h2><p id=summary dir=auto style="white-space:pre-line">{_e(call["summary"])}</p>'
+    if call.get("recording_error"):
+        recording += ("<h2>Recording</h2><p id=recording-failed class=warning>The caller was told the call is "
+                      f"recorded, but the recording could not be written: {_e(call['recording_error'])}</p>")
     if call.get("recording"):
         wav_url = call_url(call["call_sid"]) + "/recording.wav"
         recording += (f'<h2>Recording</h2><p><a id=recording href="{_e(wav_url)}">download the recording</a> '

@@ -8,6 +8,7 @@ created on first access so importing this module never needs the environment.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 
@@ -29,6 +30,7 @@ from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import CallMetrics
 from server.settings import Settings
 from server.storage.db import DEFAULT_URL, Store
+from server.storage.record_writer import DEFAULT_JOURNAL_DIR, RecordWriter
 from server.recording_keeper import DEFAULT_RECORDINGS_ROOT, RecordingKeeper
 from server.twilio_rest import TwilioRest
 from server.twiml import (MEDIA_WS_PATH, STREAM_ENDED_PATH, TRANSFER_DONE_PATH, after_stream, connect_stream, refuse,
@@ -51,19 +53,26 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["CALL_REGISTRY"] = registry          # gunicorn.conf.py flips registry.draining on SIGTERM
     signatures = SignatureCheck(settings)
     profiles = load_profiles(settings.businesses_file or DEFAULT_FILE)
-    store = Store(settings.database_url or DEFAULT_URL)
+    store = Store(settings.database_url or DEFAULT_URL, settings.database_connect_timeout_ms,
+                  settings.database_statement_timeout_ms)
     store.upgrade_on_start()
-    store.sync_businesses(profiles)
-    directory = BusinessDirectory(store, profiles, settings.unknown_number_policy)
+    directory = BusinessDirectory(profiles, store.sync_businesses(profiles), settings.unknown_number_policy)
     rest = TwilioRest.from_settings(settings)       # None without TWILIO_ACCOUNT_SID
     outbox = (OutboxWorker(store, idle_poll_s=settings.outbox_idle_poll_ms / 1000,
                            send_sms=rest.send_sms if rest is not None else None)
               if settings.outbox_worker else None)
     app.config["OUTBOX_WORKER"] = outbox           # gunicorn.conf.py starts it in the worker
-    records = CallRecords(store, directory, outbox)
+    journal = settings.records_journal_dir or str(DEFAULT_JOURNAL_DIR)
+    if journal.lower() != "off":                  # one folder per database: a journal replays where it belongs
+        journal = os.path.join(journal, hashlib.sha256(store.url.encode("utf-8")).hexdigest()[:12])
+    writer = RecordWriter(store, None if journal.lower() == "off" else journal,
+                          retry_max_s=settings.records_retry_max_ms / 1000,
+                          on_delivery=outbox.wake if outbox is not None else None)
+    app.config["RECORD_WRITER"] = writer           # gunicorn.conf.py starts its thread in the worker
+    records = CallRecords(store, directory, outbox, writer)
     app.config["CALL_RECORDS"] = records
-    register_admin(app, store, settings.admin_token)
-    metrics = CallMetrics(registry, store)
+    register_admin(app, store, settings.admin_token, writer)
+    metrics = CallMetrics(registry, store, writer)
     app.config["CALL_METRICS"] = metrics           # gunicorn.conf.py starts its flusher (several workers)
     keeper = RecordingKeeper(settings.recordings_dir or DEFAULT_RECORDINGS_ROOT, {
         RecordingKeeper.business_key(None if profile.is_default else store.business_for(profile.number)[0]):
@@ -153,10 +162,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     def healthz():
         # 503 while draining: a load balancer's health check takes this instance out of rotation
         health = dict(status="draining" if registry.draining else "ok", version=__version__,
-                      active_calls=registry.active, calls_total=registry.total, green_threads=green.live_count())
+                      active_calls=registry.active, calls_total=registry.total, green_threads=green.live_count(),
+                      records_pending=writer.pending)
         if request.args.get("perf"):        # histograms for scripts/bench_call.py, counts per ms
             health["perf"] = {"tx_lateness_ms": registry.tx_lateness.counts,
                               "eou_to_create_ms": registry.eou_to_create.counts}
+            health["records"] = {"pending": writer.pending, "oldest_pending_s": round(writer.oldest_pending_s, 1),
+                                 "write_failures": writer.failures, "stored": writer.stored, "dead": writer.dead,
+                                 "refused": writer.refused}
         return jsonify(**health), 503 if registry.draining else 200
 
     log.info("ProSaaS voice agent %s ready: realtime=%s model=%s database=%s businesses=%d (%s)", __version__,

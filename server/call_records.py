@@ -1,12 +1,16 @@
 """What a call writes down: its business, its record, its lead, and the lead's delivery.
 
-The per-call handler talks to this one object; the database and the outbox stay behind it. A
-database error never ends a call: it is logged (without the caller's details) and the call goes
-on; the lead stays in the call's memory and is written again at the end of the call.
+The per-call handler talks to this one object; the database and the outbox stay behind it. Every
+write goes to the worker's ``RecordWriter`` (``server/storage/record_writer.py``): it never waits
+for the database, and the writer keeps each write (journaled on the instance's disk when one is
+configured) until the database takes it, however long it is down. A database error never ends a
+call, never changes what the caller gets, never loses a lead.
 
 The record is written when the webhook answers (before any stream exists) and closed when the
 stream ends, so any instance sharing the database can answer the after-stream request of any call
 (``apologise_after_stream``): several instances behind one load balancer need no shared memory.
+The reads (that after-stream answer, a transfer's business) fall back to this process's memory
+when the database cannot answer.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from server.core.call_core import TRANSFERRED
 from server.delivery.outbox import OutboxWorker
 from server.leads.capture import LeadSnapshot
 from server.storage.db import Store
+from server.storage.record_writer import RecordWriter, lead_args
 
 log = logging.getLogger(__name__)
 
@@ -43,100 +48,80 @@ def after_stream_action(record: tuple[str, str | None, bool] | None) -> str:
 
 
 class CallRecords:
-    def __init__(self, store: Store, directory: BusinessDirectory, outbox: OutboxWorker | None = None) -> None:
+    def __init__(self, store: Store, directory: BusinessDirectory, outbox: OutboxWorker | None = None,
+                 writer: RecordWriter | None = None) -> None:
         self.store = store
         self.directory = directory
         self.outbox = outbox
+        self.writer = writer or RecordWriter(store, on_delivery=self._wake_outbox)
+
+    def _wake_outbox(self) -> None:
+        if self.outbox is not None:
+            self.outbox.wake()
 
     def answering(self, to_number: str) -> Answering | None:
-        try:
-            return self.directory.answering(to_number)
-        except Exception:   # noqa: BLE001 - no database: the call is still answered
-            log.exception("[BUSINESS] lookup of %s failed - answering with the default profile", to_number)
-            return self.directory.default_answering()
+        return self.directory.answering(to_number)
 
-    def call_answered(self, call_sid: str, answering: Answering, called: str, caller_masked: str) -> bool:
+    def call_answered(self, call_sid: str, answering: Answering, called: str, caller_masked: str) -> None:
         """The webhook answered: the call exists in the shared record before its stream does."""
-        return self.call_started(call_sid, "", answering, called, caller_masked)
+        self.call_started(call_sid, "", answering, called, caller_masked)
 
     def after_stream(self, call_sid: str) -> str | None:
         """``apologise``, ``transfer`` or ``hangup`` after this call's stream, from the shared record;
         None when it cannot be read."""
         try:
             return after_stream_action(self.store.call_ending(call_sid))
-        except Exception:   # noqa: BLE001
-            log.exception("[RECORDS] call %s could not be read for the after-stream answer", call_sid)
+        except Exception as exc:   # noqa: BLE001
+            log.warning("[RECORDS] call %s could not be read for the after-stream answer (%s)", call_sid,
+                        type(exc).__name__)
             return None
 
     def business_of(self, call_sid: str) -> Answering | None:
         """The business that answered a call (from its record's called number)."""
         try:
             called = self.store.called_number(call_sid)
-        except Exception:   # noqa: BLE001
-            log.exception("[RECORDS] call %s could not be read", call_sid)
+        except Exception as exc:   # noqa: BLE001
+            log.warning("[RECORDS] call %s could not be read (%s)", call_sid, type(exc).__name__)
             return None
         return None if called is None else self.answering(called)
+
+    @staticmethod
+    def _business(profile) -> dict:
+        return {"number": profile.number, "name": profile.name}
 
     def summary(self, call_sid: str, text: str, answering: Answering) -> None:
         """The owner's summary: kept on the call, and sent to the business's CRM with the call's lead."""
         profile = answering.profile
-        target = (profile.crm_webhook_url, profile.crm_secret_env) if profile.crm_webhook_url else None
-        try:
-            self.store.record_summary(call_sid, text, target, business={"number": profile.number,
-                                                                        "name": profile.name})
-        except Exception:   # noqa: BLE001
-            log.exception("[RECORDS] summary of call %s could not be stored", call_sid)
-            return
+        target = [profile.crm_webhook_url, profile.crm_secret_env] if profile.crm_webhook_url else None
+        self.writer.put("summary", call_sid, text=text, deliver_to=target, business=self._business(profile))
         log.info("[SUMMARY] call %s: %d characters for the owner%s", call_sid, len(text),
                  " - queued for the CRM" if target else "")
-        if target and self.outbox is not None:
-            self.outbox.wake()
 
-    def recording(self, call_sid: str, path: str) -> None:
-        try:
-            self.store.record_recording(call_sid, path)
-        except Exception:   # noqa: BLE001
-            log.exception("[RECORDS] recording of call %s could not be recorded", call_sid)
+    def recording(self, call_sid: str, path: str, failed: bool = False) -> None:
+        """The call's recording file, or (``failed``) why it could not be written."""
+        self.writer.put("recording", call_sid, path=path, failed=failed)
 
     def transfer(self, call_sid: str, **fields) -> None:
         """Note the call's transfer: its reason and masked destination, then Twilio's dial status."""
-        try:
-            self.store.record_transfer(call_sid, **fields)
-        except Exception:   # noqa: BLE001
-            log.exception("[RECORDS] transfer of call %s could not be recorded", call_sid)
+        self.writer.put("transfer", call_sid, **fields)
 
     def call_started(self, call_sid: str, stream_sid: str, answering: Answering, called: str,
-                     caller_masked: str) -> bool:
-        try:
-            self.store.call_started(call_sid, stream_sid, answering.business_id, called, caller_masked)
-            return True
-        except Exception:   # noqa: BLE001
-            log.exception("[RECORDS] call %s could not be recorded", call_sid)
-            return False
+                     caller_masked: str) -> None:
+        business = None if answering.profile.is_default else answering.profile.number
+        self.writer.put("call_started", call_sid, stream_sid=stream_sid, business_number=business, called=called,
+                        caller_masked=caller_masked)
 
     def save_lead(self, call_sid: str, lead: LeadSnapshot, deliver: bool, answering: Answering,
-                  asked_for_person: bool = False) -> bool:
+                  asked_for_person: bool = False) -> None:
         profile = answering.profile
-        target = (profile.crm_webhook_url, profile.crm_secret_env) if deliver and profile.crm_webhook_url else None
+        target = [profile.crm_webhook_url, profile.crm_secret_env] if deliver and profile.crm_webhook_url else None
         sms = None
         if profile.sms_on_lead and profile.number and lead.phone and lead.status == "complete":
-            sms = (lead.phone, profile.number, profile.sms_for(lead.service or "", lead.city or ""))
-        try:
-            lead_id = self.store.save_lead(call_sid, lead, target,
-                                           business={"number": profile.number, "name": profile.name},
-                                           asked_for_person=asked_for_person, sms=sms)
-        except Exception:   # noqa: BLE001
-            log.exception("[RECORDS] lead of call %s could not be stored - kept in memory, retried at the end",
-                          call_sid)
-            return False
-        log.info("[LEAD] stored lead %d (%s)%s", lead_id, lead.status,
-                 " - queued for the CRM" if target else (" - no CRM webhook configured" if deliver else ""))
-        if target and self.outbox is not None:
-            self.outbox.wake()
-        return True
+            sms = [lead.phone, profile.number, profile.sms_for(lead.service or "", lead.city or "")]
+        key = self.writer.put("save_lead", call_sid, lead=lead_args(lead), deliver_to=target,
+                              business=self._business(profile), asked_for_person=asked_for_person, sms=sms)
+        log.info("[LEAD] %s lead queued for the database (%s)%s", lead.status, key or "REFUSED",
+                 " - to be delivered to the CRM" if target else (" - no CRM webhook configured" if deliver else ""))
 
     def call_ended(self, call_sid: str, **figures) -> None:
-        try:
-            self.store.call_ended(call_sid, **figures)
-        except Exception:   # noqa: BLE001
-            log.exception("[RECORDS] end of call %s could not be recorded", call_sid)
+        self.writer.put("call_ended", call_sid, **figures)

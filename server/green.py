@@ -28,6 +28,9 @@ if BACKEND == "gevent":
 
     def _queue(maxsize: int | None):
         return gevent.queue.Queue(maxsize)
+
+    def _timeout(seconds: float, exc: BaseException):
+        return gevent.Timeout(seconds, exc)
 elif BACKEND == "eventlet":
     # psycopg waits for PostgreSQL in C (the whole hub stops for the round trip) unless it sees a
     # patched ``select``, which it checks for gevent only: under eventlet it must be told, before
@@ -46,6 +49,9 @@ elif BACKEND == "eventlet":
 
     def _queue(maxsize: int | None):
         return eventlet.queue.LightQueue(maxsize)
+
+    def _timeout(seconds: float, exc: BaseException):
+        return eventlet.Timeout(seconds, exc)
 else:
     raise ValueError(f"GREEN_BACKEND={BACKEND!r} must be 'eventlet' or 'gevent'")
 
@@ -127,6 +133,16 @@ class Bell:
             return True
         except Empty:
             return False
+
+
+class DeadlineExceeded(TimeoutError):
+    pass
+
+
+def deadline(seconds: float):
+    """A context manager: what runs inside it in this green thread (a socket read, a database
+    round trip through a green wait) is interrupted with ``DeadlineExceeded`` after ``seconds``."""
+    return _timeout(seconds, DeadlineExceeded(f"no answer within {seconds:g}s"))
 
 
 def monotonic_ms() -> int:

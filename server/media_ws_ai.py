@@ -164,7 +164,8 @@ class MediaCall:
                 self.metrics.call_ended(end.outcome, end.stats)
             self._record_end(end)
             if self.recorder is not None:
-                self.keeper.save(self.recorder, self.answering.business_id, self.call_sid, self.records)
+                self.keeper.save(self.recorder, self.answering.business_id, self.call_sid, self.records,
+                                 on_failure=self.metrics.recording_failed if self.metrics is not None else None)
             self.registry.record_end(self.call_sid, reason, failed=reason in FAILURE_REASONS)
             ending = TwilioEnding(self.rest, self.records, self.base_url, self.log)
             if self.transfer_reason is not None:
@@ -223,17 +224,18 @@ class MediaCall:
         self.log.info("[BUSINESS] %s answers %s (%s)%s%s", profile.name, to_number or "?",
                       "default profile" if profile.is_default else f"business {self.answering.business_id}",
                       "" if plan.is_open else ", after hours", ", transfers allowed" if plan.transfer_allowed else "")
-        self.recorded = self.records.call_started(self.call_sid, self.stream_sid, self.answering, to_number,
-                                                  mask_phone(caller) if caller else "")
+        self.records.call_started(self.call_sid, self.stream_sid, self.answering, to_number,
+                                  mask_phone(caller) if caller else "")
+        self.recorded = True                       # queued: the record writer keeps it until stored
 
     def _record_end(self, end: CallOutcome) -> None:
-        """The call's record, and its lead: a complete one whose in-call write failed is written once
-        more, a partial one (the caller left first) is written now."""
+        """The call's record, and its lead: a complete one the call did not write yet is written now,
+        a partial one (the caller left first) too."""
         if self.records is None or not self.recorded or self.answering is None:
             return
         if end.outcome == "lead_captured" and not self.lead_saved_complete:
-            self.lead_saved_complete = self.records.save_lead(self.call_sid, end.lead, True, self.answering,
-                                                              asked_for_person=end.asked_for_person)
+            self.records.save_lead(self.call_sid, end.lead, True, self.answering, asked_for_person=end.asked_for_person)
+            self.lead_saved_complete = True
         elif end.outcome == "partial_lead":
             self.log.info("[LEAD] call ended before the lead was complete - partial lead (missing %s)",
                           list(end.lead.missing))
@@ -321,9 +323,9 @@ class MediaCall:
                 self._realtime_send(rt.function_call_output(a.call_id, a.output))
             elif isinstance(a, LeadChanged):
                 if self.records is not None and self.recorded and self.answering is not None:
-                    saved = self.records.save_lead(self.call_sid, a.lead, a.deliver, self.answering,
-                                                   asked_for_person=a.asked_for_person)
-                    self.lead_saved_complete = saved and a.lead.status == "complete"
+                    self.records.save_lead(self.call_sid, a.lead, a.deliver, self.answering,
+                                           asked_for_person=a.asked_for_person)
+                    self.lead_saved_complete = a.lead.status == "complete"
             elif isinstance(a, HangUp):
                 self.core_hung_up = True
                 self._stop(a.reason)

@@ -15,7 +15,11 @@ Where the numbers come from:
   ``prosaas_tx_lateness_seconds`` are read at scrape time from the worker's own 1 ms histograms
   (``CallRegistry.eou_to_create`` and ``.tx_lateness``, which the benchmark reads too), so each
   figure has one owner and the TX loop pays nothing;
-* the active calls and the outbox gauges are read at scrape time (the outbox with one query).
+* the active calls and the outbox gauges are read at scrape time (the outbox with one query: a
+  database that cannot answer leaves them out of that scrape, it never fails it);
+* the record writer's figures (writes waiting for the database, how long the oldest has waited,
+  failed attempts, writes set aside or refused) are read from the worker's writer at scrape time;
+* ``prosaas_recordings_failed_total`` counts recordings that could not be written.
 
 One worker process, as deployed (``gunicorn -w 1``): this registry is the worker's own and the
 figures above are read from it at scrape time.
@@ -34,13 +38,14 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from server.call_registry import CallRegistry
 from server.core.pacer import MsHistogram
 from server.storage.db import Store
 from server.storage.models import utcnow
+from server.storage.record_writer import RecordWriter
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
@@ -49,6 +54,14 @@ FLUSH_INTERVAL_S = 5
 EOU_HELP = "Caller's end of speech -> response.create sent."
 TX_HELP = "How late each outbound audio message left after its pacing deadline."
 ACTIVE_HELP = "Calls in progress on this worker."
+RECORDS = (  # (name, help, the writer's attribute, kind)
+    ("prosaas_records_pending", "Writes of calls (starts, leads, ends) waiting for the database.", "pending", "gauge"),
+    ("prosaas_records_oldest_pending_seconds", "How long the oldest write has waited for the database (0: none).",
+     "oldest_pending_s", "gauge"),
+    ("prosaas_record_write_failures", "Failed attempts to store a write (each is tried again).", "failures", "counter"),
+    ("prosaas_records_dead", "Writes that could never be stored (set aside in the journal).", "dead", "counter"),
+    ("prosaas_records_refused", "Writes refused because too many were waiting (lost).", "refused", "counter"),
+)
 
 
 def multiprocess_dir() -> str | None:
@@ -56,7 +69,7 @@ def multiprocess_dir() -> str | None:
 
 
 class CallMetrics:
-    def __init__(self, calls: CallRegistry, store: Store | None) -> None:
+    def __init__(self, calls: CallRegistry, store: Store | None, writer: RecordWriter | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.calls = Counter("prosaas_calls", "Calls ended, by outcome.", ["outcome"], registry=r)
@@ -71,7 +84,10 @@ class CallMetrics:
                                    registry=r)
         self.leads = Counter("prosaas_leads", "Leads stored, by status (complete or partial).", ["status"],
                              registry=r)
-        self.calls_registry, self.store = calls, store
+        self.recordings_failed = Counter("prosaas_recordings_failed",
+                                         "Recordings that could not be written (the caller was told the call is "
+                                         "recorded).", registry=r)
+        self.calls_registry, self.store, self.writer = calls, store, writer
         self.multiprocess = multiprocess_dir() is not None
         if self.multiprocess:
             self.active = Gauge("prosaas_calls_active", ACTIVE_HELP, multiprocess_mode="livesum", registry=r)
@@ -80,8 +96,15 @@ class CallMetrics:
                                          buckets=tuple(ms / 1000 for ms in LATENESS_BUCKETS_MS), registry=r)
             self._flushed = {"eou": [0] * len(calls.eou_to_create.counts),
                              "tx": [0] * len(calls.tx_lateness.counts)}
+            self._records = {name: (Gauge(name, doc, multiprocess_mode="livesum" if attr == "pending" else "livemax",
+                                          registry=r) if kind == "gauge" else Counter(name, doc, registry=r), attr)
+                             for name, doc, attr, kind in RECORDS}
+            self._records_flushed: dict[str, float] = {}
         else:
-            r.register(_ScrapeTime(calls, store))
+            r.register(_ScrapeTime(calls, store, writer))
+
+    def recording_failed(self) -> None:
+        self.recordings_failed.inc()
 
     def call_ended(self, outcome: str, stats) -> None:
         """One ended call: its outcome, its lead and the core's figures (``CallStats``)."""
@@ -107,6 +130,14 @@ class CallMetrics:
             now = list(source.counts)
             _add_ms_counts(target, [a - b for a, b in zip(now, self._flushed[key])])
             self._flushed[key] = now
+        if self.writer is not None:
+            for name, (metric, attr) in self._records.items():
+                value = getattr(self.writer, attr)
+                if isinstance(metric, Gauge):
+                    metric.set(value)
+                else:
+                    metric.inc(value - self._records_flushed.get(name, 0))
+                    self._records_flushed[name] = value
 
     def flush_forever(self) -> None:
         """The worker's flusher (``gunicorn.conf.py`` starts it in multiprocess mode)."""
@@ -160,16 +191,21 @@ def _seconds_histogram(name: str, documentation: str, histogram: MsHistogram,
 
 
 class _ScrapeTime:
-    """What is read when Prometheus scrapes: active calls, the worker's histograms, the outbox."""
+    """What is read when Prometheus scrapes: active calls, the worker's histograms, the record
+    writer, the outbox."""
 
-    def __init__(self, calls: CallRegistry, store: Store | None) -> None:
-        self.calls, self.store = calls, store
+    def __init__(self, calls: CallRegistry, store: Store | None, writer: RecordWriter | None) -> None:
+        self.calls, self.store, self.writer = calls, store, writer
 
     def collect(self):
         yield GaugeMetricFamily("prosaas_calls_active", ACTIVE_HELP, value=self.calls.active)
         yield _seconds_histogram("prosaas_eou_delay_seconds", EOU_HELP,
                                  self.calls.eou_to_create, tuple(round(s * 1000) for s in LATENCY_BUCKETS_S))
         yield _seconds_histogram("prosaas_tx_lateness_seconds", TX_HELP, self.calls.tx_lateness, LATENESS_BUCKETS_MS)
+        if self.writer is not None:
+            for name, doc, attr, kind in RECORDS:
+                family = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+                yield family(name, doc, value=getattr(self.writer, attr))
         yield from _Outbox(self.store).collect()
 
 
@@ -181,7 +217,10 @@ class _Outbox:
 
     def collect(self):
         if self.store is not None:
-            pending, oldest = self.store.outbox_pending()
+            try:
+                pending, oldest = self.store.outbox_pending()
+            except Exception:   # noqa: BLE001 - the database is down: this scrape goes on without it
+                return
             age_s = 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())
             yield GaugeMetricFamily("prosaas_outbox_pending", "Lead deliveries waiting in the outbox.", value=pending)
             yield GaugeMetricFamily("prosaas_outbox_oldest_pending_seconds",

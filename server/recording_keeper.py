@@ -32,13 +32,20 @@ class RecordingKeeper:
     def path_for(self, business_id: int | None, call_sid: str) -> Path:
         return recording_path(self.root / self.business_key(business_id), call_sid)
 
-    def save(self, recorder, business_id: int | None, call_sid: str, records=None) -> Path | None:
-        """The call's recording written at its end, and its path noted on the call's record."""
+    def save(self, recorder, business_id: int | None, call_sid: str, records=None,
+             on_failure=None) -> Path | None:
+        """The call's recording written at its end, and its path noted on the call's record. A
+        failure (a full disk, a folder it may not write) is marked on the call's record and
+        ``on_failure`` is called (the metrics count it): the caller was told the call is recorded."""
         try:
             path = self.path_for(business_id, call_sid)
             figures = recorder.write_wav(path)
-        except (OSError, ValueError):
-            log.exception("[RECORDING] call %s could not be written", call_sid)
+        except (OSError, ValueError) as exc:
+            log.error("[RECORDING] call %s could not be written: %s", call_sid, exc)
+            if records is not None:
+                records.recording(call_sid, f"{type(exc).__name__}: {exc}", failed=True)
+            if on_failure is not None:
+                on_failure()
             return None
         log.info("[RECORDING] call %s: %d ms written to %s", call_sid, figures["duration_ms"], path)
         if records is not None:

@@ -107,6 +107,15 @@ class Settings:
     """Account SID (``AC`` + 32 hex) for Twilio's REST API (end or redirect calls, SMS); empty: none."""
     twilio_api_base_url: str = DEFAULT_TWILIO_API_BASE_URL
     """Base URL of Twilio's REST API (the simulator's on loopback)."""
+    records_journal_dir: str = ""
+    """``RECORDS_JOURNAL_DIR``: the record writer's journal on this instance's disk (default
+    ``data/journal``; ``off``: none, a restart then loses the writes the database had not taken)."""
+    records_retry_max_ms: int = 10000
+    """A write the database refused is tried again after 0.5 s, doubling up to this."""
+    database_connect_timeout_ms: int = 3000
+    """PostgreSQL: a connection not made by then fails (the write is tried again later)."""
+    database_statement_timeout_ms: int = 5000
+    """PostgreSQL: a statement running longer is cancelled by the server (the write is tried again)."""
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -226,7 +235,11 @@ class Settings:
             outbox_worker=switch("OUTBOX_WORKER", "on"),
             outbox_idle_poll_ms=integer("OUTBOX_IDLE_POLL_MS", 30000, 200, 3_600_000),
             business_time=business_time, recordings_dir=get("RECORDINGS_DIR"),
-            max_request_body_bytes=integer("MAX_REQUEST_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024))
+            max_request_body_bytes=integer("MAX_REQUEST_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+            records_journal_dir=get("RECORDS_JOURNAL_DIR"),
+            records_retry_max_ms=integer("RECORDS_RETRY_MAX_MS", 10000, 100, 600_000),
+            database_connect_timeout_ms=integer("DATABASE_CONNECT_TIMEOUT_MS", 3000, 500, 60_000),
+            database_statement_timeout_ms=integer("DATABASE_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000))
         if problems:
             raise SettingsError(problems)
         return settings

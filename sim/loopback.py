@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -109,7 +110,10 @@ class LoopbackCall:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.fresh_database:
             for stale in self.db_path.parent.glob(self.db_path.name + "*"):
-                stale.unlink()
+                if stale.is_dir():
+                    shutil.rmtree(stale)              # the record writer's journal of that database
+                else:
+                    stale.unlink()
         businesses = self.log_path.parent / f"{self.log_path.stem}.businesses.toml"
         lines = []
         for line in BUSINESSES_FILE.read_text(encoding="utf-8").splitlines():
@@ -118,6 +122,7 @@ class LoopbackCall:
                 lines += list(self.profile_lines)
         businesses.write_text("\n".join(lines), encoding="utf-8")
         env.update(DATABASE_URL=f"sqlite:///{self.db_path}", BUSINESSES_FILE=str(businesses),
+                   RECORDS_JOURNAL_DIR=str(self.db_path.parent / f"{self.db_path.name}.journal"),
                    CRM_SECRET_LOCKSMITH=CRM_SECRET, ADMIN_TOKEN=ADMIN_TOKEN)
         self.port = free_port()
         env.setdefault("BUSINESS_TIME", BUSINESS_TIME)
@@ -159,10 +164,12 @@ class LoopbackCall:
         return caller.run(max_duration_s)
 
     def wait_idle(self, timeout_s: float = 5.0) -> dict:
-        """Poll /healthz until no call and no call green thread is left (or the timeout)."""
+        """Poll /healthz until no call, no call green thread and no write waiting for the database
+        is left (or the timeout)."""
         deadline = time.monotonic() + timeout_s
         health = self.health()
-        while time.monotonic() < deadline and (health["active_calls"] or health["green_threads"]):
+        while time.monotonic() < deadline and (health["active_calls"] or health["green_threads"]
+                                               or health.get("records_pending")):
             time.sleep(0.05)
             health = self.health()
         return health

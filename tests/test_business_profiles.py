@@ -473,30 +473,39 @@ def business_id(store: Store, number: str) -> int:
 @pytest.mark.parametrize("policy", ["default", "refuse"])
 @pytest.mark.parametrize("to", ["+97235550100", "035550100", "+972-3-555-0100"])
 def test_directory_answers_a_listed_number_with_its_business(store, profiles, policy, to):
-    directory = BusinessDirectory(store, profiles, policy)
+    directory = BusinessDirectory(profiles, store.sync_businesses(profiles), policy)
     assert directory.answering(to) == Answering(business_id(store, LOCKSMITH), profiles.businesses[LOCKSMITH])
 
 
 def test_directory_tells_the_two_businesses_apart(store, profiles):
-    directory = BusinessDirectory(store, profiles)
+    directory = BusinessDirectory(profiles, store.sync_businesses(profiles))
     locksmith, cleaner = directory.answering(LOCKSMITH), directory.answering(CLEANER)
     assert locksmith.business_id != cleaner.business_id
     assert cleaner == Answering(business_id(store, CLEANER), profiles.businesses[CLEANER])
 
 
 def test_directory_answers_an_unknown_number_with_the_default_profile(store, profiles):
-    directory = BusinessDirectory(store, profiles, "default")
+    directory = BusinessDirectory(profiles, store.sync_businesses(profiles), "default")
     assert directory.answering("+97235550999") == Answering(None, profiles.default)
 
 
 def test_directory_refuses_an_unknown_number_under_policy_refuse(store, profiles):
-    directory = BusinessDirectory(store, profiles, "refuse")
+    directory = BusinessDirectory(profiles, store.sync_businesses(profiles), "refuse")
     assert directory.answering("+97235550999") is None
 
 
 def test_a_number_removed_from_the_file_answers_no_more(store, profiles):
     # The row stays for the old calls, marked inactive: it must not answer (and is refused under policy refuse).
     only_cleaner = Profiles({CLEANER: profiles.businesses[CLEANER]}, profiles.default, "b.toml")
-    store.sync_businesses(only_cleaner)
-    directory = BusinessDirectory(store, only_cleaner, "refuse")
+    directory = BusinessDirectory(only_cleaner, store.sync_businesses(only_cleaner), "refuse")
     assert directory.answering(LOCKSMITH) is None
+
+
+def test_the_directory_answers_from_memory_when_the_database_is_gone(store, profiles):
+    """A database that is down or slow never changes what a caller gets: the profiles and their row
+    ids are this process's own once loaded."""
+    ids = store.sync_businesses(profiles)
+    expected = Answering(business_id(store, LOCKSMITH), profiles.businesses[LOCKSMITH])
+    store.close()
+    directory = BusinessDirectory(profiles, ids)
+    assert directory.answering(LOCKSMITH) == expected

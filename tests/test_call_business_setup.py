@@ -21,9 +21,8 @@ def media_call(tmp_path, business_time: str) -> MediaCall:
     store = Store(f"sqlite:///{tmp_path}/calls.sqlite3")
     store.create_schema()
     profiles = load_profiles()
-    store.sync_businesses(profiles)
     media = MediaCall(ws=None, settings=settings, registry=CallRegistry(),
-                      records=CallRecords(store, BusinessDirectory(store, profiles)))
+                      records=CallRecords(store, BusinessDirectory(profiles, store.sync_businesses(profiles))))
     media.call_sid, media.stream_sid = "CA0001", "MZ0001"
     return media
 

@@ -61,10 +61,10 @@ def queue_one(store: Store) -> int:
 def test_sync_businesses_is_idempotent_and_updates_a_changed_name(store, profiles):
     first = {b.number: b.id for b in rows(store, Business)}
     assert sorted(first) == ["+97235550100", "+97235550200"]
-    assert store.sync_businesses(profiles) == 2
+    assert store.sync_businesses(profiles) == first
     assert {b.number: b.id for b in rows(store, Business)} == first
     renamed = replace(profiles.businesses[LOCKSMITH], name="מנעולן השרון בע\"מ")
-    assert store.sync_businesses(Profiles({**profiles.businesses, LOCKSMITH: renamed}, profiles.default)) == 2
+    assert store.sync_businesses(Profiles({**profiles.businesses, LOCKSMITH: renamed}, profiles.default)) == first
     assert count(store, Business) == 2
     assert {b.number: b.name for b in rows(store, Business)} == {LOCKSMITH: "מנעולן השרון בע\"מ",
                                                                   "+97235550200": "Clean & Shine"}
@@ -281,7 +281,8 @@ def test_storage_init_creates_the_tables_and_loads_the_businesses(tmp_path):
     assert done.stdout == f"schema ready on sqlite:///{db}; 2 businesses loaded from businesses.toml\n"
     engine = create_engine(f"sqlite:///{db}")
     try:
-        assert set(inspect(engine).get_table_names()) == {"alembic_version", "businesses", "calls", "leads", "outbox"}
+        assert set(inspect(engine).get_table_names()) == {"alembic_version", "businesses", "calls", "leads", "outbox",
+                                                          "stream_claims"}
         with engine.connect() as conn:
             assert sorted(conn.execute(select(Business.number)).scalars()) == ["+97235550100", "+97235550200"]
     finally:
@@ -365,10 +366,12 @@ def test_admin_json_listings_with_the_right_token(admin, auth):
     assert body["outbox"] == {"pending": 1}
 
 
-def test_admin_limit_is_clamped(admin):
+def test_admin_limit_is_clamped_and_a_bad_one_refused(admin):
     auth = {"Authorization": f"Bearer {ADMIN}"}
-    assert len(admin.get("/admin/calls?limit=0", headers=auth).get_json()["calls"]) == 1
-    assert admin.get("/admin/calls?limit=abc", headers=auth).status_code == 200
+    assert len(admin.get("/admin/calls?limit=1000", headers=auth).get_json()["calls"]) == 1
+    assert admin.get("/admin/calls?limit=1000", headers=auth).get_json()["page_size"] == 500     # at most MAX_LIMIT
+    assert admin.get("/admin/calls?limit=0", headers=auth).status_code == 400
+    assert admin.get("/admin/calls?limit=abc", headers=auth).status_code == 400
 
 
 def test_admin_page_escapes_stored_values(admin):

@@ -81,7 +81,7 @@ def _run(command: str, store: Store, shown: str, profiles: Profiles | None) -> i
     if command == "upgrade":
         print(f"{shown}: {result.summary}")
         return 0
-    count = store.sync_businesses(profiles)
+    count = len(store.sync_businesses(profiles))
     print(f"schema ready on {shown}; {count} businesses loaded from {profiles.source}")
     return 0
 

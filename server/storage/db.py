@@ -13,6 +13,7 @@ thread; SQLite in WAL mode answers them in about a millisecond.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import uuid
@@ -58,11 +59,19 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 
 class Store:
-    def __init__(self, url: str = DEFAULT_URL) -> None:
+    def __init__(self, url: str = DEFAULT_URL, connect_timeout_ms: int = 3000, statement_timeout_ms: int = 5000) -> None:
+        """PostgreSQL gets a connect timeout and a statement timeout (a database that stops
+        answering costs a write its attempt, never a call its audio: the writes run in the record
+        writer's thread, which also abandons an attempt after its own deadline)."""
         self.url = url
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url, future=True)
+        options: dict = {}
+        if url.startswith("postgresql"):
+            options = {"pool_pre_ping": True, "pool_timeout": max(1, connect_timeout_ms // 1000),
+                       "connect_args": {"connect_timeout": max(1, -(-connect_timeout_ms // 1000)),
+                                        "options": f"-c statement_timeout={statement_timeout_ms}"}}
+        self.engine = create_engine(url, future=True, **options)
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
@@ -86,19 +95,23 @@ class Store:
 
     # --- businesses ---------------------------------------------------------------------------
 
-    def sync_businesses(self, profiles: Profiles) -> int:
+    def sync_businesses(self, profiles: Profiles) -> dict[str, int]:
         """Insert or update every listed business; a number removed from the file stays (its calls
-        refer to it) but is marked inactive and answers no more calls."""
+        refer to it) but is marked inactive and answers no more calls. Returns number -> id."""
         with self.session() as s, s.begin():
             for row in s.scalars(select(Business).where(Business.number.not_in(list(profiles.businesses)))):
                 row.active = False
+            ids = {}
             for profile in profiles.businesses.values():
                 row = s.scalar(select(Business).where(Business.number == profile.number))
                 if row is None:
-                    s.add(Business(number=profile.number, name=profile.name, profile_json=profile.to_json()))
+                    row = Business(number=profile.number, name=profile.name, profile_json=profile.to_json())
+                    s.add(row)
                 else:
                     row.name, row.profile_json, row.active = profile.name, profile.to_json(), True
-        return len(profiles.businesses)
+                s.flush()
+                ids[profile.number] = row.id
+        return ids
 
     def business_for(self, number: str) -> tuple[int, BusinessProfile] | None:
         with self.session() as s:
@@ -108,13 +121,17 @@ class Store:
     # --- calls --------------------------------------------------------------------------------
 
     def call_started(self, call_sid: str, stream_sid: str, business_id: int | None, called_number: str,
-                     caller_masked: str) -> None:
+                     caller_masked: str, business_number: str | None = None) -> None:
+        """The call's record (an upsert: the webhook writes it, its stream again). ``business_number``:
+        the business is found by its number (the record writer does not know the row ids)."""
         with self.session() as s, s.begin():
+            if business_id is None and business_number:
+                business_id = s.scalar(select(Business.id).where(Business.number == business_number))
             row = s.scalar(select(Call).where(Call.call_sid == call_sid))
             if row is None:
                 s.add(Call(call_sid=call_sid, stream_sid=stream_sid, business_id=business_id,
                            called_number=called_number, caller_masked=caller_masked))
-            else:                                   # a reconnected stream of the same call
+            elif stream_sid:                        # its stream (or a new stream of the same call)
                 row.stream_sid = stream_sid
 
     def call_ended(self, call_sid: str, outcome: str, hangup_reason: str, turns: int, responses: int,
@@ -146,9 +163,10 @@ class Store:
             return s.scalar(select(Call.called_number).where(Call.call_sid == call_sid))
 
     def record_summary(self, call_sid: str, text: str, deliver_to: tuple[str, str | None] | None,
-                       business: dict | None = None) -> None:
+                       business: dict | None = None, delivery_key: str | None = None) -> None:
         """The owner's summary on the call; with ``deliver_to``, and a lead on the call, a
-        ``lead.summary`` delivery to the CRM in the same transaction."""
+        ``lead.summary`` delivery to the CRM in the same transaction (``delivery_key``: see
+        ``save_lead``)."""
         with self.session() as s, s.begin():
             call = s.scalar(select(Call).where(Call.call_sid == call_sid))
             if call is None:
@@ -157,16 +175,21 @@ class Store:
             lead = s.scalar(select(Lead).where(Lead.call_id == call.id))
             if deliver_to is None or lead is None:
                 return
-            delivery_id = f"dlv_{uuid.uuid4().hex}"
+            delivery_id = _delivery_id(delivery_key)
+            if _queued(s, delivery_id):
+                return
             body = {"event": "lead.summary", "delivery_id": delivery_id, "lead": {"id": lead.id, "status": lead.status},
                     "summary": text, "business": business or {},
                     "call": {"call_sid": call_sid, "started_at": call.started_at.isoformat() + "Z"}}
             s.add(OutboxMessage(delivery_id=delivery_id, lead_id=lead.id, url=deliver_to[0], secret_env=deliver_to[1],
                                 body=json.dumps(body, ensure_ascii=False)))
 
-    def record_recording(self, call_sid: str, path: str) -> None:
+    def record_recording(self, call_sid: str, path: str, failed: bool = False) -> None:
+        """The call's recording file, or (``failed``) why none could be written (``path`` then holds
+        the reason): the caller was told the call is recorded, so a failure must show."""
+        values = {"recording_error": path[:500], "recording_path": None} if failed else {"recording_path": path}
         with self.session() as s, s.begin():
-            s.execute(update(Call).where(Call.call_sid == call_sid).values(recording_path=path))
+            s.execute(update(Call).where(Call.call_sid == call_sid).values(**values))
 
     def record_transfer(self, call_sid: str, **fields) -> None:
         """Merge ``fields`` (reason, to (masked), status) into the call's transfer record."""
@@ -182,9 +205,11 @@ class Store:
 
     def save_lead(self, call_sid: str, lead: LeadSnapshot, deliver_to: tuple[str, str | None] | None,
                   business: dict | None = None, asked_for_person: bool = False,
-                  sms: tuple[str, str, str] | None = None) -> int:
+                  sms: tuple[str, str, str] | None = None, delivery_key: str | None = None) -> int:
         """Write (or update) the call's lead; with ``deliver_to`` = (url, secret_env), queue its
-        delivery in the same transaction. Returns the lead id."""
+        delivery in the same transaction. Returns the lead id. ``delivery_key``: the write's own
+        key (the record writer's): the delivery id is derived from it, so the same write applied
+        twice (a retry, a replay from the journal) queues one delivery, not two."""
         with self.session() as s, s.begin():
             call = s.scalar(select(Call).where(Call.call_sid == call_sid))
             if call is None:
@@ -198,8 +223,8 @@ class Store:
             row.missing_json = json.dumps(list(lead.missing))
             row.sources_json = json.dumps(lead.sources, sort_keys=True)
             s.flush()
-            if deliver_to is not None:
-                delivery_id = f"dlv_{uuid.uuid4().hex}"
+            delivery_id = _delivery_id(delivery_key)
+            if deliver_to is not None and not _queued(s, delivery_id):
                 body = {"event": f"lead.{lead.status}", "delivery_id": delivery_id,
                         "lead": {"id": row.id, "status": lead.status, "service": lead.service, "city": lead.city,
                                  "city_served": lead.city_served, "name": lead.name, "phone": lead.phone,
@@ -333,6 +358,17 @@ class Store:
             return {status: n for status, n in rows}
 
 
+def _delivery_id(key: str | None) -> str:
+    """A random delivery id, or one derived from a write's idempotency key."""
+    if key is None:
+        return f"dlv_{uuid.uuid4().hex}"
+    return "dlv_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def _queued(s: Session, delivery_id: str) -> bool:
+    return s.scalar(select(func.count()).where(OutboxMessage.delivery_id == delivery_id)) > 0
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds") + "Z"
 
@@ -344,7 +380,7 @@ def _call_dict(c: Call, business: str | None) -> dict:
             "barge_ins": c.barge_ins, "latency_median_ms": c.latency_median_ms, "latency_max_ms": c.latency_max_ms,
             "transcript": json.loads(c.transcript_json or "[]"),
             "transfer": json.loads(c.transfer_json) if c.transfer_json else None,
-            "recording": c.recording_path, "summary": c.summary}
+            "recording": c.recording_path, "recording_error": c.recording_error, "summary": c.summary}
 
 
 def _lead_dict(lead: Lead, call_sid: str, business: str | None, deliveries: Iterable[OutboxMessage]) -> dict:

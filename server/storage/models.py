@@ -62,6 +62,8 @@ class Call(Base):
     """The call's stereo WAV (``server/recording_keeper.py``), for businesses that record."""
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
     """A few lines for the business's owner, written by the model after the call (``server/owner_summary.py``)."""
+    recording_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why the call's recording could not be written (the caller was told it was recorded)."""
 
 
 class Lead(Base):
@@ -102,3 +104,11 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class StreamClaim(Base):
+    """A stream token's nonce, once it opened a media stream (``server/stream_tokens.py``)."""
+    __tablename__ = "stream_claims"
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), index=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
