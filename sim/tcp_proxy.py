@@ -11,7 +11,11 @@ to one backend, byte for byte (HTTP, WebSocket upgrades and PostgreSQL alike: it
   also take one out or put it back by hand;
 * ``delay_ms``: each chunk is held that long in each direction before it is passed on, in order,
   so one request/response round trip costs ``2 * delay_ms`` more (the distance to a database
-  in another zone).
+  in another zone);
+* faults of the link, for the tests: ``cut()`` closes every open connection and refuses new ones
+  until ``restore()`` (a database that fails over, a network that is down); ``blackhole(True)``
+  lets connections open but passes nothing either way until ``blackhole(False)`` (a link that
+  stops answering: the peers wait, nothing errors).
 
 Plain threads (the simulators are not green); bounded by the connections the test makes. Counts
 per backend are kept so a test can show where its calls went.
@@ -41,6 +45,9 @@ class TcpProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._closed = False
+        self._cut = False
+        self._held = threading.Event()
+        self._held.set()                           # set: traffic flows; clear: blackholed
         self._sockets: set[socket.socket] = set()
         threading.Thread(target=self._accept, name="tcp-proxy-accept", daemon=True).start()
         if health_path:
@@ -67,6 +74,24 @@ class TcpProxy:
     def mark_up(self, index: int) -> None:
         with self._lock:
             self._down.discard(index)
+
+    def cut(self) -> None:
+        """Every open connection closed, new ones refused, until ``restore``."""
+        with self._lock:
+            self._cut = True
+        for sock in list(self._sockets):
+            _close(sock)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+
+    def blackhole(self, on: bool) -> None:
+        """While on, nothing passes either way (connections still open); off: it flows again."""
+        if on:
+            self._held.clear()
+        else:
+            self._held.set()
 
     def close(self) -> None:
         self._closed = True
@@ -128,6 +153,12 @@ class TcpProxy:
         return None
 
     def _serve(self, client: socket.socket) -> None:
+        with self._lock:
+            cut = self._cut
+        if cut:
+            _close(client)
+            return
+        self._held.wait()
         picked = self._connect()
         if picked is None:
             _close(client)
@@ -201,12 +232,12 @@ class TcpProxy:
             ready.notify()
         sender.join()
 
-    @staticmethod
-    def _copy(src: socket.socket, dst: socket.socket) -> None:
+    def _copy(self, src: socket.socket, dst: socket.socket) -> None:
         while True:
             chunk = _recv(src)
             if chunk is None:
                 break
+            self._held.wait()                  # blackholed: hold it (the peer just waits)
             if not _send(dst, chunk):
                 _close(src)
                 break
