@@ -99,10 +99,21 @@ def create_app(settings: Settings | None = None) -> Flask:
             log.info("[WEBHOOK] %s is not a number of any business - refusing (UNKNOWN_NUMBER_POLICY=refuse)",
                      form.get("To", "?"))
             return Response(refuse(settings.refusal_message), mimetype="text/xml")
-        registry.record_answered(form.get("CallSid", ""))
-        if form.get("CallSid"):
-            records.call_answered(form["CallSid"], answering, form.get("To", ""),
-                                  mask_phone(form["From"]) if form.get("From") else "")
+        call_sid = form.get("CallSid", "")
+        caller = mask_phone(form["From"]) if form.get("From") else ""
+        if not registry.model_breaker.allow(green.monotonic_ms()):
+            log.warning("[BREAKER] the model has failed call after call - %s hears the apology at once",
+                        call_sid or "?")
+            metrics.breaker_refused.inc()
+            if call_sid:
+                registry.record_end(call_sid, "model_unavailable", failed=True)
+                records.call_answered(call_sid, answering, form.get("To", ""), caller)
+                records.call_ended(call_sid, outcome="failed", hangup_reason="model_unavailable", turns=0,
+                                   responses=0, barge_ins=0, latencies_ms=[], transcript=[], timeline=None)
+            return Response(after_stream(settings.fallback_message), mimetype="text/xml")
+        registry.record_answered(call_sid)
+        if call_sid:
+            records.call_answered(call_sid, answering, form.get("To", ""), caller)
         twiml = connect_stream(public_base_url(settings, request),
                                {"CallSid": form.get("CallSid", ""), "From": form.get("From", ""),
                                 "To": form.get("To", "")})

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 
 from server.business.directory import Answering, BusinessDirectory
-from server.core.call_core import TRANSFERRED
+from server.core.call_core import MODEL_FAILING, TRANSFERRED
 from server.delivery.outbox import OutboxWorker
 from server.leads.capture import LeadSnapshot
 from server.storage.db import Store
@@ -25,7 +25,7 @@ from server.storage.record_writer import RecordWriter, lead_args
 
 log = logging.getLogger(__name__)
 
-FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed"})
+FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed", MODEL_FAILING, "model_unavailable"})
 """Hangup reasons after which the caller hears the fallback message."""
 
 

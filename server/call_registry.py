@@ -9,6 +9,7 @@ and read by every call.
 from __future__ import annotations
 
 from server.core.pacer import MsHistogram
+from server.model_breaker import ModelBreaker
 
 _KEEP = 1000
 
@@ -31,6 +32,7 @@ class CallRegistry:
         self.answered: dict[str, bool] = {}      # CallSids this process answered at the webhook
         self.draining = False
         self._drain_listeners: set = set()
+        self.model_breaker = ModelBreaker()      # while the model fails call after call: the apology at once
         self.tx_lateness = MsHistogram(250)      # outbound pacing lateness of every frame, ms
         self.eou_to_create = MsHistogram(3000)   # caller's end of speech -> response.create, ms
 

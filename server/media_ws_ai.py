@@ -161,12 +161,13 @@ class MediaCall:
             self._teardown(keep_model)              # the model link stays for the owner's summary, asked last
             end = self.core.finish(reason, failed=reason in FAILURE_REASONS)
             if self.metrics is not None:
-                self.metrics.call_ended(end.outcome, end.stats)
+                self.metrics.call_ended(end.outcome, end.stats, end.lead.status if end.lead is not None else None)
             self._record_end(end)
             if self.recorder is not None:
                 self.keeper.save(self.recorder, self.answering.business_id, self.call_sid, self.records,
                                  on_failure=self.metrics.recording_failed if self.metrics is not None else None)
             self.registry.record_end(self.call_sid, reason, failed=reason in FAILURE_REASONS)
+            self.registry.model_breaker.record(green.monotonic_ms(), reason)
             ending = TwilioEnding(self.rest, self.records, self.base_url, self.log)
             if self.transfer_reason is not None:
                 ending.transfer(self.call_sid, self.transfer_reason, self.answering and self.answering.profile,
@@ -230,13 +231,15 @@ class MediaCall:
 
     def _record_end(self, end: CallOutcome) -> None:
         """The call's record, and its lead: a complete one the call did not write yet is written now,
-        a partial one (the caller left first) too."""
+        a partial one (the caller left first, or the call failed) too."""
         if self.records is None or not self.recorded or self.answering is None:
             return
-        if end.outcome == "lead_captured" and not self.lead_saved_complete:
-            self.records.save_lead(self.call_sid, end.lead, True, self.answering, asked_for_person=end.asked_for_person)
-            self.lead_saved_complete = True
-        elif end.outcome == "partial_lead":
+        if end.lead is not None and end.lead.status == "complete":
+            if not self.lead_saved_complete:
+                self.records.save_lead(self.call_sid, end.lead, True, self.answering,
+                                       asked_for_person=end.asked_for_person)
+                self.lead_saved_complete = True
+        elif end.lead is not None:
             self.log.info("[LEAD] call ended before the lead was complete - partial lead (missing %s)",
                           list(end.lead.missing))
             self.records.save_lead(self.call_sid, end.lead, True, self.answering, asked_for_person=end.asked_for_person)

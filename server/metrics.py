@@ -54,6 +54,7 @@ FLUSH_INTERVAL_S = 5
 EOU_HELP = "Caller's end of speech -> response.create sent."
 TX_HELP = "How late each outbound audio message left after its pacing deadline."
 ACTIVE_HELP = "Calls in progress on this worker."
+BREAKER_HELP = "1 while this worker's model breaker is open (new calls hear the apology at once)."
 RECORDS = (  # (name, help, the writer's attribute, kind)
     ("prosaas_records_pending", "Writes of calls (starts, leads, ends) waiting for the database.", "pending", "gauge"),
     ("prosaas_records_oldest_pending_seconds", "How long the oldest write has waited for the database (0: none).",
@@ -84,6 +85,9 @@ class CallMetrics:
                                    registry=r)
         self.leads = Counter("prosaas_leads", "Leads stored, by status (complete or partial).", ["status"],
                              registry=r)
+        self.breaker_refused = Counter("prosaas_calls_refused_model_down",
+                                       "Calls answered at once with the apology while the model failed call "
+                                       "after call (the breaker was open).", registry=r)
         self.recordings_failed = Counter("prosaas_recordings_failed",
                                          "Recordings that could not be written (the caller was told the call is "
                                          "recorded).", registry=r)
@@ -100,17 +104,20 @@ class CallMetrics:
                                           registry=r) if kind == "gauge" else Counter(name, doc, registry=r), attr)
                              for name, doc, attr, kind in RECORDS}
             self._records_flushed: dict[str, float] = {}
+            self.breaker_open = Gauge("prosaas_model_breaker_open", BREAKER_HELP, multiprocess_mode="livemax",
+                                      registry=r)
         else:
             r.register(_ScrapeTime(calls, store, writer))
 
     def recording_failed(self) -> None:
         self.recordings_failed.inc()
 
-    def call_ended(self, outcome: str, stats) -> None:
-        """One ended call: its outcome, its lead and the core's figures (``CallStats``)."""
+    def call_ended(self, outcome: str, stats, lead_status: str | None = None) -> None:
+        """One ended call: its outcome, its lead's status (``complete``, ``partial``; None: no lead)
+        and the core's figures (``CallStats``)."""
         self.calls.labels(outcome).inc()
-        if outcome in ("lead_captured", "partial_lead"):
-            self.leads.labels("complete" if outcome == "lead_captured" else "partial").inc()
+        if lead_status in ("complete", "partial"):
+            self.leads.labels(lead_status).inc()
         if stats.barge_ins:
             self.barge_ins.inc(stats.barge_ins)
         for code, count in stats.errors.items():
@@ -130,6 +137,7 @@ class CallMetrics:
             now = list(source.counts)
             _add_ms_counts(target, [a - b for a, b in zip(now, self._flushed[key])])
             self._flushed[key] = now
+        self.breaker_open.set(1 if self.calls_registry.model_breaker.is_open else 0)
         if self.writer is not None:
             for name, (metric, attr) in self._records.items():
                 value = getattr(self.writer, attr)
@@ -206,6 +214,8 @@ class _ScrapeTime:
             for name, doc, attr, kind in RECORDS:
                 family = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
                 yield family(name, doc, value=getattr(self.writer, attr))
+        yield GaugeMetricFamily("prosaas_model_breaker_open", BREAKER_HELP,
+                                value=1 if self.calls.model_breaker.is_open else 0)
         yield from _Outbox(self.store).collect()
 
 

@@ -36,17 +36,23 @@ class RealtimeSimulator:
                  speedup: float = 8.0, delta_ms: int = 200, reject_status: int | None = None,
                  handshake_delay_ms: int = 0, drop_after_responses: int | None = None,
                  fail_reconnects: int = 0, expire_after_ms: int | None = None,
-                 fail_responses: dict[int, str] | None = None) -> None:
+                 fail_responses: dict[int, str] | None = None, flap: bool = False,
+                 fail_every_response: str | None = None) -> None:
         """Fault switches: ``reject_status`` answers every handshake with that HTTP status (e.g. 401,
         429, 500); ``handshake_delay_ms`` stalls each handshake that long (a slow upstream);
         ``drop_after_responses`` drops the first session's socket (close 1011, no goodbye) right
         after its Nth ``response.done``; ``fail_reconnects`` refuses that many handshakes after a
         drop (HTTP 503); ``expire_after_ms`` ends the first session like the 60-minute limit
         (``session_expired`` error, then close 1001); ``fail_responses`` ({n: code}) makes the n-th
+        ``flap`` drops every session (close 1011) right after its ``session.updated``, a model that
+        accepts and loses every connection; ``fail_every_response`` makes every response of every
+        session end ``failed`` with that code (a model that is rate-limited for good);
         response of the first session end ``failed`` with that error code (``rate_limit_exceeded``,
         ``server_error``...)."""
         self.expire_after_ms = expire_after_ms
         self.drop_after_responses = drop_after_responses
+        self.flap = flap
+        self.fail_every_response = fail_every_response
         self.fail_responses = dict(fail_responses or {})
         self.fail_reconnects = fail_reconnects
         self._dropped = False
@@ -112,7 +118,8 @@ class RealtimeSimulator:
             ws.close(reason=4000, message="invalid_request_error.beta_api_shape_disabled")
             return
         session = RealtimeSession(send, self.script.fork(), self.counters, self.first_audio_delay_ms,
-                                  self.delta_ms, self.speedup, fail_codes=self.fail_responses)
+                                  self.delta_ms, self.speedup, fail_codes=self.fail_responses,
+                                  fail_every=self.fail_every_response)
         self.fail_responses = {}
         self.sessions.append(session)
         session.start()
@@ -126,6 +133,11 @@ class RealtimeSimulator:
                     session.error("session_expired", "Your session hit the maximum duration of 60 minutes.")
                     session.closed.set()
                     ws.close(reason=1001, message="Your session hit the maximum duration of 60 minutes.")
+                    break
+                if self.flap and session.updated.is_set():
+                    self.counters.errors["simulated_drop"] += 1
+                    session.closed.set()
+                    ws.close(reason=1011, message="simulated drop")
                     break
                 if drop_at is not None and self.counters.responses_completed >= drop_at:
                     self._dropped = True

@@ -139,7 +139,9 @@ class RealtimeSession:
 
     def __init__(self, send: Callable[[dict], None], script: ReplyScript, counters: SimCounters,
                  first_audio_delay_ms: int = 0, delta_ms: int = 200, speedup: float = 8.0,
-                 fail_codes: dict[int, str] | None = None) -> None:
+                 fail_codes: dict[int, str] | None = None, fail_every: str | None = None) -> None:
+        """``fail_codes``: response number in this session -> error code (that response fails);
+        ``fail_every``: every response fails with that code (a model that is rate-limited)."""
         self._send_raw = send
         self.script = script
         self.counters = counters
@@ -155,6 +157,8 @@ class RealtimeSession:
         self.active: dict | None = None           # {"id", "cancel": Event}
         self.closed = threading.Event()
         self.fail_codes = dict(fail_codes or {})     # response number in this session -> error code
+        self.fail_every = fail_every
+        self.updated = threading.Event()          # a session.updated was sent
         self._responses_started = 0
         self._lock = threading.RLock()
         self._seq = itertools.count(1)
@@ -227,6 +231,7 @@ class RealtimeSession:
         with self._lock:
             _merge(self.session, session)
         self.send({"type": "session.updated", "session": copy.deepcopy(self.session)})
+        self.updated.set()
 
     def _bytes_per_ms(self) -> int:
         return _BYTES_PER_MS.get(self.session["audio"]["input"]["format"]["type"], 8)
@@ -469,8 +474,8 @@ class RealtimeSession:
     def _run_response(self, active: dict) -> None:
         resp_id, cancel = active["id"], active["cancel"]
         self._responses_started += 1
-        if self._responses_started in self.fail_codes:
-            self._fail_response(resp_id, self.fail_codes[self._responses_started])
+        if self._responses_started in self.fail_codes or self.fail_every:
+            self._fail_response(resp_id, self.fail_codes.get(self._responses_started) or self.fail_every)
             return
         reply = self.script.next_reply()
         cancel.wait(self.first_audio_delay_ms / 1000.0)   # think time before the first output

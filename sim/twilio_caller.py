@@ -96,6 +96,14 @@ class CallRecord:
         return out
 
 
+class _NoStream(Exception):
+    """The webhook's TwiML has no ``<Connect><Stream>``."""
+
+    def __init__(self, twiml: str) -> None:
+        super().__init__(twiml)
+        self.twiml = twiml
+
+
 class TwilioCaller:
     def __init__(self, base_url: str, scenario: Scenario, auth_token: str,
                  from_number: str = "+972501234567", to_number: str = "+97235550100",
@@ -175,10 +183,11 @@ class TwilioCaller:
                                               "Content-Type": "application/x-www-form-urlencoded"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             twiml = resp.read().decode()
+        self._webhook_params = params
         root = ET.fromstring(twiml)
         stream = root.find("./Connect/Stream")
         if stream is None:
-            raise RuntimeError(f"webhook answered without <Connect><Stream>: {twiml}")
+            raise _NoStream(twiml)
         parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
         self._runner.keep_after_stream(root, url)
         self._webhook_params = params
@@ -334,7 +343,12 @@ class TwilioCaller:
         if self.rest is not None:             # Twilio knows the call from its first ring
             self.rest.register_call(rec.call_sid, self.from_number, self.to_number, self._deliver)
         try:
-            stream_url, parameters = self._webhook()
+            try:
+                stream_url, parameters = self._webhook()
+            except _NoStream as answered:         # no stream (a refusal, an apology): Twilio runs the TwiML
+                rec.hung_up_by, rec.server_closed_ms = "server", 0
+                self._runner.run_twiml(answered.twiml)
+                return rec
             end = self._stream(stream_url, parameters, inbound, max_duration_s)
             while end in ("server", "rest"):
                 following = self._after_stream(end)

@@ -343,3 +343,77 @@ def test_a_stalled_openai_socket_neither_wedges_the_call_nor_grows_memory(tmp_pa
     assert any("[CALL SUMMARY]" in line for line in log.splitlines())   # teardown did not hang on the stall
     assert rss_peak - rss_before < 20 * 1024
     assert health["active_calls"] == 0 and health["green_threads"] == 0 and "Traceback" not in log
+
+
+# --- a model that cannot hold a session or fails every response, a breaker (issue: never silent) ------
+
+def call_record(loop, call_sid: str) -> dict:
+    store = loop.store()
+    try:
+        return store.call_detail(call_sid)["call"]
+    finally:
+        store.close()
+
+
+def test_a_model_that_drops_every_session_gets_a_bounded_budget_and_the_caller_the_apology(tmp_path):
+    loop = LoopbackCall(scenario_mod.load("two_turns"), tmp_path / "server.log", realtime_faults={"flap": True})
+    with loop:
+        record = loop.call(max_duration_s=60)
+        health = loop.wait_idle(timeout_s=5)
+        log = loop.log_text()
+        sessions = loop.realtime.counters.sessions
+        call = call_record(loop, record.call_sid)
+    assert record.hung_up_by == "server" and record.server_closed_ms < 10_000       # was 60 s of dead air
+    assert record.after_stream[0][0] == "Say" and APOLOGY in record.after_stream[0][1]
+    assert sessions == 4                                        # the first and three reconnects (was 253)
+    assert "no more reconnects, the caller hears the fallback message" in log
+    assert (call["outcome"], call["hangup_reason"]) == ("failed", "realtime_closed")
+    assert health["green_threads"] == 0 and "Traceback" not in log
+
+
+RATE_LIMITED = """
+name = "rate_limited"
+[realtime]
+replies = ["ai_greeting", "ai_ask_city"]
+[caller]
+steps = [
+  { silence_ms = 2500 },                    # the greeting never comes
+  { say = "caller_service" },
+  { wait_ai = true, timeout_ms = 6000 },
+  { hangup = true },
+]
+"""
+
+
+def test_a_model_that_fails_every_response_gives_the_apology_not_silence(tmp_path):
+    sc = scenario_mod.parse(RATE_LIMITED, "rate_limited.toml")
+    loop = LoopbackCall(sc, tmp_path / "server.log", realtime_faults={"fail_every_response": "rate_limit_exceeded"})
+    with loop:
+        record = loop.call(max_duration_s=60)
+        log = loop.log_text()
+        call = call_record(loop, record.call_sid)
+    assert record.hung_up_by == "server"
+    assert record.after_stream[0][0] == "Say" and APOLOGY in record.after_stream[0][1]
+    speech_end = record.speech_ends_ms[0]
+    assert record.server_closed_ms - speech_end < 3000             # at once after the second failure
+    assert "2 responses failed in a row (rate_limit_exceeded)" in log
+    assert (call["outcome"], call["hangup_reason"]) == ("failed", "realtime_failing")   # was no_lead, by silence
+
+
+def test_while_the_model_fails_call_after_call_new_callers_hear_the_apology_at_once(tmp_path):
+    loop = LoopbackCall(scenario_mod.load("two_turns"), tmp_path / "server.log", realtime_faults={"reject_status": 500})
+    with loop:
+        for _ in range(3):                                         # three calls fail at connect: the breaker opens
+            first = loop.call(max_duration_s=30)
+            assert first.after_stream[0][0] == "Say"
+        started = time.monotonic()
+        record = loop.call(max_duration_s=30)
+        took_s = time.monotonic() - started
+        metrics = loop.metrics()
+        call = call_record(loop, record.call_sid)
+        log = loop.log_text()
+    assert record.after_stream[0][0] == "Say" and APOLOGY in record.after_stream[0][1]
+    assert took_s < 1.0                                            # the webhook itself apologised
+    assert "prosaas_calls_refused_model_down_total 1.0" in metrics
+    assert (call["outcome"], call["hangup_reason"]) == ("failed", "model_unavailable")
+    assert "[BREAKER] the model has failed call after call" in log

@@ -8,7 +8,12 @@ Theory of operation. The shell feeds facts (``server.core.events``) stamped with
   ``session.updated`` opens the caller's audio path (``StartAudio``) and asks for the greeting; one
   after a lost link restores it (``ReplayConversation``, then the answer that was owed). A lost
   link is retried on this module's backoff (``Reconnect`` out, ``ReconnectFailed`` in), then the
-  call ends with the fallback. ``finish`` gives the call's outcome and the lead to keep.
+  call ends with the fallback. A model that loses every session soon after opening it cannot
+  loop: sessions lost within ``STABLE_SESSION_MS`` of opening spend one budget of
+  ``MAX_QUICK_LOSSES`` (a healthy session's loss starts a new one), and no call replaces its link
+  more than ``MAX_LINK_LOSSES`` times. ``MAX_FAILED_RESPONSES`` responses failed in a row end the
+  call with the fallback too (``MODEL_FAILING``), the lead so far kept. ``finish`` gives the
+  call's outcome and the lead to keep.
 * Caller side: EVERY inbound frame goes through the VAD, whatever the echo state. The
   ``CallerGate`` decides whether the frame reaches OpenAI: only utterances do (with their
   pre-roll); inside the echo window they are held back, released when the echo detector sees
@@ -103,6 +108,11 @@ MAX_TOOL_CHAIN = 3                         # tool answers in a row without the c
 SHUTDOWN_GOODBYE_LIMIT_MS = 20000          # under gunicorn's graceful_timeout (25 s)
 RENEW_RETRY_MS = 1000                      # a renewal that found the call busy looks again this much later
 RECONNECT_BACKOFF_MS = (250, 1000, 2500)   # bounded: three tries, ~4 s, then the fallback message
+STABLE_SESSION_MS = 15000                  # a session that lived this long was healthy: its loss starts a new budget
+MAX_QUICK_LOSSES = 3                       # sessions lost within STABLE_SESSION_MS of opening, in a row
+MAX_LINK_LOSSES = 6                        # whatever happens, a call replaces its model link at most this often
+MAX_FAILED_RESPONSES = 2                   # responses failed in a row (rate limits, server errors): then the apology
+MODEL_FAILING = "realtime_failing"         # the hangup reason of a model that fails every response
 TRANSFER_TOOL = "transfer_to_human"
 TRANSFER_TOOL_SPEC = {
     "type": "function",
@@ -284,6 +294,10 @@ class CallCore:
         self._shutdown = False
         self.link_up = True
         self._resume_after_restore = False
+        self._session_began_ms: int | None = None   # when the current model session became ready
+        self._quick_losses = 0                       # sessions lost soon after opening, in a row
+        self._link_losses = 0
+        self._failed_in_row = 0                      # responses failed in a row
         self.conversation: list[tuple[str, str]] = []
         """(role, text) of every transcribed turn, in order: replayed into a new session."""
         self._hangup_after_playout: str | None = None
@@ -782,10 +796,18 @@ class CallCore:
         out.append(note(level, 'response_done', response_id=e.response_id, status=e.status, reason=e.reason))
         if e.status == "failed":
             # Rate limits, server errors, quota: counted and logged, never retried blindly; the
-            # pipeline listens again and the caller's next turn (or the silence prompt) goes on.
+            # pipeline listens again and the caller's next turn (or the silence prompt) goes on,
+            # unless the model failed MAX_FAILED_RESPONSES in a row: then the caller hears the
+            # fallback at once rather than silence.
             code = e.error_code or "unknown"
             self.stats.errors[f"response_failed:{code}"] += 1
+            self._failed_in_row += 1
             out.append(note('WARNING', 'response_failed', response_id=e.response_id, code=code))
+            if self._failed_in_row >= MAX_FAILED_RESPONSES and self.hangup_reason is None:
+                out.append(note('ERROR', 'model_failing', failed=self._failed_in_row, code=code))
+                self._hang_up(MODEL_FAILING, out)
+        elif e.status == "completed":
+            self._failed_in_row = 0
         if e.response_id in self._abandoned:
             self._abandoned.discard(e.response_id)
             self._delete_items(e.item_ids, out)     # the unheard reply leaves the conversation
@@ -881,8 +903,8 @@ class CallCore:
             outcome, kept = "lead_captured", lead.snapshot()
         elif lead is not None and lead.has_content:
             outcome, kept = "partial_lead", lead.snapshot()
-        if failed and outcome == "no_lead":
-            outcome = "failed"
+        if failed and outcome != "lead_captured":
+            outcome = "failed"               # the lead so far is kept all the same
         return CallOutcome(outcome, hangup_reason, kept, self.stats, tuple(self.conversation),
                            self.timeline.to_dict(self._now_ms), self.asked_for_person)
 
@@ -971,6 +993,14 @@ class CallCore:
 
     def _on_link_lost(self, ev: RealtimeLinkLost, out: list[CoreAction]) -> None:
         self.link_up = False
+        self._link_losses += 1
+        lived_ms = None if self._session_began_ms is None else ev.now_ms - self._session_began_ms
+        self._quick_losses = self._quick_losses + 1 if lived_ms is None or lived_ms < STABLE_SESSION_MS else 1
+        if self._quick_losses > MAX_QUICK_LOSSES or self._link_losses > MAX_LINK_LOSSES:
+            out.append(note('ERROR', 'reconnect_budget_spent', losses=self._link_losses, quick=self._quick_losses,
+                            lived_ms=lived_ms if lived_ms is not None else -1, reason=ev.reason))
+            out.append(HangUp("realtime_closed"))
+            return
         self._renew_at_ms = None
         in_flight = self.guard.active_response_id
         if in_flight is not None:
@@ -982,7 +1012,8 @@ class CallCore:
         self._tool_outputs.clear()        # their calls died with the session; the lead itself is kept
         self._follow_up_owed = False
         self._eou_at_ms = None
-        out.append(Reconnect(RECONNECT_BACKOFF_MS[0], 1))
+        # the backoff grows with the losses in a row: a model that drops every session is asked less often
+        out.append(Reconnect(RECONNECT_BACKOFF_MS[min(self._quick_losses, len(RECONNECT_BACKOFF_MS)) - 1], 1))
         out.append(note('WARNING', 'link_lost', reason=ev.reason, turns=len(self.conversation),
                         owed='; an answer is owed' if self._resume_after_restore else ''))
 
@@ -997,6 +1028,7 @@ class CallCore:
         out.append(HangUp("realtime_closed"))
 
     def _session_started(self, now_ms: int) -> None:
+        self._session_began_ms = now_ms
         self._renew_at_ms = None if self.session_renew_ms is None else now_ms + self.session_renew_ms
 
     def _on_link_restored(self, now_ms: int, out: list[CoreAction]) -> None:

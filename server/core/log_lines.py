@@ -29,6 +29,8 @@ LINES: dict[str, str] = {
     'utterance_skipped': '[UTT] SKIPPED: duration={dur}ms < MIN_UTTERANCE_MS={min_utterance_ms}ms',
     'utterance_end': '🎤 END OF UTTERANCE: {seconds:.1f}s, echo_blocked={blocked}',
     'utterance_echo_blocked': '[BUILD 196.3] SPEECH→SILENCE during echo block - NOT triggering (echo protection)',
+    'reconnect_budget_spent': '[REALTIME] the model lost {losses} session(s), {quick} in a row soon after opening (the last lived {lived_ms}ms; {reason}) - no more reconnects, the caller hears the fallback message',
+    'model_failing': '[REALTIME] {failed} responses failed in a row ({code}) - ending the call with the fallback message',
     'utterance_room': '[UTT] NOT THE CALLER: level {level_db}dB, the room reaches {room_db}dB, the caller speaks at {caller_db} - NOT triggering',
     'utterance_vetoed': '[UTT] VETO: steady sound, not speech (modulation {modulation_db:.1f}dB < {speech_min_modulation_db}dB) - NOT triggering; noise floor now {noise_floor_rms:.0f}',
     'utterance_too_little_audio': '[UTT] only {forwarded_since_commit_bytes} bytes forwarded since the last commit - not committing',
