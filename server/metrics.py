@@ -113,9 +113,12 @@ class CallMetrics:
         self.recordings_failed.inc()
 
     def call_ended(self, outcome: str, stats, lead_status: str | None = None) -> None:
-        """One ended call: its outcome, its lead's status (``complete``, ``partial``; None: no lead)
-        and the core's figures (``CallStats``)."""
+        """One ended call: its outcome, its lead's status (``complete``, ``partial``; by default
+        the one its outcome says: a failed call may keep a partial lead) and the core's figures
+        (``CallStats``)."""
         self.calls.labels(outcome).inc()
+        if lead_status is None:
+            lead_status = {"lead_captured": "complete", "partial_lead": "partial"}.get(outcome)
         if lead_status in ("complete", "partial"):
             self.leads.labels(lead_status).inc()
         if stats.barge_ins:
