@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 
 from dotenv import load_dotenv
 from flask import Flask, Response, jsonify, request
@@ -36,6 +37,7 @@ from server.twilio_rest import TwilioRest
 from server.twiml import (MEDIA_WS_PATH, STREAM_ENDED_PATH, TRANSFER_DONE_PATH, after_stream, connect_stream, refuse,
                           transfer_to_person, voicemail)
 from server.twilio_auth import SignatureCheck, public_base_url
+from server.stream_tokens import TOKEN_PARAM, issue
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_request_body_bytes)   # 413 + close, before any read
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 64 * 1024}
     sock = Sock(app)
-    registry = CallRegistry()
+    registry = CallRegistry(settings.twilio_auth_token.reveal())
     app.config["CALL_REGISTRY"] = registry          # gunicorn.conf.py flips registry.draining on SIGTERM
     signatures = SignatureCheck(settings)
     profiles = load_profiles(settings.businesses_file or DEFAULT_FILE)
@@ -115,8 +117,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         if call_sid:
             records.call_answered(call_sid, answering, form.get("To", ""), caller)
         twiml = connect_stream(public_base_url(settings, request),
-                               {"CallSid": form.get("CallSid", ""), "From": form.get("From", ""),
-                                "To": form.get("To", "")})
+                               {"CallSid": call_sid, "From": form.get("From", ""), "To": form.get("To", ""),
+                                TOKEN_PARAM: issue(registry.stream_secret, call_sid, int(time.time()))})
         return Response(twiml, mimetype="text/xml")
 
     @app.post(STREAM_ENDED_PATH)
@@ -155,7 +157,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             return Response(voicemail(), mimetype="text/xml")
         twiml = connect_stream(public_base_url(settings, request),
                                {"CallSid": call_sid, "From": form.get("From", ""), "To": form.get("To", ""),
-                                "Transfer": "unanswered"})
+                                "Transfer": "unanswered",
+                                TOKEN_PARAM: issue(registry.stream_secret, call_sid, int(time.time()))})
         return Response(twiml, mimetype="text/xml")
 
     @sock.route(MEDIA_WS_PATH)

@@ -45,3 +45,28 @@ class CallLog(logging.LoggerAdapter):
 
 def call_logger(name: str, call_sid: str, stream_sid: str) -> CallLog:
     return CallLog(logging.getLogger(name), {"prefix": f"call={call_sid} stream={stream_sid}"})
+
+
+FLOODABLE = frozenset({"keypad"})
+"""Note codes one message of the caller makes: a flood of messages must not flood the log."""
+
+
+class NoteLimiter:
+    """Per call: the first ``first`` lines of a floodable code, then one line in ``every`` (which
+    says how many were left out), so 6,000 keys a second make a few dozen lines, not 6,000."""
+
+    def __init__(self, first: int = 10, every: int = 100) -> None:
+        self.first, self.every = first, every
+        self.seen: dict[str, int] = {}
+
+    def allow(self, code: str) -> tuple[bool, int]:
+        """(log this one?, how many of this code were left out since the last line logged)."""
+        if code not in FLOODABLE:
+            return True, 0
+        n = self.seen.get(code, 0) + 1
+        self.seen[code] = n
+        if n <= self.first:
+            return True, 0
+        if (n - self.first) % self.every == 0:
+            return True, self.every - 1
+        return False, 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+from server import green
 from server.business.directory import Answering, BusinessDirectory
 from server.core.call_core import MODEL_FAILING, TRANSFERRED
 from server.delivery.outbox import OutboxWorker
@@ -24,6 +25,9 @@ from server.storage.db import Store
 from server.storage.record_writer import RecordWriter, lead_args
 
 log = logging.getLogger(__name__)
+
+CLAIM_DEADLINE_S = 1.0
+"""A stream's start waits at most this long for the database's word on its token."""
 
 FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed", MODEL_FAILING, "model_unavailable"})
 """Hangup reasons after which the caller hears the fallback message."""
@@ -61,6 +65,20 @@ class CallRecords:
 
     def answering(self, to_number: str) -> Answering | None:
         return self.directory.answering(to_number)
+
+    def claim_stream(self, nonce: str, call_sid: str) -> bool | None:
+        """Claim a stream token's nonce in the shared database: True (first use), False (used
+        before, on any instance), None when the database cannot say now (it is behind on writes,
+        or does not answer within ``CLAIM_DEADLINE_S``): the worker's own memory decides then."""
+        if self.writer.pending:
+            return None
+        try:
+            with green.deadline(CLAIM_DEADLINE_S):
+                return self.store.claim_stream(nonce, call_sid)
+        except Exception as exc:   # noqa: BLE001
+            log.warning("[RECORDS] stream token of %s could not be claimed in the database (%s)", call_sid,
+                        type(exc).__name__)
+            return None
 
     def call_answered(self, call_sid: str, answering: Answering, called: str, caller_masked: str) -> None:
         """The webhook answered: the call exists in the shared record before its stream does."""

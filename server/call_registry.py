@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from server.core.pacer import MsHistogram
 from server.model_breaker import ModelBreaker
+from server.stream_tokens import UsedTokens, secret_from
 
 _KEEP = 1000
 
@@ -24,7 +25,10 @@ class CallRegistry:
     """Counts calls for /healthz and remembers, per CallSid, whether a call failed, so the TwiML
     that Twilio fetches after the stream closes can apologise (bounded: the newest 1000 calls)."""
 
-    def __init__(self) -> None:
+    def __init__(self, auth_token: str = "") -> None:
+        """``auth_token``: Twilio's, from which the stream tokens' key is derived (``server.stream_tokens``)."""
+        self.stream_secret = secret_from(auth_token)
+        self.used_tokens = UsedTokens()         # nonces that opened a stream here, until they expire
         self.active = 0
         self.total = 0
         self.failed: dict[str, str] = {}

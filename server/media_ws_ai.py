@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,7 +38,7 @@ from simple_websocket import ConnectionClosed
 from server import green
 from server.audio_in_queue import AudioInQueue
 from server.business.directory import Answering
-from server.call_logging import call_logger, mask_phone
+from server.call_logging import NoteLimiter, call_logger, mask_phone
 from server.call_records import FAILURE_REASONS, CallRecords
 from server.call_ending import TwilioEnding, close_media_socket
 from server.call_setup import plan_call
@@ -57,6 +58,7 @@ from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.metrics import CallMetrics
 from server.realtime_client import RealtimeClosed, RealtimeConnection
 from server.settings import Settings
+from server.stream_tokens import TOKEN_PARAM, check
 from server.owner_summary import OwnerSummary
 from server.recording import CallRecorder
 from server.recording_keeper import RecordingKeeper
@@ -88,6 +90,12 @@ class _EndOfResponse:
 
 
 _STOP = object()
+
+
+def _shown(params: dict) -> dict:
+    """A stream's parameters as logged: phone numbers masked, the stream token withheld."""
+    return {k: (mask_phone(v) if k in ("From", "To") and v else "…" if k == TOKEN_PARAM else v)
+            for k, v in params.items()}
 
 
 class MediaCall:
@@ -137,6 +145,7 @@ class MediaCall:
         self.call_sid = ""
         self.hangup_reason: str | None = None
         self.malformed_in = 0
+        self._note_limit = NoteLimiter()           # a flood of the caller's messages is not a flood of lines
         self._caller_audio_ms = 0
         self._threads: list = []
 
@@ -198,13 +207,33 @@ class MediaCall:
             if isinstance(event, tw.Start):
                 self.stream_sid, self.call_sid = event.stream_sid, event.call_sid
                 self.log = call_logger(__name__, event.call_sid, event.stream_sid)
-                self.log.info("[TWILIO] stream started, parameters=%s", event.custom_parameters)
+                if not self._admitted(event):
+                    return None
+                self.log.info("[TWILIO] stream started, parameters=%s", _shown(event.custom_parameters))
                 self._set_up_business(event.custom_parameters)
                 return event
             if not isinstance(event, tw.Connected):
                 self._ignored_input(f"{type(event).__name__} before start")
         log.warning("[TWILIO] no start message within %dms - closing", self.settings.twilio_start_timeout_ms)
+        close_media_socket(self.ws, "no start message")   # one line: the reader ends on the close, no traceback
         return None
+
+    def _admitted(self, start: tw.Start) -> bool:
+        """Only the stream of a call this server answered, once (``server.stream_tokens``): anything
+        else is closed before it gets a model session or writes a line of any record."""
+        now_s = int(time.time())
+        verdict = check(self.registry.stream_secret, start.custom_parameters.get(TOKEN_PARAM), start.call_sid, now_s)
+        reason = verdict.reason
+        if verdict.ok and not self.registry.used_tokens.claim(verdict.nonce, verdict.expiry_s, now_s):
+            reason = "stream token already used"
+        elif verdict.ok and self.records is not None and self.records.claim_stream(verdict.nonce,
+                                                                                   start.call_sid) is False:
+            reason = "stream token already used (by another instance)"
+        if reason:
+            self.log.warning("[TWILIO] stream refused: %s - closed, no model session, nothing recorded", reason)
+            close_media_socket(self.ws, "stream refused")
+            return False
+        return True
 
     def _set_up_business(self, params: dict) -> None:
         """The business of the called number shapes this call: its prompts, voice, silence settings
@@ -294,7 +323,9 @@ class MediaCall:
             if isinstance(a, Note):
                 level = logging.getLevelName(a.level)
                 if self.log.isEnabledFor(level):
-                    self.log.log(level, a.text)          # the line of a.code in server.core.log_lines
+                    allowed, left_out = self._note_limit.allow(a.code)
+                    if allowed:                          # the line of a.code in server.core.log_lines
+                        self.log.log(level, a.text + (f" ({left_out} more like it not logged)" if left_out else ""))
             elif isinstance(a, ForwardAudio):
                 self.audio_in_q.put(a.audio)
             elif isinstance(a, CommitAndTrigger):

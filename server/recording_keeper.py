@@ -65,6 +65,6 @@ class RecordingKeeper:
         while True:
             try:
                 self.sweep(time.time())
-            except OSError:
-                log.exception("[RECORDING] retention sweep failed - trying again in an hour")
+            except OSError as exc:
+                log.error("[RECORDING] retention sweep failed (%s) - trying again in an hour", exc)
             green.sleep(SWEEP_INTERVAL_S)

@@ -64,6 +64,7 @@ class CallRecord:
     call_sid: str = ""
     stream_sid: str = ""
     events: list = field(default_factory=list)            # (t_ms, kind, detail)
+    stream_parameters: list = field(default_factory=list) # the customParameters each stream's start carried
     speech_ends_ms: list = field(default_factory=list)    # ground truth: end of each caller turn's speech
     speech_ms: int = 0                                    # caller speech said, backchannels included
     thinking_pauses: list = field(default_factory=list)   # (start, end) of each pause_ms inside a turn
@@ -388,6 +389,7 @@ class TwilioCaller:
         first = not rec.streams
         self._stream_sid = rec.stream_sid if first else _sid("MZ")
         rec.streams.append(self._stream_sid)
+        rec.stream_parameters.append(dict(parameters))
         with self._lock:                      # a new stream starts with nothing buffered
             self._outbound.clear()
             self._queued_total = self._played_total

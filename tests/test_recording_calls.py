@@ -85,3 +85,18 @@ def test_the_retention_sweep_removes_old_recordings_only(tmp_path):
     os.utime(default_old, (now - 8 * 86400, now - 8 * 86400))
     assert sorted(keeper.sweep(now)) == sorted([old, default_old])
     assert new.exists() and not old.exists() and not other.exists()
+
+
+def test_a_recording_that_cannot_be_written_is_marked_on_the_call_and_counted(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the recordings' folder should be")      # every write under it fails
+    with LoopbackCall(scenario_mod.load("two_turns"), tmp_path / "server.log", profile_lines=("recording = true",),
+                      env={"RECORDINGS_DIR": str(blocker)}) as loop:
+        record = loop.call(max_duration_s=60)
+        loop.wait_idle(timeout_s=5)
+        page = loop.admin_bytes(f"calls/{record.call_sid}").decode()
+        metrics = loop.metrics()
+        log = loop.log_text()
+    assert "id=recording-failed" in page and "the recording could not be written" in page
+    assert "prosaas_recordings_failed_total 1.0" in metrics
+    assert "[RECORDING] call" in log and "could not be written" in log and "Traceback" not in log

@@ -35,3 +35,12 @@ def test_after_stream_apologises_only_when_asked():
 def test_phone_numbers_are_masked():
     assert mask_phone("from +972501234567 to +97235550100") == "from +97******4567 to +97*****0100"
     assert mask_phone("at 1234567ms") == "at 1234567ms"
+
+
+def test_a_flood_of_one_kind_of_line_is_a_few_lines_that_count_the_rest():
+    from server.call_logging import NoteLimiter
+    limit = NoteLimiter(first=10, every=100)
+    shown = [limit.allow("keypad") for _ in range(1010)]
+    assert sum(1 for ok, _ in shown if ok) == 20                 # the first ten, then one per hundred
+    assert shown[109] == (True, 99) and shown[10] == (False, 0)
+    assert all(limit.allow("utterance_end") == (True, 0) for _ in range(50))   # only floodable codes

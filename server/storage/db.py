@@ -24,12 +24,13 @@ from typing import Iterable
 
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.business.profiles import BusinessProfile, Profiles
 from server.leads.capture import LeadSnapshot
 from server.storage.migrations import UpgradeResult, upgrade_on_start, upgrade_to_head
-from server.storage.models import Business, Call, Lead, OutboxMessage, utcnow
+from server.storage.models import Business, Call, Lead, OutboxMessage, StreamClaim, utcnow
 
 SMS_SCHEME = "sms:"
 """An outbox message to ``sms:+9725...`` (RFC 5724) is a text message sent through Twilio, not a POST."""
@@ -133,6 +134,16 @@ class Store:
                            called_number=called_number, caller_masked=caller_masked))
             elif stream_sid:                        # its stream (or a new stream of the same call)
                 row.stream_sid = stream_sid
+
+    def claim_stream(self, nonce: str, call_sid: str) -> bool:
+        """A stream token's nonce opens one stream, once, on every instance sharing the database:
+        True the first time, False when it was claimed before."""
+        try:
+            with self.session() as s, s.begin():
+                s.add(StreamClaim(nonce=nonce, call_sid=call_sid))
+        except IntegrityError:
+            return False
+        return True
 
     def call_ended(self, call_sid: str, outcome: str, hangup_reason: str, turns: int, responses: int,
                    barge_ins: int, latencies_ms: list[int], transcript: list[tuple[str, str]],
