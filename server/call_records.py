@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 CLAIM_DEADLINE_S = 1.0
 """A stream's start waits at most this long for the database's word on its token."""
+READ_DEADLINE_S = 2.0
+"""Twilio's requests (after a stream, after a transfer) wait at most this long for a read: then this
+process's memory answers."""
 
 FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed", MODEL_FAILING, "model_unavailable"})
 """Hangup reasons after which the caller hears the fallback message."""
@@ -88,7 +91,8 @@ class CallRecords:
         """``apologise``, ``transfer`` or ``hangup`` after this call's stream, from the shared record;
         None when it cannot be read."""
         try:
-            return after_stream_action(self.store.call_ending(call_sid))
+            with green.deadline(READ_DEADLINE_S):
+                return after_stream_action(self.store.call_ending(call_sid))
         except Exception as exc:   # noqa: BLE001
             log.warning("[RECORDS] call %s could not be read for the after-stream answer (%s)", call_sid,
                         type(exc).__name__)
@@ -97,7 +101,8 @@ class CallRecords:
     def business_of(self, call_sid: str) -> Answering | None:
         """The business that answered a call (from its record's called number)."""
         try:
-            called = self.store.called_number(call_sid)
+            with green.deadline(READ_DEADLINE_S):
+                called = self.store.called_number(call_sid)
         except Exception as exc:   # noqa: BLE001
             log.warning("[RECORDS] call %s could not be read (%s)", call_sid, type(exc).__name__)
             return None
@@ -143,3 +148,17 @@ class CallRecords:
 
     def call_ended(self, call_sid: str, **figures) -> None:
         self.writer.put("call_ended", call_sid, **figures)
+
+    def call_finished(self, call_sid: str, end, answering: Answering, complete_lead_written: bool) -> None:
+        """The call's record at its end (``end``: the core's ``CallOutcome``), and its lead: a complete
+        one the call did not write yet, or a partial one (the caller left first, the call failed)."""
+        lead = end.lead
+        if lead is not None and (lead.status != "complete" or not complete_lead_written):
+            if lead.status != "complete":
+                log.info("[LEAD] call ended before the lead was complete - partial lead (missing %s)",
+                         list(lead.missing))
+            self.save_lead(call_sid, lead, True, answering, asked_for_person=end.asked_for_person)
+        s = end.stats
+        self.call_ended(call_sid, outcome=end.outcome, hangup_reason=end.hangup_reason, turns=s.turns,
+                        responses=s.responses_created, barge_ins=s.barge_ins, latencies_ms=list(s.latencies_ms),
+                        transcript=list(end.transcript), timeline=end.timeline)

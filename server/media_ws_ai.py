@@ -58,7 +58,7 @@ from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
 from server.metrics import CallMetrics
 from server.realtime_client import RealtimeClosed, RealtimeConnection
 from server.settings import Settings
-from server.stream_tokens import TOKEN_PARAM, check
+from server.stream_admission import refusal, shown_parameters
 from server.owner_summary import OwnerSummary
 from server.recording import CallRecorder
 from server.recording_keeper import RecordingKeeper
@@ -90,12 +90,6 @@ class _EndOfResponse:
 
 
 _STOP = object()
-
-
-def _shown(params: dict) -> dict:
-    """A stream's parameters as logged: phone numbers masked, the stream token withheld."""
-    return {k: (mask_phone(v) if k in ("From", "To") and v else "…" if k == TOKEN_PARAM else v)
-            for k, v in params.items()}
 
 
 class MediaCall:
@@ -209,7 +203,7 @@ class MediaCall:
                 self.log = call_logger(__name__, event.call_sid, event.stream_sid)
                 if not self._admitted(event):
                     return None
-                self.log.info("[TWILIO] stream started, parameters=%s", _shown(event.custom_parameters))
+                self.log.info("[TWILIO] stream started, parameters=%s", shown_parameters(event.custom_parameters))
                 self._set_up_business(event.custom_parameters)
                 return event
             if not isinstance(event, tw.Connected):
@@ -219,21 +213,12 @@ class MediaCall:
         return None
 
     def _admitted(self, start: tw.Start) -> bool:
-        """Only the stream of a call this server answered, once (``server.stream_tokens``): anything
-        else is closed before it gets a model session or writes a line of any record."""
-        now_s = int(time.time())
-        verdict = check(self.registry.stream_secret, start.custom_parameters.get(TOKEN_PARAM), start.call_sid, now_s)
-        reason = verdict.reason
-        if verdict.ok and not self.registry.used_tokens.claim(verdict.nonce, verdict.expiry_s, now_s):
-            reason = "stream token already used"
-        elif verdict.ok and self.records is not None and self.records.claim_stream(verdict.nonce,
-                                                                                   start.call_sid) is False:
-            reason = "stream token already used (by another instance)"
+        """Only the stream of a call this server answered, once (``server.stream_tokens``)."""
+        reason = refusal(start, self.registry, self.records, int(time.time()))
         if reason:
             self.log.warning("[TWILIO] stream refused: %s - closed, no model session, nothing recorded", reason)
             close_media_socket(self.ws, "stream refused")
-            return False
-        return True
+        return not reason
 
     def _set_up_business(self, params: dict) -> None:
         """The business of the called number shapes this call: its prompts, voice, silence settings
@@ -259,24 +244,9 @@ class MediaCall:
         self.recorded = True                       # queued: the record writer keeps it until stored
 
     def _record_end(self, end: CallOutcome) -> None:
-        """The call's record, and its lead: a complete one the call did not write yet is written now,
-        a partial one (the caller left first, or the call failed) too."""
-        if self.records is None or not self.recorded or self.answering is None:
-            return
-        if end.lead is not None and end.lead.status == "complete":
-            if not self.lead_saved_complete:
-                self.records.save_lead(self.call_sid, end.lead, True, self.answering,
-                                       asked_for_person=end.asked_for_person)
-                self.lead_saved_complete = True
-        elif end.lead is not None:
-            self.log.info("[LEAD] call ended before the lead was complete - partial lead (missing %s)",
-                          list(end.lead.missing))
-            self.records.save_lead(self.call_sid, end.lead, True, self.answering, asked_for_person=end.asked_for_person)
-        s = end.stats
-        self.records.call_ended(self.call_sid, outcome=end.outcome, hangup_reason=end.hangup_reason,
-                                turns=s.turns, responses=s.responses_created, barge_ins=s.barge_ins,
-                                latencies_ms=list(s.latencies_ms), transcript=list(end.transcript),
-                                timeline=end.timeline)
+        if self.records is not None and self.recorded and self.answering is not None:
+            self.records.call_finished(self.call_sid, end, self.answering, self.lead_saved_complete)
+            self.lead_saved_complete = end.lead is not None and end.lead.status == "complete"
 
     def _teardown(self, keep_model: bool = False) -> None:
         """Stop the call's threads; ``keep_model``: all but the model reader, the link left open."""

@@ -51,6 +51,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
 LATENESS_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250)
 FLUSH_INTERVAL_S = 5
+OUTBOX_READ_DEADLINE_S = 1.0
 EOU_HELP = "Caller's end of speech -> response.create sent."
 TX_HELP = "How late each outbound audio message left after its pacing deadline."
 ACTIVE_HELP = "Calls in progress on this worker."
@@ -230,9 +231,11 @@ class _Outbox:
 
     def collect(self):
         if self.store is not None:
+            from server import green
             try:
-                pending, oldest = self.store.outbox_pending()
-            except Exception:   # noqa: BLE001 - the database is down: this scrape goes on without it
+                with green.deadline(OUTBOX_READ_DEADLINE_S):
+                    pending, oldest = self.store.outbox_pending()
+            except Exception:   # noqa: BLE001 - the database is down or silent: this scrape goes on without it
                 return
             age_s = 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())
             yield GaugeMetricFamily("prosaas_outbox_pending", "Lead deliveries waiting in the outbox.", value=pending)
