@@ -59,7 +59,7 @@ NOISY_PARTS = {"noisy_tune": "tune", "noisy_held_out": "held_out"}
 TITLES = {
     "noisy_tune": "Real calls in cafés, crowds, streets and cars, backchannels over the reply: the part tuned on",
     "noisy_held_out": "The same, held out: other callers, other random draws, never looked at while tuning",
-    "real": "Real speech (../shared/real-speech, labelled by bench/speech_labeller.py)",
+    "real": "Real speech (../shared/real-speech, labelled by sim/speech_labeller.py)",
     "espeak": "Committed espeak-ng speech (bench/vad_corpus.py)",
 }
 

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/label_real_speech.py [DIR]
 
 DIR defaults to $REAL_SPEECH_DIR, else ../shared/real-speech (it must hold audio/*.wav or *.wav).
-Per file (labelled whole, by ``bench/speech_labeller.py``): duration, speech segments, speech %,
+Per file (labelled whole, by ``sim/speech_labeller.py``): duration, speech segments, speech %,
 median pause and noise floor; then the cases of ``bench/real_corpus.py`` per condition with their
 seconds of audio. Without the recordings it prints "real speech not found: not run" and exits 0.
 Nothing is written: the recordings' licences vary, so no audio or labels leave this process.

@@ -18,26 +18,26 @@ from flask import Flask, Response, jsonify, request
 from flask_sock import Sock
 
 from server import __version__, green
-from server.admin import bearer, register_admin, token_matches
-from server.body_limit import BodyLimit
+from server.web.admin import bearer, register_admin, token_matches
+from server.web.body_limit import BodyLimit
 from server.business.directory import BusinessDirectory
 from server.business.profiles import DEFAULT_FILE, load_profiles
-from server.call_records import CallRecords
-from server.call_logging import configure, mask_phone
-from server.call_registry import CallRegistry
+from server.call.records import CallRecords
+from server.logs import configure, mask_phone
+from server.call.registry import CallRegistry
 from server.delivery.outbox import OutboxWorker
 from server.media_ws_ai import MediaCall
-from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from server.metrics import CallMetrics
+from server.call.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from server.call.metrics import CallMetrics
 from server.settings import Settings
 from server.storage.db import DEFAULT_URL, Store
 from server.storage.record_writer import DEFAULT_JOURNAL_DIR, RecordWriter
-from server.recording_keeper import DEFAULT_RECORDINGS_ROOT, RecordingKeeper
-from server.twilio_rest import TwilioRest
-from server.twiml import (MEDIA_WS_PATH, STREAM_ENDED_PATH, TRANSFER_DONE_PATH, after_stream, connect_stream, refuse,
+from server.call.recording_keeper import DEFAULT_RECORDINGS_ROOT, RecordingKeeper
+from server.adapters.twilio_rest import TwilioRest
+from server.adapters.twiml import (MEDIA_WS_PATH, STREAM_ENDED_PATH, TRANSFER_DONE_PATH, after_stream, connect_stream, refuse,
                           transfer_to_person, voicemail)
-from server.twilio_auth import SignatureCheck, public_base_url
-from server.stream_tokens import TOKEN_PARAM, issue
+from server.web.twilio_auth import SignatureCheck, public_base_url
+from server.call.stream_tokens import TOKEN_PARAM, issue
 
 log = logging.getLogger(__name__)
 

@@ -36,12 +36,12 @@ from datetime import datetime, timezone
 from simple_websocket import ConnectionClosed
 
 from server import green
-from server.audio_in_queue import AudioInQueue
+from server.call.audio_in_queue import AudioInQueue
 from server.business.directory import Answering
-from server.call_logging import NoteLimiter, call_logger, mask_phone
-from server.call_records import FAILURE_REASONS, CallRecords
-from server.call_ending import TwilioEnding, close_media_socket
-from server.call_setup import plan_call
+from server.logs import NoteLimiter, call_logger, mask_phone
+from server.call.records import FAILURE_REASONS, CallRecords
+from server.call.ending import TwilioEnding, close_media_socket
+from server.call.setup import plan_call
 from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
 from server.core.call_core import TRANSFERRED, CallCore, CallOutcome
@@ -51,18 +51,18 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
                                 QueueTrigger, RealtimeLinkLost, RealtimeReceived, Reconnect, ReconnectFailed,
                                 RenewSession, ReplayConversation, ResumePlayout, SendMark, SendResponseCreate,
                                 SendToolOutput, ShutdownRequested, StartAudio, Tick, TransferCall, TruncateAssistant)
-from server.call_registry import CallRegistry
+from server.call.registry import CallRegistry
 from server.core.pacer import Pacer
 from server.core.playout import Framer
 from server.core.ulaw import BYTES_PER_MS, FRAME_MS, silence
-from server.metrics import CallMetrics
-from server.realtime_client import RealtimeClosed, RealtimeConnection
+from server.call.metrics import CallMetrics
+from server.adapters.realtime_client import RealtimeClosed, RealtimeConnection
 from server.settings import Settings
-from server.stream_admission import refusal, shown_parameters
-from server.owner_summary import OwnerSummary
-from server.recording import CallRecorder
-from server.recording_keeper import RecordingKeeper
-from server.twilio_rest import TwilioRest
+from server.call.stream_admission import refusal, shown_parameters
+from server.call.owner_summary import OwnerSummary
+from server.call.recording import CallRecorder
+from server.call.recording_keeper import RecordingKeeper
+from server.adapters.twilio_rest import TwilioRest
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class MediaCall:
         return None
 
     def _admitted(self, start: tw.Start) -> bool:
-        """Only the stream of a call this server answered, once (``server.stream_tokens``)."""
+        """Only the stream of a call this server answered, once (``server.call.stream_tokens``)."""
         reason = refusal(start, self.registry, self.records, int(time.time()))
         if reason:
             self.log.warning("[TWILIO] stream refused: %s - closed, no model session, nothing recorded", reason)

@@ -102,7 +102,7 @@ class Settings:
     """How often an idle delivery worker looks for leads another instance left undelivered."""
     max_request_body_bytes: int = 64 * 1024
     """Largest HTTP request body accepted; a larger one gets 413 and its connection closed unread
-    (``server.body_limit``). Twilio's webhooks are a few KB."""
+    (``server.web.body_limit``). Twilio's webhooks are a few KB."""
     twilio_account_sid: str = ""
     """Account SID (``AC`` + 32 hex) for Twilio's REST API (end or redirect calls, SMS); empty: none."""
     twilio_api_base_url: str = DEFAULT_TWILIO_API_BASE_URL

@@ -32,7 +32,7 @@ def speech_level_dbfs(scenario: Scenario) -> float | None:
     """Active level of the scenario's ``say`` clips together (None when the caller says nothing);
     real voices are normalised to one level."""
     if voices_for(scenario) is not None:
-        from bench.real_corpus import SPEECH_DBFS
+        from sim.real_speech import SPEECH_DBFS
         return SPEECH_DBFS
     clips = [sim_audio.clip(step.clip).audio for step in scenario.steps if step.kind == "say"]
     if not clips:

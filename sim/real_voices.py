@@ -5,8 +5,8 @@ A scenario with ``[caller] real_speech = true`` says real speech instead of its 
 recordings are present (and its clips otherwise): each ``say`` takes the next real utterance
 (0.8-3 s, whole, loud, mostly voiced), each ``say ... backchannel = true`` the next real short
 sound (150-400 ms), in a fixed order, so a call is repeatable. The recordings are read at run
-time, never copied: their licences vary (see their README). Segments and labels come from the
-benchmark's labeller (``bench.speech_labeller`` via ``bench.real_corpus``).
+time, never copied: their licences vary (see their README). Segments and labels come from
+``sim.real_speech`` (its labeller, ``sim.speech_labeller``), as the benchmark's do.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from bench import real_corpus
+from sim import real_speech
 
 CONTEXT_MS = 40                 # the recording's own sound kept before and after a segment
 FADE_MS = 10
@@ -23,7 +23,7 @@ FADE_MS = 10
 
 @dataclass(frozen=True)
 class RealSpeech:
-    pcm: np.ndarray             # float, int16 scale, active speech level real_corpus.SPEECH_DBFS
+    pcm: np.ndarray             # float, int16 scale, active speech level real_speech.SPEECH_DBFS
     speech_start_ms: int
     speech_end_ms: int
     name: str                   # file@ms, shown as what the caller says
@@ -32,10 +32,10 @@ class RealSpeech:
 class RealVoices:
     def __init__(self, directory) -> None:
         self.directory = directory
-        sources = [s for s in real_corpus.load_sources(directory)
-                   if s.language == "he" and not s.stem.startswith(real_corpus.NOT_A_CALLER)]
-        self._utterances = [(src, seg) for src in sources for seg in real_corpus.usable_segments(src, 800, 3000)]
-        self._short = [(src, seg) for src in sources for seg in real_corpus.short_sound_segments(src)]
+        sources = [s for s in real_speech.load_sources(directory)
+                   if s.language == "he" and not s.stem.startswith(real_speech.NOT_A_CALLER)]
+        self._utterances = [(src, seg) for src in sources for seg in real_speech.usable_segments(src, 800, 3000)]
+        self._short = [(src, seg) for src in sources for seg in real_speech.short_sound_segments(src)]
         if not self._utterances or not self._short:
             raise ValueError(f"{directory}: no usable Hebrew utterances or short sounds")
 
@@ -57,13 +57,13 @@ class RealVoices:
         return self._cut(src, seg, tail_ms=0)
 
     def babble(self, seconds: float, seed: int) -> np.ndarray:
-        return real_corpus.babble(self.directory, seconds, seed)
+        return real_speech.babble(self.directory, seconds, seed)
 
 
 @lru_cache(maxsize=1)
 def real_voices() -> RealVoices | None:
     """The real voices, or None when the recordings are absent (the scenario's clips are said then)."""
-    directory = real_corpus.real_speech_dir()
+    directory = real_speech.real_speech_dir()
     if directory is None:
         return None
     try:

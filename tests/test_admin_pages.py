@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from server.admin_pages import index_page
-from server.admin_session import COOKIE_NAME, issue, session_key
+from server.web.admin_pages import index_page
+from server.web.admin_session import COOKIE_NAME, issue, session_key
 from server.app import create_app
 from server.leads.capture import LeadSnapshot
 from server.settings import Settings
@@ -347,7 +347,7 @@ def test_an_unknown_call_is_404(signed_in, path):
 # --- the cookie and the throttle, on fake time -----------------------------------------------------
 
 def test_a_session_lasts_twelve_hours_and_only_under_its_key():
-    from server.admin_session import valid
+    from server.web.admin_session import valid
     key = session_key(ADMIN)
     cookie = issue(key, now_s=1_700_000_000)
     assert valid(key, cookie, now_s=1_700_000_000) and valid(key, cookie, now_s=1_700_000_000 + 43199)
@@ -360,7 +360,7 @@ def test_a_session_lasts_twelve_hours_and_only_under_its_key():
 
 
 def test_the_throttle_counts_failures_in_a_sliding_window():
-    from server.admin_session import FailureThrottle
+    from server.web.admin_session import FailureThrottle
     throttle = FailureThrottle(limit=3, window_ms=60_000, max_clients=2)
     now = 0
     for _ in range(3):

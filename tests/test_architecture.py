@@ -49,8 +49,9 @@ def test_pure_core_imports_no_io():
     assert len(core) >= 9
     core += [ROOT / "server" / "leads" / "capture.py", ROOT / "server" / "leads" / "normalise.py",
              ROOT / "server" / "delivery" / "signing.py",           # the lead and delivery decisions
-             ROOT / "server" / "timeline_svg.py", ROOT / "server" / "admin_session.py",
-             ROOT / "server" / "storage" / "migrations" / "plan.py"]  # the picture, sessions, upgrade plan
+             ROOT / "server" / "web" / "timeline_svg.py", ROOT / "server" / "web" / "admin_session.py",
+             ROOT / "server" / "storage" / "migrations" / "plan.py",  # the picture, sessions, upgrade plan
+             ROOT / "server" / "call" / "stream_tokens.py", ROOT / "server" / "call" / "model_breaker.py"]
     for path in core:
         bad = {n for n in _imports(path) if n in FORBIDDEN or n.split(".")[0] in FORBIDDEN}
         assert not bad, f"{path.name} imports {bad}"
@@ -87,3 +88,49 @@ def test_response_create_is_sent_from_one_place_only():
 
 def test_per_call_handler_wires_rather_than_decides():
     assert len((ROOT / "server" / "media_ws_ai.py").read_text(encoding="utf-8").splitlines()) < 600
+
+
+LAYERS = (
+    # lowest first: a module imports its own layer and the ones below, never one above
+    ("server.green", "server.logs", "server.log_check", "server.core", "server.business", "server.leads"),
+    ("server.settings", "server.tools", "server.storage"),
+    ("server.delivery", "server.adapters"),
+    ("server.call",),
+    ("server.media_ws_ai",),
+    ("server.web",),
+    ("server.app", "server.__main__"),
+)
+
+
+def _layer(module: str) -> int | None:
+    for level, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return level
+    return None
+
+
+def _module_of(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def test_no_import_runs_up_the_layers():
+    """The layout is the architecture (README "Layout"): every server module sits in a layer, and
+    imports (``import x`` and ``from x import y`` alike) only run down or sideways."""
+    up = []
+    for path in sorted((ROOT / "server").rglob("*.py")):
+        module = _module_of(path)
+        if module == "server" or "migrations.versions" in module:
+            continue
+        mine = _layer(module)
+        assert mine is not None, f"{module} is in no layer"
+        for imported in _imports(path):
+            theirs = _layer(imported)
+            if imported.startswith("server") and theirs is not None and theirs > mine:
+                up.append(f"{module} -> {imported}")
+    assert up == []
+
+
+def test_the_simulators_do_not_borrow_from_the_benchmark():
+    """sim/ is below bench/: the benchmark uses the simulators' line and voices, never the reverse."""
+    for path in sorted((ROOT / "sim").glob("*.py")):
+        assert not {n for n in _imports(path) if n.split(".")[0] == "bench"}, path.name

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from server.app import create_app
-from server.body_limit import BodyLimit, BodyPlan, body_plan, read_bounded
+from server.web.body_limit import BodyLimit, BodyPlan, body_plan, read_bounded
 from server.settings import Settings, SettingsError
-from server.twiml import MEDIA_WS_PATH, STREAM_ENDED_PATH
+from server.adapters.twiml import MEDIA_WS_PATH, STREAM_ENDED_PATH
 from sim import scenario as scenario_mod
 from sim.loopback import LoopbackCall
 

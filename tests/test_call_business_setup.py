@@ -6,8 +6,8 @@ import pytest
 
 from server.business.directory import BusinessDirectory
 from server.business.profiles import load_profiles
-from server.call_records import CallRecords
-from server.call_registry import CallRegistry
+from server.call.records import CallRecords
+from server.call.registry import CallRegistry
 from server.core import realtime_protocol as rt
 from server.media_ws_ai import MediaCall
 from server.settings import Settings

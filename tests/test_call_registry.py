@@ -1,4 +1,4 @@
-from server.call_registry import CallRegistry
+from server.call.registry import CallRegistry
 
 
 def test_who_hears_the_apology_after_the_stream():

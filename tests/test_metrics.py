@@ -4,9 +4,9 @@ from collections import Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.app import create_app
-from server.call_registry import CallRegistry
+from server.call.registry import CallRegistry
 from server.core.call_core import CallStats
-from server.metrics import CallMetrics
+from server.call.metrics import CallMetrics
 from server.settings import Settings
 
 ENV = {"OPENAI_API_KEY": "sk-test-abcdef", "DATABASE_URL": "sqlite://", "TWILIO_AUTH_TOKEN": "tok"}
@@ -66,9 +66,9 @@ def test_an_ended_call_becomes_counters_and_histograms():
 
 WORKER = """
 import sys
-from server.call_registry import CallRegistry
+from server.call.registry import CallRegistry
 from server.core.call_core import CallStats
-from server.metrics import CallMetrics
+from server.call.metrics import CallMetrics
 calls = CallRegistry()
 metrics = CallMetrics(calls, store=None)
 assert metrics.multiprocess
@@ -85,8 +85,8 @@ print("ok")
 SCRAPE = """
 import os, sys
 from prometheus_client import multiprocess
-from server.call_registry import CallRegistry
-from server.metrics import CallMetrics
+from server.call.registry import CallRegistry
+from server.call.metrics import CallMetrics
 for pid in sys.argv[1:]:
     multiprocess.mark_process_dead(int(pid))
 sys.stdout.write(CallMetrics(CallRegistry(), store=None).exposition().decode())
@@ -130,7 +130,7 @@ def test_several_workers_add_up_in_multiprocess_mode(tmp_path):
 
 def test_ms_counts_land_in_the_buckets_observe_would_use():
     from prometheus_client import CollectorRegistry, Histogram
-    from server.metrics import _add_ms_counts
+    from server.call.metrics import _add_ms_counts
     r = CollectorRegistry()
     added = Histogram("added", "x", buckets=(0.001, 0.005, 0.02), registry=r)
     observed = Histogram("observed", "x", buckets=(0.001, 0.005, 0.02), registry=r)

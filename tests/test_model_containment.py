@@ -1,13 +1,13 @@
 """A model that cannot hold a session, or fails every response, is contained (fake time): a bounded
 number of reconnects whatever it does, the apology after two failed responses in a row; and the
-worker's breaker (``server.model_breaker``) gives new callers the apology at once while the model
+worker's breaker (``server.call.model_breaker``) gives new callers the apology at once while the model
 fails call after call, and closes again by itself."""
 import pytest
 
 from server.core import realtime_protocol as rt
 from server.core.call_core import MAX_LINK_LOSSES, MAX_QUICK_LOSSES, MODEL_FAILING, STABLE_SESSION_MS
 from server.core.events import HangUp, RealtimeLinkLost, RealtimeReceived, Reconnect
-from server.model_breaker import FAILURES_TO_OPEN, OPEN_MS, WINDOW_MS, BreakerState, ModelBreaker
+from server.call.model_breaker import FAILURES_TO_OPEN, OPEN_MS, WINDOW_MS, BreakerState, ModelBreaker
 from tests.test_call_core import Call, notes, verbs
 
 

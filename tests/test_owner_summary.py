@@ -3,7 +3,7 @@ own events, stored on the call, shown on its admin page and sent to the CRM with
 import json
 
 from server.core import realtime_protocol as rt
-from server.owner_summary import PURPOSE, OwnerSummary
+from server.call.owner_summary import PURPOSE, OwnerSummary
 from sim import scenario as scenario_mod
 from sim.ga_validation import validate_client_event
 from sim.loopback import LoopbackCall

@@ -7,7 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from bench import real_corpus, speech_labeller
+from bench import real_corpus
+from sim import speech_labeller
 from bench.vad_corpus import LEAD_IN_MS
 
 FS = 23170.0

@@ -7,9 +7,9 @@ import wave
 import numpy as np
 import pytest
 
-from server import recording
+from server.call import recording
 from server.core import ulaw
-from server.recording import CallRecorder, delete_expired, recording_path
+from server.call.recording import CallRecorder, delete_expired, recording_path
 
 FRAME = 160                     # bytes (= samples) in a 20 ms µ-law frame
 SIL = ulaw.silence(20)

@@ -7,7 +7,7 @@ import wave
 
 import numpy as np
 
-from server.recording_keeper import RecordingKeeper
+from server.call.recording_keeper import RecordingKeeper
 from sim import scenario as scenario_mod
 from sim.loopback import ADMIN_TOKEN, LoopbackCall
 

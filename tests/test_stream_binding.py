@@ -1,4 +1,4 @@
-"""A media stream is bound to the call the webhook answered (``server.stream_tokens``): a forged
+"""A media stream is bound to the call the webhook answered (``server.call.stream_tokens``): a forged
 ``start`` for a call nobody answered, a token of another call, a replayed token (after its call
 ended, or twice at once) are all closed before a model session or a record. End to end on
 loopback with the real server, and the tokens themselves on fake time."""
@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import websocket
 
-from server.stream_tokens import TOKEN_PARAM, TTL_S, UsedTokens, check, issue, secret_from
+from server.call.stream_tokens import TOKEN_PARAM, TTL_S, UsedTokens, check, issue, secret_from
 from sim import scenario as scenario_mod
 from sim import twilio_wire as wire
 from sim.loopback import AUTH_TOKEN, LoopbackCall

@@ -1,9 +1,9 @@
-"""The call timeline drawn as SVG (server/timeline_svg.py): what is drawn matches the record."""
+"""The call timeline drawn as SVG (server/web/timeline_svg.py): what is drawn matches the record."""
 import copy
 import xml.etree.ElementTree as ET
 from collections import Counter
 
-from server.timeline_svg import MAX_PLOT_PX, px_per_s, render
+from server.web.timeline_svg import MAX_PLOT_PX, px_per_s, render
 
 SVG = "{http://www.w3.org/2000/svg}"
 EXAMPLE = {

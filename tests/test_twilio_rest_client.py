@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from server.settings import Secret, Settings, SettingsError
-from server.twilio_rest import RestResult, TwilioRest
+from server.adapters.twilio_rest import RestResult, TwilioRest
 from sim.loopback import AUTH_TOKEN, SIM_ACCOUNT_SID, LoopbackCall
 from sim.scenario import Scenario, Step
 from sim.twilio_rest import CallUpdate, TwilioRestSimulator
@@ -64,7 +64,7 @@ def test_unknown_call_and_bad_credentials_are_results_with_twilios_code(sim, del
 
 
 def test_sms_is_sent_and_an_invalid_number_is_21211_logged_masked(sim, caplog):
-    caplog.set_level(logging.INFO, logger="server.twilio_rest")
+    caplog.set_level(logging.INFO, logger="server.adapters.twilio_rest")
     sent = client(sim).send_sms("+972501234567", "+97235550100", "הפרטים נשמרו")
     assert sent.ok and sent.sid.startswith("SM") and sent.status == "queued"
     assert [(m["to"], m["from"], m["body"]) for m in sim.messages] == [("+972501234567", "+97235550100", "הפרטים נשמרו")]

@@ -2,8 +2,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from server.call_logging import mask_phone
-from server.twiml import connect_stream, stream_url
+from server.logs import mask_phone
+from server.adapters.twiml import connect_stream, stream_url
 
 
 def test_stream_url_scheme_follows_public_base_url():
@@ -26,7 +26,7 @@ def test_twiml_connects_a_stream_with_parameters_then_asks_what_next():
 
 
 def test_after_stream_apologises_only_when_asked():
-    from server.twiml import after_stream
+    from server.adapters.twiml import after_stream
     assert [c.tag for c in ET.fromstring(after_stream(None))] == ["Hangup"]
     root = ET.fromstring(after_stream("סליחה"))
     assert [(c.tag, c.text, c.get("language")) for c in root] == [("Say", "סליחה", "he-IL"), ("Hangup", None, None)]
@@ -38,7 +38,7 @@ def test_phone_numbers_are_masked():
 
 
 def test_a_flood_of_one_kind_of_line_is_a_few_lines_that_count_the_rest():
-    from server.call_logging import NoteLimiter
+    from server.logs import NoteLimiter
     limit = NoteLimiter(first=10, every=100)
     shown = [limit.allow("keypad") for _ in range(1010)]
     assert sum(1 for ok, _ in shown if ok) == 20                 # the first ten, then one per hundred

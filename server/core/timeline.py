@@ -4,7 +4,7 @@ Theory of operation. The core already states everything that happens in a call: 
 operators' log vocabulary, ``log_lines``) and as a few facts it handles itself (a caller frame
 forwarded to the model or held back as possible echo, an AI frame played). ``Timeline`` turns
 them into the compact record kept with the call (``calls.timeline_json``) and drawn by
-``server/timeline_svg.py``. Reading notes instead of adding a second set of hooks keeps one owner
+``server/web/timeline_svg.py``. Reading notes instead of adding a second set of hooks keeps one owner
 of "what happened": a line an operator greps for and a mark on the picture come from the same
 ``note``; ``NOTE_EVENTS`` is the table that maps one to the other.
 

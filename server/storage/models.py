@@ -59,9 +59,9 @@ class Call(Base):
     transfer_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     """A call handed to a person: ``{"reason", "to" (masked), "status"}`` (Twilio's DialCallStatus once known)."""
     recording_path: Mapped[str | None] = mapped_column(String(300), nullable=True)
-    """The call's stereo WAV (``server/recording_keeper.py``), for businesses that record."""
+    """The call's stereo WAV (``server/call/recording_keeper.py``), for businesses that record."""
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
-    """A few lines for the business's owner, written by the model after the call (``server/owner_summary.py``)."""
+    """A few lines for the business's owner, written by the model after the call (``server/call/owner_summary.py``)."""
     recording_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     """Why the call's recording could not be written (the caller was told it was recorded)."""
 
@@ -107,7 +107,7 @@ class OutboxMessage(Base):
 
 
 class StreamClaim(Base):
-    """A stream token's nonce, once it opened a media stream (``server/stream_tokens.py``)."""
+    """A stream token's nonce, once it opened a media stream (``server/call/stream_tokens.py``)."""
     __tablename__ = "stream_claims"
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     call_sid: Mapped[str] = mapped_column(String(64), index=True)

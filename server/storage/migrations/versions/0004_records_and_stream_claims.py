@@ -1,6 +1,6 @@
 """calls.recording_error and stream_claims: why a call's recording could not be written (the
 caller was told the call is recorded, so its absence must show), and the stream tokens that
-opened a media stream, each once (``server/stream_tokens.py``).
+opened a media stream, each once (``server/call/stream_tokens.py``).
 
 ``recording_error`` is nullable without a default, like 0002 and 0003: older calls keep NULL and
 adding it rewrites no row. ``stream_claims`` is a new table: its primary key, the token's nonce, is

@@ -18,10 +18,10 @@ import socket
 from simple_websocket import ConnectionClosed
 
 from server.business.profiles import BusinessProfile
-from server.call_logging import mask_phone
-from server.call_records import CallRecords
-from server.twilio_rest import TwilioRest
-from server.twiml import transfer_to_person
+from server.logs import mask_phone
+from server.call.records import CallRecords
+from server.adapters.twilio_rest import TwilioRest
+from server.adapters.twiml import transfer_to_person
 
 
 class TwilioEnding:

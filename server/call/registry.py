@@ -9,8 +9,8 @@ and read by every call.
 from __future__ import annotations
 
 from server.core.pacer import MsHistogram
-from server.model_breaker import ModelBreaker
-from server.stream_tokens import UsedTokens, secret_from
+from server.call.model_breaker import ModelBreaker
+from server.call.stream_tokens import UsedTokens, secret_from
 
 _KEEP = 1000
 
@@ -26,7 +26,7 @@ class CallRegistry:
     that Twilio fetches after the stream closes can apologise (bounded: the newest 1000 calls)."""
 
     def __init__(self, auth_token: str = "") -> None:
-        """``auth_token``: Twilio's, from which the stream tokens' key is derived (``server.stream_tokens``)."""
+        """``auth_token``: Twilio's, from which the stream tokens' key is derived (``server.call.stream_tokens``)."""
         self.stream_secret = secret_from(auth_token)
         self.used_tokens = UsedTokens()         # nonces that opened a stream here, until they expire
         self.active = 0

@@ -27,7 +27,7 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from server.call_logging import mask_phone
+from server.logs import mask_phone
 from server.settings import DEFAULT_TWILIO_API_BASE_URL, Secret, Settings
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from server.call_registry import CallRegistry
+from server.call.registry import CallRegistry
 from server.core.pacer import MsHistogram
 from server.storage.db import Store
 from server.storage.models import utcnow

@@ -1,15 +1,15 @@
 """Which media streams a call may open: only the one of a call this server answered, once.
 
 A ``start`` is refused (``refusal`` says why) unless its ``StreamToken`` parameter is a token of
-its own CallSid, in time (``server.stream_tokens.check``), and its nonce was never claimed, in this
+its own CallSid, in time (``server.call.stream_tokens.check``), and its nonce was never claimed, in this
 worker's memory nor in the shared database (``CallRecords.claim_stream``; when the database cannot
 say within its deadline, the worker's memory decides). The handler closes a refused stream before
 it gets a model session or writes anything.
 """
 from __future__ import annotations
 
-from server.call_logging import mask_phone
-from server.stream_tokens import TOKEN_PARAM, check
+from server.logs import mask_phone
+from server.call.stream_tokens import TOKEN_PARAM, check
 
 
 def refusal(start, registry, records, now_s: int) -> str:

@@ -13,7 +13,7 @@ from flask import Request
 from twilio.request_validator import RequestValidator
 
 from server.settings import Settings
-from server.twiml import ws_base
+from server.adapters.twiml import ws_base
 
 log = logging.getLogger(__name__)
 

@@ -3,13 +3,13 @@
 Routes (all off, 404, without ``ADMIN_TOKEN``, so a fresh deployment never exposes leads):
 
 - ``GET /admin/login`` the sign-in form; ``POST /admin/login`` checks the token (constant time)
-  and sets the signed session cookie (``server/admin_session.py``: ``HttpOnly``,
+  and sets the signed session cookie (``server/web/admin_session.py``: ``HttpOnly``,
   ``SameSite=Strict``, ``Path=/admin``, 12 h, ``Secure`` when the request came over https, also
   through a proxy's ``X-Forwarded-Proto``); a wrong token gets the form again with 401.
   ``POST /admin/logout`` clears the cookie.
 - ``GET /admin`` calls (``?business=<id>&outcome=&page=``, 25 a page) and the recent leads;
   ``GET /admin/calls/<call_sid>`` one call: figures, timeline picture, transcript, lead and its
-  deliveries; ``GET /admin/calls/<call_sid>/timeline.svg`` the picture (``server/timeline_svg.py``).
+  deliveries; ``GET /admin/calls/<call_sid>/timeline.svg`` the picture (``server/web/timeline_svg.py``).
 - ``GET /admin/calls`` (the same filters, ``?limit=`` a page of at most 500, ``?page=``) and
   ``GET /admin/leads`` answer JSON for scripts.
 
@@ -29,11 +29,11 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, jsonify, redirect, request, send_file
 
-from server.admin_pages import KNOWN_OUTCOMES, bad_request_page, call_page, index_page, login_page, not_found_page
-from server.admin_session import COOKIE_NAME, SESSION_TTL_S, FailureThrottle, issue, session_key, tokens_equal, valid
+from server.web.admin_pages import KNOWN_OUTCOMES, bad_request_page, call_page, index_page, login_page, not_found_page
+from server.web.admin_session import COOKIE_NAME, SESSION_TTL_S, FailureThrottle, issue, session_key, tokens_equal, valid
 from server.settings import Secret
 from server.storage.db import Store
-from server.timeline_svg import render
+from server.web.timeline_svg import render
 
 log = logging.getLogger(__name__)
 

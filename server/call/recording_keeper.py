@@ -3,7 +3,7 @@
 Each business that opted in (``recording = true`` in its profile) keeps its recordings in its own
 folder, ``<RECORDINGS_DIR>/<business>/recordings/<call_sid>.wav``, so that its own
 ``recording_retention_days`` can be applied to that folder alone. ``sweep`` deletes what is older
-(``server.recording.delete_expired``); the worker runs it at start and every hour
+(``server.call.recording.delete_expired``); the worker runs it at start and every hour
 (``gunicorn.conf.py``). The call's record keeps the path; a swept file is simply gone.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from server.recording import delete_expired, recording_path, recordings_dir
+from server.call.recording import delete_expired, recording_path, recordings_dir
 
 log = logging.getLogger(__name__)
 SWEEP_INTERVAL_S = 3600

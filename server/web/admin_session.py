@@ -15,7 +15,7 @@ minute. Behind a reverse proxy every client has the proxy's address, so they sha
 a flood of wrong tokens can lock the admin out for at most ``window_ms``, never let a guess through.
 
 Pure: times come in as arguments (wall-clock seconds for the cookie, which must survive restarts;
-monotonic ms for the throttle); the Flask shell is ``server/admin.py``. (itsdangerous, which Flask
+monotonic ms for the throttle); the Flask shell is ``server/web/admin.py``. (itsdangerous, which Flask
 ships, would sign the same way but reads the clock itself.)
 """
 from __future__ import annotations
