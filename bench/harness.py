@@ -35,9 +35,9 @@ from bench.vad_corpus import LEAD_IN_MS, TX_LEAD_MS, Case
 from server.core import realtime_protocol as rt
 from server.core.call_core import CallCore
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
-                                ClearPlayback, CommitAndTrigger, EndAssistantAudio, ForwardAudio,
+                                ClearPlayback, CommitAndTrigger, CommitSent, EndAssistantAudio, ForwardAudio,
                                 MarkAcked, Note, PausePlayout, QueueAssistantAudio, QueueTrigger, RealtimeReceived,
-                                ResumePlayout, SendMark, SendResponseCreate, Tick)
+                                ResumePlayout, SendMark, SendResponseCreate, Tick, TriggerReached)
 from sim import audio as sim_audio
 from sim import line_model
 
@@ -219,9 +219,9 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS, k
                 result.forwarded_ms += len(a.audio) // 8       # ms of µ-law, whatever the append size
             elif isinstance(a, CommitAndTrigger):
                 result.triggers_ms.append(now_ms - offset_ms)
-                pending += core.request_response(a.reason, now_ms)
+                pending += core.handle(CommitSent(a.reason, now_ms))     # the audio sender's commit went
             elif isinstance(a, QueueTrigger):
-                pending += core.request_response(a.reason, now_ms)
+                pending += core.handle(TriggerReached(a.reason, now_ms))
             elif isinstance(a, SendResponseCreate):
                 if a.reason == "greeting" and scripted:
                     rid, audio = scripted.pop(0)
@@ -259,13 +259,12 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS, k
     for k in range(n_frames):
         now_ms = (k + 1) * 20
         if now_ms == SESSION_READY_MS:
-            execute(core.request_response("greeting", now_ms), now_ms)
+            execute(core.handle(TriggerReached("greeting", now_ms)), now_ms)
         if not reference_queued and now_ms >= case.reference_start_ms + offset_ms:
             reference_queued = True
-            execute(core.request_response("greeting", now_ms), now_ms)
+            execute(core.handle(TriggerReached("greeting", now_ms)), now_ms)
         for event in model.due(now_ms):
-            execute(core.handle(RealtimeReceived(event, now_ms, len(playout.queue), 0, len(playout.queue) * 20)),
-                    now_ms)
+            execute(core.handle(RealtimeReceived(event, now_ms)), now_ms)
         # the caller's frame, through the line (the handset plays what was sent TX_LEAD_MS ago)
         audio = phone.process(speech[160 * k:160 * (k + 1)], handset[0])
         t0 = time.perf_counter()
@@ -301,6 +300,6 @@ def run_case(case: Case, core: CallCore, first_audio_ms: int = FIRST_AUDIO_MS, k
             execute(core.handle(MarkAcked(name, now_ms)), now_ms)
         if now_ms >= next_tick_ms:
             next_tick_ms += TICK_MS
-            execute(core.handle(Tick(now_ms, len(playout.queue), 0)), now_ms)
+            execute(core.handle(Tick(now_ms)), now_ms)
     result.frames = n_frames
     return result

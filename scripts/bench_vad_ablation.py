@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import call_scoring, noisy_calls, real_corpus  # noqa: E402
 from bench.harness import run_case  # noqa: E402
-from server.core import barge_in, call_core, caller_voice, echo_detector  # noqa: E402
+from server.core import barge_in, call_core, caller_turn, caller_voice, echo_detector  # noqa: E402
+from server.core.energy_vad import VadState  # noqa: E402
 from server.core.turn_config import TurnConfig  # noqa: E402
 
 
@@ -49,25 +50,11 @@ VARIANTS = {
     "shipped": [],
     "no_room_threshold": [(caller_voice.CallerVoice, "room_loud_rms", lambda self, floor: 0.0)],
     "no_sound_test": [(caller_voice.CallerVoice, "is_callers", lambda self, *a, **k: True)],
-    "no_hostage_rule": [(call_core.CallCore, "_release_if_quiet",
-                         lambda self, out, audible=False: call_core.CallCore._release_plain(self, out, audible))],
+    "no_hostage_rule": [(caller_turn.CallerTurn, "quiet",        # as it was: any sound keeps the reply back
+                         lambda self, holding: self.vad.state is VadState.SILENCE)],
     "no_echo_contrast": [(echo_detector.EchoDetector, "_contrast_db", _never_contrast)],
     "no_sound_measure": [(barge_in, "PEAK_RANGE_DB", 1e9), (barge_in, "GAP_FRAMES", 10**9)],
 }
-
-
-def _release_plain(self, out, audible=False):
-    """The hold's release as it was: any sound keeps the reply back."""
-    real_sounds = self._sounds_callers
-    self._sounds_callers = lambda within_turn=True: True
-    try:
-        original(self, out, audible)
-    finally:
-        self._sounds_callers = real_sounds
-
-
-original = call_core.CallCore._release_if_quiet
-call_core.CallCore._release_plain = _release_plain
 
 
 def run(cases, variant: str) -> dict:

@@ -18,26 +18,27 @@ from flask import Flask, Response, jsonify, request
 from flask_sock import Sock
 
 from server import __version__, green
-from server.web.admin import bearer, register_admin, token_matches
-from server.web.body_limit import BodyLimit
+from server.adapters.twilio_rest import TwilioRest
+from server.adapters.twiml import (MEDIA_WS_PATH, STREAM_ENDED_PATH, TRANSFER_DONE_PATH, after_stream,
+                                   connect_stream, refuse, transfer_to_person, voicemail)
 from server.business.directory import BusinessDirectory
-from server.business.profiles import DEFAULT_FILE, load_profiles
-from server.call.records import CallRecords
-from server.logs import configure, mask_phone
-from server.call.registry import CallRegistry
-from server.delivery.outbox import OutboxWorker
-from server.media_ws_ai import MediaCall
+from server.business.profiles import DEFAULT_FILE, ProfileError, load_profiles
 from server.call.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.call.metrics import CallMetrics
+from server.call.recording_keeper import DEFAULT_RECORDINGS_ROOT, RecordingKeeper
+from server.call.records import CallRecords
+from server.call.registry import CallRegistry
+from server.call.stream_tokens import TOKEN_PARAM, issue
+from server.delivery.outbox import OutboxWorker
+from server.logs import configure, mask_phone
+from server.media_ws_ai import MediaCall
 from server.settings import Settings
 from server.storage.db import DEFAULT_URL, Store
 from server.storage.record_writer import DEFAULT_JOURNAL_DIR, RecordWriter
-from server.call.recording_keeper import DEFAULT_RECORDINGS_ROOT, RecordingKeeper
-from server.adapters.twilio_rest import TwilioRest
-from server.adapters.twiml import (MEDIA_WS_PATH, STREAM_ENDED_PATH, TRANSFER_DONE_PATH, after_stream, connect_stream, refuse,
-                          transfer_to_person, voicemail)
+from server.tools import registry as tool_registry
+from server.web.admin import bearer, register_admin, token_matches
+from server.web.body_limit import BodyLimit
 from server.web.twilio_auth import SignatureCheck, public_base_url
-from server.call.stream_tokens import TOKEN_PARAM, issue
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["CALL_REGISTRY"] = registry          # gunicorn.conf.py flips registry.draining on SIGTERM
     signatures = SignatureCheck(settings)
     profiles = load_profiles(settings.businesses_file or DEFAULT_FILE)
+    tool_problems = tool_registry.check([profiles.default, *profiles.businesses.values()])
+    if tool_problems:
+        raise ProfileError(tool_problems)             # a misspelt tool stops the start, not a call
     store = Store(settings.database_url or DEFAULT_URL, settings.database_connect_timeout_ms,
                   settings.database_statement_timeout_ms)
     store.upgrade_on_start()

@@ -1,6 +1,6 @@
 """The after-stream TwiML comes from the call's shared record, so any instance can answer it."""
 from server.app import create_app
-from server.call.records import apologise_after_stream
+from server.core.ending import apologise_after_stream
 from server.settings import Settings
 
 CALL = {"CallSid": "CA" + "3" * 32, "From": "+972501234567", "To": "+97235550100"}

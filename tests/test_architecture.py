@@ -27,7 +27,7 @@ def test_the_import_check_sees_from_imports(tmp_path):
     assert {"server.green", "os", "os.path"} <= _imports(probe)
 
 
-CORE_INTERFACE = {"handle", "request_response", "next_deadline_ms", "finish"}
+CORE_INTERFACE = {"handle", "next_deadline_ms", "finish"}
 
 
 def test_the_shell_reads_no_core_internals():
@@ -66,7 +66,7 @@ def test_only_green_adapter_imports_eventlet():
 
 def test_response_create_is_sent_from_one_place_only():
     """Exactly one call site builds response.create, and it executes SendResponseCreate, which only
-    ``CallCore.request_response`` (behind the guard) produces."""
+    ``CallCore._on_trigger`` (behind the guard) produces: the core's one door leads there."""
     builders, producers = [], []
     for path in list((ROOT / "server").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -83,11 +83,59 @@ def test_response_create_is_sent_from_one_place_only():
     tree = ast.parse(core_src)
     owners = [f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
               and any(isinstance(n, ast.Call) and getattr(n.func, "id", "") == "SendResponseCreate" for n in ast.walk(f))]
-    assert owners == ["request_response"]
+    assert owners == ["_on_trigger"]
+
+
+def _classes(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ClassDef):
+            yield node
+
+
+def _state_of(cls: ast.ClassDef) -> set[str]:
+    """The attributes a class sets in ``__init__`` plus its dataclass fields."""
+    names = {f.target.id for f in cls.body if isinstance(f, ast.AnnAssign) and isinstance(f.target, ast.Name)}
+    for f in cls.body:
+        if isinstance(f, ast.FunctionDef) and f.name == "__init__":
+            names |= {n.attr for n in ast.walk(f) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
+                      and isinstance(n.value, ast.Name) and n.value.id == "self"}
+    return names
+
+
+def _frozen(cls: ast.ClassDef) -> bool:
+    return any(isinstance(d, ast.Call) and any(k.arg == "frozen" and getattr(k.value, "value", False)
+                                               for k in d.keywords) for d in cls.decorator_list)
 
 
 def test_per_call_handler_wires_rather_than_decides():
-    assert len((ROOT / "server" / "media_ws_ai.py").read_text(encoding="utf-8").splitlines()) < 600
+    path = ROOT / "server" / "media_ws_ai.py"
+    assert len(path.read_text(encoding="utf-8").splitlines()) < 600
+    [call] = [c for c in _classes(path) if c.name == "MediaCall"]
+    assert call.end_lineno - call.lineno + 1 <= 350
+
+
+def test_the_call_core_is_a_conductor_over_small_parts():
+    """``CallCore`` routes facts to parts that own their state; no part of the core grows into a
+    god object. Frozen dataclasses are values (``TurnConfig`` is the table of tuning knobs), not state."""
+    [core] = [c for c in _classes(ROOT / "server" / "core" / "call_core.py") if c.name == "CallCore"]
+    assert core.end_lineno - core.lineno + 1 <= 450
+    assert len(_state_of(core)) <= 25
+    for path in sorted((ROOT / "server" / "core").glob("*.py")):
+        for cls in _classes(path):
+            if not _frozen(cls):
+                assert len(_state_of(cls)) <= 25, f"{path.name}:{cls.name} holds {len(_state_of(cls))} attributes"
+
+
+def test_every_tool_is_a_module_and_its_spec_lives_there():
+    """A tool's Realtime spec is defined in its own module of ``server/tools`` and nowhere else."""
+    specs = {}
+    for path in sorted((ROOT / "server").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "parameters"
+                                                  for k in node.keys):
+                specs.setdefault(path.relative_to(ROOT).as_posix(), 0)
+                specs[path.relative_to(ROOT).as_posix()] += 1
+    assert specs and all(p.startswith("server/tools/") and p != "server/tools/registry.py" for p in specs), specs
 
 
 LAYERS = (

@@ -26,7 +26,7 @@ LOCKSMITH_CITIES = ("תל אביב-יפו", "רמת גן", "גבעתיים", "ח
 KNOWN_KEYS = ("after_hours_greeting, after_hours_instructions, cities, closed_dates, crm_secret_env, crm_webhook_url, "
               "greeting, hours, instructions, keypad, language, max_silence_warnings, name, number, recording, "
               "recording_retention_days, required_fields, services, silence_timeout_ms, sms_on_lead, sms_text, "
-              "timezone, transfer_caller_id, transfer_fallback, transfer_number, transfer_ring_timeout_s, "
+              "timezone, tools, transfer_caller_id, transfer_fallback, transfer_number, transfer_ring_timeout_s, "
               "transfer_when, voice")
 ISRAELI_WEEK = (("sun", "08:00-18:00"), ("mon", "08:00-18:00"), ("tue", "08:00-18:00"), ("wed", "08:00-18:00"),
                 ("thu", "08:00-18:00"), ("fri", "08:00-13:00"), ("sat", "closed"))
@@ -419,21 +419,19 @@ def test_profile_json_keeps_hebrew_readable_and_lists_as_arrays():
     assert raw["number"] == LOCKSMITH
 
 
-def test_session_instructions_mention_services_cities_tool_and_language():
+def test_session_instructions_mention_services_cities_and_language():
     locksmith = load_profiles().businesses[LOCKSMITH]
     text = session_instructions(locksmith)
     assert text.startswith(locksmith.instructions + "\n")
     assert "You speak for מנעולן השרון. Speak Hebrew unless the caller speaks another language." in text
     assert "Services offered: " + "; ".join(LOCKSMITH_SERVICES) + "." in text
     assert "Cities served: " + "; ".join(LOCKSMITH_CITIES) + "." in text
-    assert "call the save_lead tool" in text and "If save_lead answers 'incomplete'" in text
+    assert "save_lead" not in text          # each tool adds its own sentence (server.tools)
 
 
-def test_session_instructions_follow_the_profile_language_and_tool_name():
+def test_session_instructions_follow_the_profile_language():
     cleaner = load_profiles().businesses[CLEANER]
-    text = session_instructions(cleaner, tool_name="record_lead")
-    assert "Speak English unless" in text
-    assert "call the record_lead tool" in text and "save_lead" not in text
+    assert "Speak English unless" in session_instructions(cleaner)
 
 
 def test_session_instructions_without_services_or_cities_fall_back_to_the_default_instructions():

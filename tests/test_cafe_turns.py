@@ -8,7 +8,7 @@ import numpy as np
 from server.core import realtime_protocol as rt
 from server.core.events import CommitAndTrigger, QueueAssistantAudio
 from tests.audio_helpers import VOICE, tone
-from tests.test_call_core import CFG, Call, notes
+from tests.test_call_core import CFG, Call, ask, notes
 
 RNG = np.random.default_rng(7)
 CAFE = [tone(float(r)) for r in 10 ** (RNG.uniform(np.log10(150), np.log10(900), 400))]   # 43-59 dB
@@ -34,7 +34,7 @@ def test_a_held_reply_is_not_held_hostage_and_voices_do_not_resume_the_turn():
     eou = cafe(call, CFG.eou_silence_ms // 20, offset=37)
     assert any(isinstance(a, CommitAndTrigger) for a in eou)
     speech_end_ms = call.audio_ms - CFG.eou_silence_ms
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))
     call.rt(rt.AudioDelta("resp_1", "item_1", base64.b64encode(VOICE * 50).decode()))
     released_at = None

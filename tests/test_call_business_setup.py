@@ -23,7 +23,7 @@ def media_call(tmp_path, business_time: str) -> MediaCall:
     profiles = load_profiles()
     media = MediaCall(ws=None, settings=settings, registry=CallRegistry(),
                       records=CallRecords(store, BusinessDirectory(profiles, store.sync_businesses(profiles))))
-    media.call_sid, media.stream_sid = "CA0001", "MZ0001"
+    media.call_sid, media.twilio.stream_sid = "CA0001", "MZ0001"
     return media
 
 
@@ -33,8 +33,8 @@ def call(tmp_path) -> MediaCall:
 
 
 def session_of(call: MediaCall) -> dict:
-    return json.loads(rt.session_update(call.instructions, call.voice, "gpt-4o-mini-transcribe", call.tools,
-                                        call.language))["session"]
+    return json.loads(rt.session_update(call.model.setup.instructions, call.model.setup.voice, "gpt-4o-mini-transcribe", call.model.setup.tools,
+                                        call.model.setup.language))["session"]
 
 
 def test_the_locksmith_number_gets_its_profile_and_lead_capture(call):
@@ -55,12 +55,12 @@ def test_the_locksmith_number_gets_its_profile_and_lead_capture(call):
 def test_a_business_with_its_own_silence_settings_overrides_turn_defaults(call):
     call._set_up_business({"To": "+97235550200", "From": "+972501234567"})
     assert (call.core.cfg.silence_timeout_ms, call.core.cfg.max_silence_warnings) == (7000, 2)
-    assert call.language == "en" and "Clean & Shine" in call.instructions
+    assert call.model.setup.language == "en" and "Clean & Shine" in call.model.setup.instructions
 
 
 def test_an_unknown_number_gets_the_default_profile_and_still_captures_a_lead(call):
     call._set_up_business({"To": "+97239999999", "From": "+972501234567"})
-    assert "ProSaaS" in call.instructions
+    assert "ProSaaS" in call.model.setup.instructions
     assert call.answering.business_id is None and call.core.lead is not None
     assert call.records.store.recent_calls()[0]["business"] is None
 

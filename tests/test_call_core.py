@@ -4,17 +4,26 @@ import base64
 import pytest
 
 from server.core import realtime_protocol as rt
-from server.core.call_core import TTS_END_MARK, CallCore, Cause, ForbiddenTransition, Pipeline
+from server.core.call_core import TTS_END_MARK, CallCore
+from server.core.pipeline import Cause, ForbiddenTransition, Pipeline
 from server.core.energy_vad import VadState
 from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, CallerFrame, CancelResponse,
                                 ClearPlayback, CommitAndTrigger, DeleteItem, EndAssistantAudio, ForwardAudio, HangUp,
                                 MarkAcked, Note, PausePlayout, QueueAssistantAudio, QueueTrigger, RealtimeLinkLost,
                                 RealtimeReceived, Reconnect, ReconnectFailed, RenewSession, ResumePlayout, SendMark,
-                                SendResponseCreate, ShutdownRequested, StartAudio, Tick, TruncateAssistant)
+                                SendResponseCreate, ShutdownRequested, StartAudio, Tick, TriggerReached,
+                                TruncateAssistant, CommitSent)
 from server.core.turn_config import TurnConfig
 from tests.audio_helpers import SILENT, SPEECH, VOICE, b64, tone
 
 CFG = TurnConfig()
+
+
+def ask(core: CallCore, reason: str, now_ms: int) -> list:
+    """What the audio sender reports once a queued marker came out: a commit for a caller's turn
+    (``CommitSent``), else the trigger itself (``TriggerReached``)."""
+    fact = CommitSent if reason == "end_of_speech" else TriggerReached
+    return core.handle(fact(reason, now_ms))
 
 
 class Call:
@@ -41,14 +50,14 @@ class Call:
         self.actions += out
         return out
 
-    def rt(self, event, tx_frames: int = 0, out_chunks: int = 0, queued_ms: int = 0) -> list:
-        out = self.core.handle(RealtimeReceived(event, self.now_ms, tx_frames, out_chunks, queued_ms))
+    def rt(self, event) -> list:
+        out = self.core.handle(RealtimeReceived(event, self.now_ms))
         self.actions += out
         return out
 
-    def tick(self, advance_ms: int = 50, tx_frames: int = 0, out_chunks: int = 0) -> list:
+    def tick(self, advance_ms: int = 50) -> list:
         self.now_ms += advance_ms
-        out = self.core.handle(Tick(self.now_ms, tx_frames, out_chunks))
+        out = self.core.handle(Tick(self.now_ms))
         self.actions += out
         return out
 
@@ -69,12 +78,12 @@ def verbs(actions) -> list:
 
 def test_greeting_goes_through_the_guard_once():
     call = Call()
-    out = call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
+    out = call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms))
     assert verbs(out) == [StartAudio(), QueueTrigger("greeting")]
     assert "[GREETING] Bot speaks first..." in notes(out)
-    first = call.core.request_response("greeting", call.now_ms)
+    first = ask(call.core, "greeting", call.now_ms)
     assert verbs(first) == [SendResponseCreate("greeting", "Greet")]
-    second = call.core.request_response("greeting", call.now_ms + 5)
+    second = ask(call.core, "greeting", call.now_ms + 5)
     assert verbs(second) == []
     assert notes(second) == ["[RESPONSE GUARD] Active response in progress (pending:greeting) – skipping new response (greeting)"]
 
@@ -103,7 +112,7 @@ def test_utterance_is_forwarded_and_triggers_exactly_once():
     assert "🎤 END OF UTTERANCE: 1.0s, echo_blocked=False" in notes(out)
     assert "🎯 [BUILD 196.3] SPEECH→SILENCE: Triggering AI response (conversation #1)" in notes(out)
     assert call.core.state is Pipeline.PROCESSING
-    assert [v for v in verbs(call.core.request_response("end_of_speech", call.now_ms))] == \
+    assert [v for v in verbs(ask(call.core, "end_of_speech", call.now_ms))] == \
         [SendResponseCreate("end_of_speech", None)]
 
 
@@ -119,10 +128,10 @@ def test_short_utterance_is_skipped():
 def test_echo_blocks_forwarding_and_triggering_but_never_the_vad():
     call = Call()
     call.frames(SILENT, 20)
-    call.core.handle(RealtimeReceived(rt.ResponseCreated("resp_1"), call.now_ms, 0, 0))
+    call.core.handle(RealtimeReceived(rt.ResponseCreated("resp_1"), call.now_ms))
     # AI audio is being played while an echo of it comes back at the same level
     out = call.frames(VOICE, 50, played_item="item_1", played=VOICE)
-    assert call.core.vad.state is VadState.SPEECH           # the VAD saw every frame
+    assert call.core.turn.vad.state is VadState.SPEECH           # the VAD saw every frame
     assert not any(isinstance(a, ForwardAudio) for a in out)
     assert call.core.stats.frames_blocked == 50
     out = call.frames(SILENT, 20, played_item="item_1", played=SILENT)
@@ -136,32 +145,35 @@ def test_echo_window_ends_after_echo_window_ms():
     call.frames(SILENT, 20, played_item="item_1")           # last AI frame played at now
     last_played = call.now_ms
     call.frames(SILENT, CFG.echo_window_ms // 20 - 1)
-    assert call.core.echo_blocked(call.now_ms)
+    assert call.core.playback.echo_blocked(call.now_ms)
     call.frames(SILENT, 1)
     assert call.now_ms - last_played == CFG.echo_window_ms
-    assert not call.core.echo_blocked(call.now_ms)
+    assert not call.core.playback.echo_blocked(call.now_ms)
 
 
 def test_response_lifecycle_back_to_listening_on_mark_ack():
     call = Call()
-    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
-    call.core.request_response("greeting", call.now_ms)
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms))
+    ask(call.core, "greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))
     audio = b"\x10" * 1600
     out = call.rt(rt.AudioDelta("resp_1", "item_1", base64.b64encode(audio).decode()))
     assert verbs(out) == [QueueAssistantAudio("resp_1", "item_1", audio)]
     assert call.core.state is Pipeline.SPEAKING and call.core.is_ai_speaking
-    out = call.rt(rt.AudioDone("resp_1", "item_1"), tx_frames=8, out_chunks=1, queued_ms=200)
+    call.core.handle(AssistantFramePlayed("item_1", call.now_ms, audio[:320]))   # two frames went out
+    out = call.rt(rt.AudioDone("resp_1", "item_1"))
     assert verbs(out) == [EndAssistantAudio("resp_1")]
-    assert "🔇 [AUDIO_DONE] Received for response_id=resp_1, queues: tx=8, audio_out=1" in notes(out)
+    assert "🔇 [AUDIO_DONE] Received for response_id=resp_1, queues: tx=8, audio_out=0" in notes(out)
     call.rt(rt.ResponseDone("resp_1", "completed", None))
-    assert call.core.is_ai_speaking                           # still audible: queues not drained
-    out = call.tick(50, tx_frames=3)
+    assert call.core.is_ai_speaking                           # still audible: the ledger is not drained
+    out = call.tick(50)
     assert call.core.is_ai_speaking and not notes(out)
-    out = call.tick(50, tx_frames=0)
-    assert "✅ [AUDIO_DRAIN] Queues empty after 100ms - clearing is_ai_speaking (response_id=resp_1)" in notes(out)
+    call.core.handle(AssistantFramePlayed("item_1", call.now_ms, audio[320:]))   # the last eight
     out = call.core.handle(AssistantPlayoutFinished("resp_1", call.now_ms))
     assert verbs(out) == [SendMark(TTS_END_MARK)]
+    assert call.core.is_ai_speaking                           # until the next drain poll
+    out = call.tick(50)
+    assert "✅ [AUDIO_DRAIN] Queues empty after 100ms - clearing is_ai_speaking (response_id=resp_1)" in notes(out)
     out = call.core.handle(MarkAcked(TTS_END_MARK, call.now_ms + 30))
     assert "STATE -> LISTENING | buffer_reset" in notes(out)
     assert call.core.state is Pipeline.LISTENING
@@ -169,30 +181,32 @@ def test_response_lifecycle_back_to_listening_on_mark_ack():
 
 def test_drain_does_not_clear_for_a_newer_response():
     call = Call()
-    call.core.request_response("greeting", call.now_ms)
+    ask(call.core, "greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))
     call.rt(rt.AudioDelta("resp_1", "item_1", "AAAA"))
-    call.rt(rt.AudioDone("resp_1", "item_1"), tx_frames=5)
+    call.rt(rt.AudioDone("resp_1", "item_1"))
     call.rt(rt.ResponseDone("resp_1", "completed", None))
-    call.core.request_response("end_of_speech", call.now_ms)
+    call.core.handle(AssistantFramePlayed("item_1", call.now_ms, b"\xff" * 160))
+    call.core.handle(AssistantPlayoutFinished("resp_1", call.now_ms))     # resp_1 all out
+    ask(call.core, "end_of_speech", call.now_ms)
     call.rt(rt.ResponseCreated("resp_2"))
     call.rt(rt.AudioDelta("resp_2", "item_2", "AAAA"))
-    out = call.tick(50, tx_frames=0)
+    out = call.tick(50)
     assert not any("AUDIO_DRAIN] Queues empty" in n for n in notes(out))
     assert call.core.is_ai_speaking
 
 
 def test_watchdog_clears_pending_without_a_second_create():
     call = Call()
-    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
-    call.core.request_response("greeting", call.now_ms)
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms))
+    ask(call.core, "greeting", call.now_ms)
     out = []
     for _ in range(CFG.response_created_timeout_ms // 50):
         out += call.tick(50)
     assert any(n.startswith("[WATCHDOG] no response.created 2500ms") for n in notes(out))
     assert not any(isinstance(a, SendResponseCreate) for a in out)
     assert call.core.state is Pipeline.LISTENING
-    assert not call.core.guard.busy
+    assert not call.core.book.guard.busy
 
 
 def test_no_audio_watchdog_returns_to_listening():
@@ -200,7 +214,7 @@ def test_no_audio_watchdog_returns_to_listening():
     call.frames(SILENT, 20)
     call.frames(SPEECH, 50)
     call.frames(SILENT, 20)
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))              # created, but no audio ever comes
     out = []
     for _ in range(CFG.no_audio_timeout_ms // 50):
@@ -212,10 +226,10 @@ def test_no_audio_watchdog_returns_to_listening():
 
 def test_rejected_create_is_counted_and_frees_the_guard():
     call = Call()
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     call.rt(rt.RealtimeError("conversation_already_has_active_response", "busy", "invalid_request_error"))
     assert call.core.stats.errors["conversation_already_has_active_response"] == 1
-    assert not call.core.guard.busy
+    assert not call.core.book.guard.busy
 
 
 def test_pipeline_status_every_interval_not_per_frame():
@@ -236,7 +250,7 @@ def test_transcripts_are_logged():
 
 
 def start_playing(call: Call, response_id: str = "resp_1", item_id: str = "item_1") -> None:
-    call.core.request_response("greeting", call.now_ms)
+    ask(call.core, "greeting", call.now_ms)
     call.rt(rt.ResponseCreated(response_id))
     call.rt(rt.AudioDelta(response_id, item_id, base64.b64encode(VOICE * 100).decode()))   # 2 s received
 
@@ -270,11 +284,11 @@ def test_barge_in_over_a_quiet_line_interrupts_once():
     call.frames(SPEECH, 30)
     call.frames(SILENT, 20)
     assert sum(isinstance(a, CommitAndTrigger) for a in call.actions) == 1
-    deferred = call.core.request_response("end_of_speech", call.now_ms)
+    deferred = ask(call.core, "end_of_speech", call.now_ms)
     assert verbs(deferred) == [] and "deferred until its response.done" in notes(deferred)[0]
     out = call.rt(rt.ResponseDone("resp_1", "cancelled", "client_cancelled"))
     assert QueueTrigger("end_of_speech") in out
-    assert verbs(call.core.request_response("end_of_speech", call.now_ms)) == [SendResponseCreate("end_of_speech", None)]
+    assert verbs(ask(call.core, "end_of_speech", call.now_ms)) == [SendResponseCreate("end_of_speech", None)]
 
 
 def test_no_barge_in_from_the_ais_own_echo():
@@ -298,7 +312,7 @@ def test_silence_prompts_then_goodbye_then_smart_hangup():
     for _ in range(CFG.silence_timeout_ms // 50 + 1):    # the first tick starts the silence clock
         out += call.tick(50)
     assert QueueTrigger("silence_warning") in out
-    assert verbs(call.core.request_response("silence_warning", call.now_ms)) == \
+    assert verbs(ask(call.core, "silence_warning", call.now_ms)) == \
         [SendResponseCreate("silence_warning", None)]
     call.rt(rt.ResponseCreated("resp_w"))
     call.rt(rt.ResponseDone("resp_w", "completed", None))          # (no audio in this test)
@@ -307,7 +321,7 @@ def test_silence_prompts_then_goodbye_then_smart_hangup():
         out += call.tick(50)
     assert "🔇 [SILENCE] Max warnings exceeded - initiating polite hangup" in notes(out)
     assert QueueTrigger("goodbye") in out
-    call.core.request_response("goodbye", call.now_ms)
+    ask(call.core, "goodbye", call.now_ms)
     call.rt(rt.ResponseCreated("resp_g"))
     call.rt(rt.AudioDelta("resp_g", "item_g", "////"))
     call.rt(rt.AudioDone("resp_g", "item_g"))
@@ -318,7 +332,7 @@ def test_silence_prompts_then_goodbye_then_smart_hangup():
     assert "📞 [SMART HANGUP] Reason: silence_timeout" in notes(out)
     assert "📞 [SMART HANGUP] Lead captured: False" in notes(out)
     # nothing more is triggered once the call is ending
-    assert verbs(call.core.request_response("end_of_speech", call.now_ms)) == []
+    assert verbs(ask(call.core, "end_of_speech", call.now_ms)) == []
 
 
 def test_caller_speech_resets_the_silence_clock():
@@ -350,7 +364,7 @@ def test_an_utterance_starting_in_the_echo_tail_reaches_openai_whole():
     assert n <= frames <= n + 3
     assert len(forwarded_frames(out)) == (n * 20 + CFG.pre_roll_ms) // 20 + 1    # the speech so far + pre-roll, this frame
     assert any("[ECHO GATE] caller speech in the echo tail" in n for n in notes(out))
-    assert call.core.vad.state is not VadState.SILENCE
+    assert call.core.turn.vad.state is not VadState.SILENCE
 
 
 def test_an_echo_tail_that_outlasts_the_echo_window_is_never_forwarded():
@@ -380,7 +394,7 @@ def test_steady_sound_is_vetoed_and_becomes_the_noise_floor():
     # the floor's minimum statistic rises with the tone, so it stops counting as speech while it
     # still sounds, and the utterance it made is vetoed
     assert any(n.startswith("[UTT] VETO: steady sound, not speech (modulation 0.0dB < 4dB)") for n in notes(out))
-    assert call.core.vad.noise_floor_rms > 1000
+    assert call.core.turn.vad.noise_floor_rms > 1000
     call.frames(SILENT, CFG.eou_silence_ms // 20)
     assert not any(isinstance(a, CommitAndTrigger) for a in call.actions)
     assert call.core.stats.vetoed_utterances == 1
@@ -391,9 +405,9 @@ def test_barge_in_also_cancels_a_response_that_has_not_spoken_yet():
     call = Call()
     call.frames(SILENT, 20)
     start_playing(call, "resp_1", "item_1")
-    call.rt(rt.AudioDone("resp_1", "item_1"), tx_frames=50)
+    call.rt(rt.AudioDone("resp_1", "item_1"))
     call.rt(rt.ResponseDone("resp_1", "completed", None))            # r1 done on the server, still playing here
-    call.core.request_response("greeting", call.now_ms)
+    ask(call.core, "greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_2"))                              # r2 active, no audio yet
     call.frames(SILENT, 20, played_item="item_1", played=tone(300))
     out = call.frames(VOICE, 8, played_item="item_1", played=tone(300))   # clearly louder than any echo
@@ -408,7 +422,7 @@ def test_barge_in_cancels_a_pending_create_as_soon_as_it_is_created():
     call.frames(SILENT, 20)
     start_playing(call, "resp_1", "item_1")
     call.rt(rt.ResponseDone("resp_1", "completed", None))
-    call.core.request_response("greeting", call.now_ms)               # pending, not yet created
+    ask(call.core, "greeting", call.now_ms)               # pending, not yet created
     call.frames(SILENT, 20, played_item="item_1", played=tone(300))
     out = call.frames(VOICE, 8, played_item="item_1", played=tone(300))
     out += call.frames(VOICE, 17)
@@ -430,7 +444,7 @@ def test_reply_audio_waits_for_the_hold_then_plays_in_order():
     speech_end_ms = call.audio_ms
     out = call.frames(SILENT, CFG.eou_silence_ms // 20)
     assert CommitAndTrigger("end_of_speech") in out
-    assert verbs(call.core.request_response("end_of_speech", call.now_ms)) == [SendResponseCreate("end_of_speech", None)]
+    assert verbs(ask(call.core, "end_of_speech", call.now_ms)) == [SendResponseCreate("end_of_speech", None)]
     assert "⏳ [HOLD] reply resp_1 requested at the end of utterance" in notes(call.rt(rt.ResponseCreated("resp_1")))[1]
     held = call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE * 10)))
     held += call.rt(rt.AudioDone("resp_1", "item_1"))
@@ -452,7 +466,7 @@ def test_a_reply_that_comes_after_the_hold_plays_at_once():
     call = Call()
     caller_turn(call)
     call.frames(SILENT, CFG.reply_hold_ms // 20 + 10)         # a slow model: the hold has long passed
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))
     out = call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE)))
     assert [type(a) for a in verbs(out)] == [QueueAssistantAudio]
@@ -462,7 +476,7 @@ def test_a_caller_who_resumes_inside_the_hold_never_hears_the_early_reply():
     call = Call()
     caller_turn(call)
     call.frames(SILENT, CFG.eou_silence_ms // 20)
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))
     call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE * 10)))
     call.frames(SILENT, 10)                                    # a 500 ms thinking pause so far
@@ -477,7 +491,7 @@ def test_a_caller_who_resumes_inside_the_hold_never_hears_the_early_reply():
     out = call.frames(SILENT, CFG.eou_silence_ms // 20)
     assert CommitAndTrigger("end_of_speech") in out
     # still one guarded trigger: the new reply waits for the cancelled one's response.done
-    assert verbs(call.core.request_response("end_of_speech", call.now_ms)) == []
+    assert verbs(ask(call.core, "end_of_speech", call.now_ms)) == []
     done = call.rt(rt.ResponseDone("resp_1", "cancelled", "client_cancelled", item_ids=("item_1", "item_9")))
     assert [a for a in verbs(done)] == [DeleteItem("item_9"), QueueTrigger("end_of_speech")]
     assert not any(isinstance(a, QueueAssistantAudio) for a in call.actions)
@@ -488,7 +502,7 @@ def test_a_resumption_before_response_created_cancels_it_when_created():
     call = Call()
     caller_turn(call)
     call.frames(SILENT, CFG.eou_silence_ms // 20)
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     out = call.frames(SPEECH, CFG.min_utterance_ms // 20)
     assert any("(not created yet) is cancelled" in n for n in notes(out))
     assert CancelResponse("resp_1") in call.rt(rt.ResponseCreated("resp_1"))
@@ -548,8 +562,8 @@ def test_an_idle_call_sleeps_until_its_next_deadline_not_on_a_poll():
 
 def test_a_pending_response_is_watched_by_its_own_deadline():
     call = Call()
-    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
-    call.core.request_response("greeting", call.now_ms)
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms))
+    ask(call.core, "greeting", call.now_ms)
     assert call.core.next_deadline_ms() == call.now_ms + CFG.response_created_timeout_ms
     out = wake(call)
     assert any("[WATCHDOG] no response.created" in n for n in notes(out))
@@ -558,8 +572,8 @@ def test_a_pending_response_is_watched_by_its_own_deadline():
 def test_the_session_is_renewed_at_its_age_limit_only_between_turns():
     call = Call()
     call.core = CallCore(CFG, {"greeting": "Greet"}, session_renew_ms=60_000)
-    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
-    call.core.request_response("greeting", call.now_ms)
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms))
+    ask(call.core, "greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))                 # a response in flight: the call is busy
     renew_at = call.now_ms + 60_000
     while call.now_ms < renew_at + 5000:
@@ -578,7 +592,7 @@ def test_a_draining_server_says_goodbye_after_the_turn_and_hangs_up_at_the_limit
     call.frames(SILENT, 5)
     out = call.core.handle(ShutdownRequested(call.now_ms))
     assert QueueTrigger("goodbye") in out                      # idle: the goodbye starts at once
-    call.core.request_response("goodbye", call.now_ms)
+    ask(call.core, "goodbye", call.now_ms)
     call.rt(rt.ResponseCreated("resp_bye"))
     call.rt(rt.AudioDelta("resp_bye", "item_bye", b64(VOICE * 5)))     # it plays, and never finishes
     out = []
@@ -590,8 +604,8 @@ def test_a_draining_server_says_goodbye_after_the_turn_and_hangs_up_at_the_limit
 
 def greeting_in_flight(call: Call) -> None:
     """The session is ready and the greeting's response was created (``resp_1``, item ``item_1``)."""
-    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
-    call.core.request_response("greeting", call.now_ms)
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms))
+    ask(call.core, "greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))
 
 
@@ -600,9 +614,10 @@ def test_the_pipeline_table_forbids_a_prompt_over_a_speaking_ai():
     greeting_in_flight(call)
     call.rt(rt.AudioDelta("resp_1", "item_1", b64(VOICE * 5)))
     assert call.core.state is Pipeline.SPEAKING
-    with pytest.raises(ForbiddenTransition, match="SPEAKING -> PROCESSING on silence prompt or goodbye"):
-        call.core._set_state(Pipeline.PROCESSING, Cause.PROMPT, "silence_warning", [])
-    call.core._set_state(Pipeline.PROCESSING, Cause.UTTERANCE, "caller's turn over unplayed audio", [])
+    with pytest.raises(ForbiddenTransition, match="SPEAKING on silence prompt or goodbye"):
+        call.core.pipeline.move(Cause.PROMPT, "silence_warning")
+    assert call.core.state is Pipeline.SPEAKING          # a forbidden move changes nothing
+    call.core.pipeline.move(Cause.UTTERANCE, "caller's turn over unplayed audio")
     assert call.core.state is Pipeline.PROCESSING        # the one race the table allows
 
 
@@ -613,15 +628,15 @@ def test_a_message_of_two_frames_counts_as_two_played_frames_at_their_own_times(
     for _ in range(3):                                   # three messages of 40 ms each
         call.now_ms += 40
         call.core.handle(AssistantFramePlayed("item_1", call.now_ms, VOICE * 2))
-    assert call.core.ledger.truncate_point_ms("item_1") == 120
-    assert call.core.ledger.last_ai_frame_played_at_ms == call.now_ms + 20   # the second frame's slot
-    assert call.core.echo_blocked(call.now_ms + 20 + CFG.echo_window_ms - 1)
-    assert not call.core.echo_blocked(call.now_ms + 20 + CFG.echo_window_ms)
+    assert call.core.playback.ledger.truncate_point_ms("item_1") == 120
+    assert call.core.playback.ledger.last_ai_frame_played_at_ms == call.now_ms + 20   # the second frame's slot
+    assert call.core.playback.echo_blocked(call.now_ms + 20 + CFG.echo_window_ms - 1)
+    assert not call.core.playback.echo_blocked(call.now_ms + 20 + CFG.echo_window_ms)
 
 
 def test_a_lost_model_link_is_retried_on_the_cores_schedule_then_given_up():
     call = Call()
-    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms))
     out = call.core.handle(RealtimeLinkLost(call.now_ms, "ConnectionResetError"))
     assert Reconnect(250, 1) in out
     assert verbs(call.core.handle(ReconnectFailed(call.now_ms, 1, "refused"))) == [Reconnect(1000, 2)]

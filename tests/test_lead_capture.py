@@ -3,13 +3,18 @@ import base64
 import json
 
 from server.core import realtime_protocol as rt
-from server.core.call_core import MAX_TOOL_CHAIN, TOOL_RESULT, TTS_END_MARK, CallCore, Pipeline
+from server.core.call_core import TOOL_RESULT, TTS_END_MARK, CallCore
 from server.core.events import (AssistantPlayoutFinished, HangUp, LeadChanged, MarkAcked, Note, QueueTrigger,
-                                RealtimeReceived,
-                                SendResponseCreate, SendToolOutput, Tick)
+                                RealtimeReceived, SendResponseCreate, SendToolOutput, Tick)
+from server.core.pipeline import Pipeline
+from server.core.tool_desk import MAX_TOOL_CHAIN
 from server.core.turn_config import TurnConfig
-from server.leads.capture import SAVE_LEAD_TOOL, LeadCapture
+from server.leads.capture import LeadCapture
+from server.tools.save_lead import SPEC as SAVE_LEAD_TOOL
+from server.tools.save_lead import SaveLead
+from server.tools.transfer_to_human import TransferToHuman
 from sim.ga_validation import validate_client_event
+from tests.test_call_core import ask
 
 SERVICES = ["התקנת מנעול חכם", "פריצת דלת", "החלפת צילינדר"]
 CITIES = ["תל אביב-יפו", "רמת גן"]
@@ -28,7 +33,7 @@ def args(**fields) -> str:
 
 def test_complete_lead_is_saved_normalised_with_the_caller_id_as_phone():
     lead = capture()
-    answer = lead.on_tool_call("save_lead", args(service="מנעול חכם", city="בתל אביב"))
+    answer = lead.on_tool_call(args(service="מנעול חכם", city="בתל אביב"))
     out = json.loads(answer.output)
     assert (answer.status, answer.changed, answer.became_complete) == ("saved", True, True)
     assert out["status"] == "saved"
@@ -43,7 +48,7 @@ def test_complete_lead_is_saved_normalised_with_the_caller_id_as_phone():
 
 
 def test_missing_city_is_reported_so_the_model_asks_for_it():
-    answer = capture().on_tool_call("save_lead", args(service="פריצת דלת"))
+    answer = capture().on_tool_call(args(service="פריצת דלת"))
     out = json.loads(answer.output)
     assert (answer.status, answer.became_complete, answer.missing) == ("incomplete", False, ("city",))
     assert out["missing"] == ["city"] and out["problems"] == {}
@@ -51,7 +56,7 @@ def test_missing_city_is_reported_so_the_model_asks_for_it():
 
 
 def test_unknown_city_and_unknown_service_come_back_as_problems():
-    answer = capture().on_tool_call("save_lead", args(service="ניקוי שטיחים", city="עיר הדמיון"))
+    answer = capture().on_tool_call(args(service="ניקוי שטיחים", city="עיר הדמיון"))
     out = json.loads(answer.output)
     assert out["status"] == "incomplete"
     assert out["missing"] == ["service", "city"]
@@ -61,45 +66,44 @@ def test_unknown_city_and_unknown_service_come_back_as_problems():
 
 def test_malformed_callback_number_is_a_problem_not_a_saved_lead():
     lead = capture()
-    answer = lead.on_tool_call("save_lead", args(service="פריצת דלת", city="רמת גן", phone="12"))
+    answer = lead.on_tool_call(args(service="פריצת דלת", city="רמת גן", phone="12"))
     out = json.loads(answer.output)
     assert out["status"] == "incomplete" and out["missing"] == []
     assert "digit by digit" in out["problems"]["phone"]
     assert not lead.complete
-    fixed = lead.on_tool_call("save_lead", args(service="פריצת דלת", city="רמת גן", phone="052-765-4321"))
+    fixed = lead.on_tool_call(args(service="פריצת דלת", city="רמת גן", phone="052-765-4321"))
     assert fixed.status == "saved" and lead.snapshot().phone == "+972527654321"
     assert lead.snapshot().sources["phone"] == "tool"
 
 
 def test_anonymous_caller_must_give_a_number():
     lead = LeadCapture(SERVICES, CITIES, caller_phone="anonymous")
-    out = json.loads(lead.on_tool_call("save_lead", args(service="פריצת דלת", city="רמת גן")).output)
+    out = json.loads(lead.on_tool_call(args(service="פריצת דלת", city="רמת גן")).output)
     assert out["missing"] == ["phone"]
 
 
 def test_a_city_the_business_does_not_serve_is_saved_but_flagged():
     lead = capture()
-    answer = lead.on_tool_call("save_lead", args(service="פריצת דלת", city="חיפה"))
+    answer = lead.on_tool_call(args(service="פריצת דלת", city="חיפה"))
     out = json.loads(answer.output)
     assert out["status"] == "saved" and out["lead"]["city_served"] is False
     assert "does not usually serve חיפה" in out["next"]
     assert lead.snapshot().city_served is False
 
 
-def test_bad_arguments_and_unknown_tools_are_errors_the_model_can_recover_from():
+def test_bad_arguments_are_errors_the_model_can_recover_from():
     lead = capture()
-    assert json.loads(lead.on_tool_call("save_lead", "{not json").output)["status"] == "error"
-    assert json.loads(lead.on_tool_call("save_lead", "[1, 2]").output)["status"] == "error"
-    assert json.loads(lead.on_tool_call("book_meeting", "{}").output)["error"].startswith("unknown tool")
-    assert json.loads(lead.on_tool_call("save_lead", args(service=5, city="רמת גן")).output)["problems"] == {
+    assert json.loads(lead.on_tool_call("{not json").output)["status"] == "error"
+    assert json.loads(lead.on_tool_call("[1, 2]").output)["status"] == "error"
+    assert json.loads(lead.on_tool_call(args(service=5, city="רמת גן")).output)["problems"] == {
         "service": "service must be text"}
-    assert not lead.complete and lead.tool_calls == 4
+    assert not lead.complete and lead.tool_calls == 3
 
 
 def test_a_repeated_identical_call_changes_nothing():
     lead = capture()
-    lead.on_tool_call("save_lead", args(service="פריצת דלת", city="רמת גן"))
-    again = lead.on_tool_call("save_lead", args(service="פריצת דלת", city="רמת גן"))
+    lead.on_tool_call(args(service="פריצת דלת", city="רמת גן"))
+    again = lead.on_tool_call(args(service="פריצת דלת", city="רמת גן"))
     assert again.status == "saved" and not again.changed and not again.became_complete
 
 
@@ -119,7 +123,7 @@ def test_partial_lead_takes_service_and_city_from_what_the_caller_said():
 def test_tool_fields_win_over_the_transcript():
     lead = capture()
     lead.on_caller_text("בתל אביב")
-    lead.on_tool_call("save_lead", args(service="פריצת דלת", city="רמת גן", name="דני"))
+    lead.on_tool_call(args(service="פריצת דלת", city="רמת גן", name="דני"))
     snap = lead.snapshot()
     assert snap.city == "רמת גן" and snap.name == "דני"
 
@@ -151,13 +155,13 @@ def test_function_call_arguments_done_is_parsed_and_output_item_done_ignored():
 class ToolCall:
     def __init__(self) -> None:
         self.lead = capture()
-        self.core = CallCore(TurnConfig(), {"greeting": "Greet"}, lead=self.lead)
+        self.core = CallCore(TurnConfig(), {"greeting": "Greet"}, lead=self.lead, tools=[SaveLead(), TransferToHuman()])
         self.now_ms = 1_000
 
     def rt(self, event) -> list:
         from server.core.events import RealtimeReceived
         self.now_ms += 10
-        return self.core.handle(RealtimeReceived(event, self.now_ms, 0, 0))
+        return self.core.handle(RealtimeReceived(event, self.now_ms))
 
     def response(self, rid: str, audio: bool, tool_args: str | None = None, status: str = "completed") -> list:
         out = self.rt(rt.ResponseCreated(rid))
@@ -182,11 +186,11 @@ def verbs(actions) -> list:
 
 def test_tool_answer_waits_for_response_done_then_one_guarded_follow_up():
     call = ToolCall()
-    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms, 0, 0))
-    call.core.request_response("greeting", call.now_ms)
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), call.now_ms))
+    ask(call.core, "greeting", call.now_ms)
     call.response("r0", audio=True)
     call.play_out("r0")
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     out = call.rt(rt.ResponseCreated("r1"))
     out += call.rt(rt.FunctionCallDone("r1", "fc1", "call_1", "save_lead", args(service="מנעול חכם", city="בתל אביב")))
     assert not any(isinstance(a, SendToolOutput) for a in out)          # the response is still active
@@ -197,11 +201,11 @@ def test_tool_answer_waits_for_response_done_then_one_guarded_follow_up():
     assert json.loads(done[0].output)["status"] == "saved"
     assert done[1:] == [QueueTrigger(TOOL_RESULT)]
     assert call.core.state is Pipeline.PROCESSING                        # the answer is owed: no hangup yet
-    assert not any(isinstance(a, HangUp) for a in call.core.handle(Tick(call.now_ms + 5_000, 0, 0)))
+    assert not any(isinstance(a, HangUp) for a in call.core.handle(Tick(call.now_ms + 5_000)))
     call.now_ms += 5_000
-    follow = call.core.request_response(TOOL_RESULT, call.now_ms)
+    follow = ask(call.core, TOOL_RESULT, call.now_ms)
     assert verbs(follow) == [SendResponseCreate(TOOL_RESULT, None)]
-    assert verbs(call.core.request_response(TOOL_RESULT, call.now_ms)) == []   # never two in flight
+    assert verbs(ask(call.core, TOOL_RESULT, call.now_ms)) == []   # never two in flight
     call.response("r2", audio=True)                                      # the goodbye
     end = call.play_out("r2")
     assert HangUp("lead_captured") in end
@@ -211,22 +215,22 @@ def test_tool_answer_waits_for_response_done_then_one_guarded_follow_up():
 
 def test_a_tool_call_inside_a_spoken_response_does_not_hang_up_before_the_follow_up():
     call = ToolCall()
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     out = call.response("r1", audio=True, tool_args=args(service="פריצת דלת", city="רמת גן"))
     assert QueueTrigger(TOOL_RESULT) in out
     early = call.play_out("r1")                  # the spoken part ends before the follow-up was sent
     assert not any(isinstance(a, HangUp) for a in early)
-    call.core.request_response(TOOL_RESULT, call.now_ms)
+    ask(call.core, TOOL_RESULT, call.now_ms)
     call.response("r2", audio=True)
     assert HangUp("lead_captured") in call.play_out("r2")
 
 
 def test_an_incomplete_lead_keeps_the_call_going():
     call = ToolCall()
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     out = verbs(call.response("r1", audio=False, tool_args=args(service="פריצת דלת")))
     assert json.loads(out[-2].output)["status"] == "incomplete" and out[-1] == QueueTrigger(TOOL_RESULT)
-    call.core.request_response(TOOL_RESULT, call.now_ms)
+    ask(call.core, TOOL_RESULT, call.now_ms)
     call.response("r2", audio=True)
     assert not any(isinstance(a, HangUp) for a in call.play_out("r2"))
     assert call.core.state is Pipeline.LISTENING and not call.core.lead_captured
@@ -234,7 +238,7 @@ def test_an_incomplete_lead_keeps_the_call_going():
 
 def test_a_cancelled_tool_response_still_gets_its_answer_but_no_follow_up():
     call = ToolCall()
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     out = verbs(call.response("r1", audio=False, tool_args=args(service="פריצת דלת"), status="cancelled"))
     assert [type(a) for a in out] == [LeadChanged, SendToolOutput]      # stored, answered, nothing asked
 
@@ -243,18 +247,28 @@ def test_tool_answers_without_the_caller_speaking_are_bounded():
     call = ToolCall()
     triggers = 0
     for i in range(MAX_TOOL_CHAIN + 2):
-        call.core.request_response(TOOL_RESULT if i else "end_of_speech", call.now_ms)
+        ask(call.core, TOOL_RESULT if i else "end_of_speech", call.now_ms)
         out = call.response(f"r{i}", audio=False, tool_args=args(service="פריצת דלת"))
         triggers += out.count(QueueTrigger(TOOL_RESULT))
     assert triggers == MAX_TOOL_CHAIN
 
 
 def test_without_lead_capture_a_tool_call_is_answered_with_an_error():
-    core = CallCore(TurnConfig(), {})
-    from server.core.events import RealtimeReceived
-    core.request_response("end_of_speech", 0)
+    core = CallCore(TurnConfig(), {}, tools=[SaveLead()])
+    ask(core, "end_of_speech", 0)
     for ev in (rt.ResponseCreated("r1"), rt.FunctionCallDone("r1", "fc", "call_x", "save_lead", "{}")):
-        core.handle(RealtimeReceived(ev, 10, 0, 0))
-    out = verbs(core.handle(RealtimeReceived(rt.ResponseDone("r1", "completed", None), 20, 0, 0)))
+        core.handle(RealtimeReceived(ev, 10))
+    out = verbs(core.handle(RealtimeReceived(rt.ResponseDone("r1", "completed", None), 20)))
     assert json.loads(out[0].output)["status"] == "error"
     assert not core.lead_captured
+
+
+def test_a_tool_the_call_does_not_have_is_answered_with_an_error_and_logged():
+    call = ToolCall()
+    ask(call.core, "end_of_speech", call.now_ms)
+    call.rt(rt.ResponseCreated("r1"))
+    out = call.rt(rt.FunctionCallDone("r1", "fc", "call_x", "book_meeting", "{}"))
+    assert "[TOOL] book_meeting called but it is not a tool of this call" in [
+        a.text for a in out if isinstance(a, Note)]
+    answer = verbs(call.rt(rt.ResponseDone("r1", "completed", None)))[0]
+    assert isinstance(answer, SendToolOutput) and json.loads(answer.output)["status"] == "error"

@@ -1,7 +1,7 @@
 """``realtime_audio_in_queue``: when OpenAI cannot keep up, the oldest audio goes first, counted;
 a commit marker is never dropped nor moved, and the newest audio is never the one lost."""
 from server.call.audio_in_queue import AudioInQueue
-from server.media_ws_ai import AUDIO_IN_QUEUE_BYTES, _Commit, _Trigger
+from server.call.model_leg import AUDIO_IN_QUEUE_BYTES, _Commit, _Trigger
 
 FRAME = 160
 FRAMES = 50

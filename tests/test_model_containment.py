@@ -5,14 +5,15 @@ fails call after call, and closes again by itself."""
 import pytest
 
 from server.core import realtime_protocol as rt
-from server.core.call_core import MAX_LINK_LOSSES, MAX_QUICK_LOSSES, MODEL_FAILING, STABLE_SESSION_MS
+from server.core.ending import MODEL_FAILING
+from server.core.model_link import MAX_LINK_LOSSES, MAX_QUICK_LOSSES, STABLE_SESSION_MS
 from server.core.events import HangUp, RealtimeLinkLost, RealtimeReceived, Reconnect
 from server.call.model_breaker import FAILURES_TO_OPEN, OPEN_MS, WINDOW_MS, BreakerState, ModelBreaker
-from tests.test_call_core import Call, notes, verbs
+from tests.test_call_core import Call, ask, notes, verbs
 
 
 def ready(call: Call) -> None:
-    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess"), call.now_ms, 0, 0))
+    call.core.handle(RealtimeReceived(rt.SessionUpdated("sess"), call.now_ms))
 
 
 def lose(call: Call) -> list:
@@ -51,7 +52,7 @@ def test_a_session_that_lived_long_starts_a_new_budget_but_a_call_is_never_recon
 
 def failed(call: Call, n: int, status: str = "failed") -> list:
     rid = f"resp_{n}"
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     call.rt(rt.ResponseCreated(rid))
     return call.rt(rt.ResponseDone(rid, status, "rate_limit_exceeded" if status == "failed" else None,
                                    error_code="rate_limit_exceeded" if status == "failed" else None))
@@ -63,7 +64,7 @@ def test_two_failed_responses_in_a_row_end_the_call_with_the_apology():
     out = failed(call, 2)
     assert HangUp(MODEL_FAILING) in verbs(out)
     assert any("2 responses failed in a row (rate_limit_exceeded)" in n for n in notes(out))
-    assert call.core.finish(MODEL_FAILING, failed=True).outcome == "failed"
+    assert call.core.finish().outcome == "failed"
 
 
 def test_a_completed_response_between_failures_resets_the_count():

@@ -37,3 +37,29 @@ def test_marks_flushed_by_clear_do_not_count_as_played():
     ledger.on_mark_sent("assistant_tts_end")
     assert ledger.on_mark_acked("assistant_tts_end") is True
     assert ledger.on_mark_acked("never_sent") is False
+
+
+def test_ledger_owns_what_is_still_to_play():
+    ledger = PlayoutLedger()
+    assert ledger.drained and ledger.unplayed_ms == 0
+    ledger.on_received("resp_1", "item_1", 400)      # 50 ms: 2.5 frames
+    ledger.on_received("resp_1", "item_1", 320)      # 40 ms
+    assert ledger.unplayed_ms == 90 and ledger.queues() == (0, 2)
+    ledger.on_frame_played("item_1", 0)
+    assert ledger.queues() == (2, 1)                 # the first chunk is being played: 240 bytes left
+    ledger.on_frame_played("item_1", 20)
+    ledger.on_frame_played("item_1", 40)             # this frame spans both chunks
+    assert ledger.unplayed_ms == 30 and ledger.queues() == (2, 0)
+    ledger.on_audio_ended("resp_1")
+    ledger.on_frame_played("item_1", 60)
+    assert not ledger.drained                        # 80 bytes left, and the end has not gone out
+    ledger.on_playout_finished("resp_1")             # the padded last frame and the tail silence went
+    assert ledger.drained and ledger.unplayed_ms == 0
+
+
+def test_a_clear_empties_what_was_to_play():
+    ledger = PlayoutLedger()
+    ledger.on_received("resp_1", "item_1", 1600)
+    ledger.on_audio_ended("resp_1")
+    ledger.on_clear()
+    assert ledger.drained and ledger.queues() == (0, 0)

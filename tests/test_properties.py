@@ -15,6 +15,7 @@ from server.core.events import (AssistantFramePlayed, AssistantPlayoutFinished, 
 from server.core.turn_config import TurnConfig
 from sim import twilio_wire as wire
 from tests.audio_helpers import SILENT, SPEECH, VOICE, tone
+from tests.test_call_core import ask
 
 CFG = TurnConfig()
 FRAMES = {"silence": [SILENT], "speech": SPEECH, "loud": [VOICE], "soft": [tone(80)]}
@@ -47,12 +48,12 @@ class World:
         self.audio_ms = 0
         self.frames_in = 0
         self.vad_frames = 0
-        original = self.core.vad.on_frame
+        original = self.core.turn.vad.on_frame
 
         def counting(*a, **k):
             self.vad_frames += 1
             return original(*a, **k)
-        self.core.vad.on_frame = counting
+        self.core.turn.vad.on_frame = counting
         self.n = 0
         self.pending_creates = 0            # sent, not yet created/rejected/expired
         self.server_active: str | None = None
@@ -73,9 +74,9 @@ class World:
                 if self.forwarded_since_trigger * 20 < CFG.min_utterance_ms:
                     self.violations.append("trigger from an utterance that never reached OpenAI (echo block)")
                 self.forwarded_since_trigger = 0
-                self.apply(self.core.request_response(a.reason, self.now))
+                self.apply(ask(self.core, a.reason, self.now))
             elif isinstance(a, QueueTrigger):
-                self.apply(self.core.request_response(a.reason, self.now))
+                self.apply(ask(self.core, a.reason, self.now))
             elif isinstance(a, CancelResponse) and a.response_id:
                 self.cancelled.add(a.response_id)
             elif isinstance(a, QueueAssistantAudio):
@@ -84,14 +85,14 @@ class World:
                 self.playing = a.response_id
             elif isinstance(a, Note) and a.text.startswith("✅ [AUDIO_DRAIN] Queues empty"):
                 rid = a.text.rsplit("response_id=", 1)[1].rstrip(")")
-                active = self.core.guard.active_response_id
+                active = self.core.book.guard.active_response_id
                 if active not in (None, rid):
                     self.violations.append(f"drain of {rid} cleared while {active} is active")
             elif isinstance(a, ClearPlayback) and self.playing:
                 self.cancelled.add(self.playing)          # the response that was playing stops
 
     def rt(self, event) -> None:
-        self.apply(self.core.handle(RealtimeReceived(event, self.now, 0, 0, 0)))
+        self.apply(self.core.handle(RealtimeReceived(event, self.now)))
 
     def run(self, s) -> None:
         kind = s[0]
@@ -131,12 +132,12 @@ class World:
             elif what == "transcript":
                 self.rt(rt.InputTranscription("i", "כן"))
         elif kind == "trigger":
-            self.apply(self.core.request_response(s[1], self.now))
+            self.apply(ask(self.core, s[1], self.now))
         elif kind == "tick":
-            before = self.core.guard.pending_reason
+            before = self.core.book.guard.pending_reason
             self.now += s[1]
-            self.apply(self.core.handle(Tick(self.now, 0, 0)))
-            if before is not None and self.core.guard.pending_reason is None and self.pending_creates:
+            self.apply(self.core.handle(Tick(self.now)))
+            if before is not None and self.core.book.guard.pending_reason is None and self.pending_creates:
                 self.pending_creates -= 1          # the watchdog gave up on that create
         elif kind == "playout":
             if s[1] == "finished" and self.server_active:
@@ -144,7 +145,7 @@ class World:
             else:
                 self.apply(self.core.handle(MarkAcked(TTS_END_MARK, self.now)))
         elif kind == "session_ready":        # session.updated: the first greets; later ones change nothing
-            self.apply(self.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), self.now, 0, 0)))
+            self.apply(self.core.handle(RealtimeReceived(rt.SessionUpdated("sess_1"), self.now)))
         elif kind == "scene":
             for sub in SCENES[s[1]]:
                 self.run(sub)
@@ -175,7 +176,7 @@ def test_the_random_worlds_reach_the_interesting_states():
             if s[0] == "scene" and (s[1] == "stale_delta" and had_cancel or s[1] == "interrupted"):
                 seen["stale_after_cancel"] += world.core.stats.dropped_deltas > 0
         seen["barge_in"] += world.core.stats.barge_ins
-        seen["skipped"] += world.core.guard.sent_count < sum(1 for s in steps if s[0] == "trigger")
+        seen["skipped"] += world.core.book.guard.sent_count < sum(1 for s in steps if s[0] == "trigger")
     explore()
     assert all(v > 0 for v in seen.values()), seen
 

@@ -6,7 +6,7 @@ from server.core.events import note
 from server.core.timeline import MAX_ITEMS, NOTE_EVENTS, Timeline
 from server.core.log_lines import LINES
 from tests.audio_helpers import SILENT, SPEECH, VOICE
-from tests.test_call_core import CFG, Call
+from tests.test_call_core import CFG, Call, ask
 
 
 def kinds(items, lane):
@@ -20,7 +20,7 @@ def test_a_turn_its_answer_and_a_barge_in_are_drawn_where_they_happened():
     call.frames(SPEECH, 50)                       # 1 s of speech from t0 + 400
     call.frames(SILENT, CFG.eou_silence_ms // 20)
     eou_at = call.now_ms
-    call.core.request_response("end_of_speech", call.now_ms)
+    ask(call.core, "end_of_speech", call.now_ms)
     call.frames(SILENT, CFG.reply_hold_ms // 20 + 1)   # quiet for the reply hold: the answer plays at once
     created_at = call.now_ms + 200
     call.now_ms += 200
@@ -33,7 +33,7 @@ def test_a_turn_its_answer_and_a_barge_in_are_drawn_where_they_happened():
     call.frames(SPEECH, 10)
     call.now_ms += 100
     call.rt(rt.ResponseDone("resp_1", "cancelled", "client_cancelled"))
-    end = call.core.finish("caller_hung_up", failed=False).timeline
+    end = call.core.finish("caller_hung_up").timeline
 
     assert end["v"] == 1 and end["lanes"] == ["caller", "gate", "model", "playout"]
     assert end["duration_ms"] == call.now_ms - t0
@@ -59,7 +59,7 @@ def test_a_turn_its_answer_and_a_barge_in_are_drawn_where_they_happened():
 def test_echo_held_back_is_a_gate_span_and_the_hangup_a_call_event():
     call = Call()
     call.frames(SILENT, 20)
-    call.core.request_response("greeting", call.now_ms)
+    ask(call.core, "greeting", call.now_ms)
     call.rt(rt.ResponseCreated("resp_1"))
     call.rt(rt.AudioDelta("resp_1", "item_1", base64.b64encode(VOICE * 20).decode()))
     call.frames(SPEECH, 10, played_item="item_1", played=VOICE)   # loud sound right over the AI: held back

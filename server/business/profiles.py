@@ -16,10 +16,12 @@ Each profile also says when the business is open (``timezone``, an ``[business.h
 does about it: an ``after_hours_greeting`` and ``after_hours_instructions`` when closed, a
 ``transfer_number`` the caller can be put through to (``transfer_when`` open hours, always or
 never; ring timeout, caller id and fallback), ``keypad`` digits the caller can press (``0`` a
-person, ``9`` repeat), an SMS to the caller when a lead is saved, and call recording with its
-retention. The decisions that need the time (``is_open``, ``transfer_allowed``) take the instant
-as an argument: the profile never reads a clock. Tables are stored as sorted pairs so the profile
-stays frozen and hashable; ``to_json`` writes them as JSON objects.
+person, ``9`` repeat), an SMS to the caller when a lead is saved, call recording with its
+retention, and ``tools``: the agent's tools beyond the ones every call has (a list of names, or a
+table of each tool's options; ``server.tools.registry`` knows the names and checks the options).
+The decisions that need the time (``is_open``, ``transfer_allowed``) take the instant as an
+argument: the profile never reads a clock. Tables are stored as sorted pairs so the profile stays
+frozen and hashable; ``to_json`` writes them as JSON objects.
 """
 from __future__ import annotations
 
@@ -103,6 +105,8 @@ class BusinessProfile:
     """The SMS sent to the caller when a lead is saved: {business}, {service} and {city} are filled in."""
     recording: bool = False
     recording_retention_days: int = 30
+    tools: tuple[tuple[str, str], ...] = ()
+    """(tool name, its options as JSON) pairs sorted by name: the tools offered beyond the defaults."""
 
     @property
     def is_default(self) -> bool:
@@ -111,6 +115,7 @@ class BusinessProfile:
     def to_json(self) -> str:
         raw = asdict(self)
         raw["hours"], raw["keypad"] = dict(self.hours), dict(self.keypad)
+        raw["tools"] = {name: json.loads(options) for name, options in self.tools}
         return json.dumps(raw, ensure_ascii=False, sort_keys=True)
 
     @classmethod
@@ -125,6 +130,9 @@ class BusinessProfile:
             raw["hours"] = tuple((day, hours[day]) for day in WEEK_ORDER if day in hours)
         if "keypad" in raw:
             raw["keypad"] = tuple(sorted((raw["keypad"] or {}).items()))
+        if "tools" in raw:
+            raw["tools"] = tuple(sorted((name, json.dumps(options or {}, sort_keys=True, ensure_ascii=False))
+                                        for name, options in (raw["tools"] or {}).items()))
         return cls(**raw)
 
     # --- opening hours, transfers, keypad, SMS ---------------------------------------------------
@@ -146,6 +154,11 @@ class BusinessProfile:
 
     def keypad_action(self, digit: str) -> str | None:
         return dict(self.keypad).get(digit)
+
+    def tool_options(self, name: str) -> dict | None:
+        """The options of a tool the profile lists (None: not listed)."""
+        options = dict(self.tools).get(name)
+        return None if options is None else json.loads(options)
 
     def sms_for(self, service: str, city: str) -> str:
         return self.sms_text.format(business=self.name, service=service, city=city)
@@ -176,7 +189,7 @@ _KEYS = {"number", "name", "language", "voice", "greeting", "instructions", "ser
          "silence_timeout_ms", "max_silence_warnings", "crm_webhook_url", "crm_secret_env", "required_fields",
          "timezone", "hours", "closed_dates", "after_hours_greeting", "after_hours_instructions",
          "transfer_number", "transfer_when", "transfer_ring_timeout_s", "transfer_caller_id", "transfer_fallback",
-         "keypad", "sms_on_lead", "sms_text", "recording", "recording_retention_days"}
+         "keypad", "sms_on_lead", "sms_text", "recording", "recording_retention_days", "tools"}
 
 
 def _profile(raw: object, where: str, problems: list[str], default: bool) -> BusinessProfile | None:
@@ -269,7 +282,8 @@ def _profile(raw: object, where: str, problems: list[str], default: bool) -> Bus
         keypad=_keypad(raw.get("keypad"), where, problems),
         sms_on_lead=flag("sms_on_lead"), sms_text=_sms_text(text("sms_text"), where, problems),
         recording=flag("recording"),
-        recording_retention_days=integer("recording_retention_days", 1, 3650, default=30))
+        recording_retention_days=integer("recording_retention_days", 1, 3650, default=30),
+        tools=_tools(raw.get("tools"), where, problems))
     return profile if len(problems) == bad else None
 
 
@@ -297,6 +311,22 @@ def _keypad(raw: object, where: str, problems: list[str]) -> tuple[tuple[str, st
         elif action not in KEYPAD_ACTIONS:
             problems.append(f"{where}: 'keypad.{digit}' {action!r} must be one of {', '.join(KEYPAD_ACTIONS)}")
     return tuple(sorted((d, a) for d, a in raw.items() if isinstance(a, str)))
+
+
+def _tools(raw: object, where: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    """``tools = ["name", ...]`` or ``[business.tools.name]`` tables of options."""
+    if raw is None:
+        return ()
+    if isinstance(raw, list) and all(isinstance(name, str) for name in raw):
+        raw = {name: {} for name in raw}
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        problems.append(f"{where}: 'tools' must be a list of tool names or a table of tool option tables")
+        return ()
+    for name in raw:
+        if not name.replace("_", "a").isalnum() or not name[:1].isalpha() or not name.islower():
+            problems.append(f"{where}: tool name {name!r} must be lower-case letters, digits and '_'")
+    return tuple(sorted((name, json.dumps(options, sort_keys=True, ensure_ascii=False, default=str))
+                        for name, options in raw.items()))
 
 
 def _sms_text(raw: str | None, where: str, problems: list[str]) -> str:
@@ -355,8 +385,9 @@ def load_profiles(path: str | Path = DEFAULT_FILE) -> Profiles:
     return parse_profiles(text, path.name)
 
 
-def session_instructions(profile: BusinessProfile, tool_name: str = "save_lead") -> str:
-    """The model's instructions for one call: the business's own, plus what it offers and the tool."""
+def session_instructions(profile: BusinessProfile) -> str:
+    """The model's instructions for one call: the business's own, and what it offers (each tool of
+    the call adds its own sentence: ``server.tools``)."""
     language = LANGUAGES.get(profile.language, "Hebrew")
     parts = [profile.instructions or _BUILTIN_DEFAULT.instructions,
              f"You speak for {profile.name}. Speak {language} unless the caller speaks another language."]
@@ -364,8 +395,4 @@ def session_instructions(profile: BusinessProfile, tool_name: str = "save_lead")
         parts.append("Services offered: " + "; ".join(profile.services) + ".")
     if profile.cities:
         parts.append("Cities served: " + "; ".join(profile.cities) + ".")
-    parts.append(f"When the caller has confirmed the service and the city, call the {tool_name} tool with "
-                 "what you know (the caller's phone number is known; ask for another one only if the caller "
-                 f"wants to be called back elsewhere). If {tool_name} answers 'incomplete', ask the caller for "
-                 "what it lists. If it answers 'saved', follow its 'next' instruction.")
     return "\n".join(parts)

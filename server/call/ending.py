@@ -9,6 +9,9 @@
 * A failure keeps the stream path, whose TwiML says the apology.
 The call's record notes the transfer (reason, masked destination) before the redirect. Then our
 side of the media socket is closed (``close_media_socket``).
+
+``twilio_step`` is that decision as a pure function of the core's ``Ending``; ``TwilioEnding``
+carries it out.
 """
 from __future__ import annotations
 
@@ -17,17 +20,36 @@ import socket
 
 from simple_websocket import ConnectionClosed
 
-from server.business.profiles import BusinessProfile
-from server.logs import mask_phone
-from server.call.records import CallRecords
 from server.adapters.twilio_rest import TwilioRest
 from server.adapters.twiml import transfer_to_person
+from server.business.profiles import BusinessProfile
+from server.call.records import CallRecords
+from server.core.ending import EndKind, Ending
+from server.logs import mask_phone
+
+
+def twilio_step(end: Ending) -> str | None:
+    """``transfer``, ``complete``, or None: the stream closes and the after-stream TwiML answers
+    (the apology after a failure; nothing to do for a caller who left)."""
+    if end.kind is EndKind.TRANSFERRED:
+        return "transfer"
+    if end.kind is EndKind.COMPLETED:
+        return "complete"
+    return None
 
 
 class TwilioEnding:
     def __init__(self, rest: TwilioRest | None, records: CallRecords | None, base_url: str,
                  log: logging.LoggerAdapter | logging.Logger) -> None:
         self.rest, self.records, self.base_url, self.log = rest, records, base_url, log
+
+    def carry_out(self, end: Ending, call_sid: str, profile: BusinessProfile | None,
+                  numbers: tuple[str, str]) -> None:
+        step = twilio_step(end)
+        if step == "transfer":
+            self.transfer(call_sid, end.transfer_reason or "caller asked", profile, numbers)
+        elif step == "complete":
+            self.complete(call_sid)
 
     def transfer(self, call_sid: str, reason: str, profile: BusinessProfile | None, numbers: tuple[str, str]) -> None:
         if profile is None or not profile.transfer_number:

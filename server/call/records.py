@@ -8,7 +8,7 @@ call, never changes what the caller gets, never loses a lead.
 
 The record is written when the webhook answers (before any stream exists) and closed when the
 stream ends, so any instance sharing the database can answer the after-stream request of any call
-(``apologise_after_stream``): several instances behind one load balancer need no shared memory.
+(``server.core.ending.after_stream_action``): several instances behind one load balancer need no shared memory.
 The reads (that after-stream answer, a transfer's business) fall back to this process's memory
 when the database cannot answer.
 """
@@ -18,7 +18,7 @@ import logging
 
 from server import green
 from server.business.directory import Answering, BusinessDirectory
-from server.core.call_core import MODEL_FAILING, TRANSFERRED
+from server.core.ending import Ending, after_stream_action
 from server.delivery.outbox import OutboxWorker
 from server.leads.capture import LeadSnapshot
 from server.storage.db import Store
@@ -31,27 +31,6 @@ CLAIM_DEADLINE_S = 1.0
 READ_DEADLINE_S = 2.0
 """Twilio's requests (after a stream, after a transfer) wait at most this long for a read: then this
 process's memory answers."""
-
-FAILURE_REASONS = frozenset({"realtime_unavailable", "realtime_closed", MODEL_FAILING, "model_unavailable"})
-"""Hangup reasons after which the caller hears the fallback message."""
-
-
-def apologise_after_stream(record: tuple[str, str | None, bool] | None) -> bool:
-    """After the stream closed: apologise when the call failed, or was answered but its stream never
-    ended normally (the instance carrying it died); a call no instance recorded just hangs up.
-    ``record``: (outcome, hangup reason, ended) from ``Store.call_ending``."""
-    if record is None:
-        return False
-    outcome, reason, ended = record
-    return not ended or outcome == "failed" or reason in FAILURE_REASONS
-
-
-def after_stream_action(record: tuple[str, str | None, bool] | None) -> str:
-    """``apologise``, ``transfer`` (the call ended to be handed to a person and was not redirected
-    through the REST API) or ``hangup``."""
-    if apologise_after_stream(record):
-        return "apologise"
-    return "transfer" if record is not None and record[1] == TRANSFERRED else "hangup"
 
 
 class CallRecords:
@@ -149,11 +128,11 @@ class CallRecords:
     def call_ended(self, call_sid: str, **figures) -> None:
         self.writer.put("call_ended", call_sid, **figures)
 
-    def call_finished(self, call_sid: str, end, answering: Answering, complete_lead_written: bool) -> None:
-        """The call's record at its end (``end``: the core's ``CallOutcome``), and its lead: a complete
-        one the call did not write yet, or a partial one (the caller left first, the call failed)."""
-        lead = end.lead
-        if lead is not None and (lead.status != "complete" or not complete_lead_written):
+    def call_finished(self, call_sid: str, end: Ending, answering: Answering) -> None:
+        """The call's record at its end, and its lead (``end.lead_to_write``): a complete one the
+        call did not write yet, or a partial one (the caller left first, the call failed)."""
+        lead = end.lead_to_write
+        if lead is not None:
             if lead.status != "complete":
                 log.info("[LEAD] call ended before the lead was complete - partial lead (missing %s)",
                          list(lead.missing))

@@ -6,7 +6,9 @@ model session and the call core from the answer. What it decides:
 
 * the model's instructions, voice and language; after hours (``profile.is_open``) the
   after-hours instructions and greeting;
-* the tools: ``save_lead`` always, ``transfer_to_human`` when the business has a transfer number;
+* the tools (``server.tools.registry``): ``save_lead`` always, ``transfer_to_human`` when the
+  business has a transfer number, and the ones its profile lists; each adds its own sentence to the
+  instructions and its spec to the session;
 * whether a person can take the call now (``profile.transfer_allowed``) and the keypad's actions;
 * a call coming back from an unanswered transfer (stream parameter ``Transfer=unanswered``) is
   greeted with "no one is available" and is not transferred again.
@@ -17,16 +19,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from server.business.profiles import BusinessProfile, session_instructions
-from server.core.call_core import TRANSFER_TOOL, TRANSFER_TOOL_SPEC, CallCore
-from server.leads.capture import SAVE_LEAD_TOOL, LeadCapture
+from server.core.call_core import CallCore
+from server.leads.capture import LeadCapture
 from server.settings import Settings
+from server.tools import registry
 
 UNANSWERED_TRANSFER_GREETING = (
     "The caller was being transferred to a person, who could not answer. Say briefly, in the caller's language, "
     "that no one is available right now, and offer to take their details so that someone calls back.")
 RECORDING_NOTICE = "Also say, in one short phrase, that the call is recorded."
-TRANSFER_INSTRUCTION = (f"If the caller asks to speak with a person, or asks for something you may not handle, call "
-                        f"the {TRANSFER_TOOL} tool and follow its answer.")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class CallPlan:
     voice: str
     language: str
     tools: list
+    """The Realtime specs of the call's tools (for ``session.update``)."""
     core: CallCore
     is_open: bool
     transfer_allowed: bool
@@ -47,10 +49,9 @@ def plan_call(settings: Settings, profile: BusinessProfile, params: dict, now_ut
     instructions = session_instructions(profile)
     if not is_open:
         instructions = profile.after_hours_instructions + "\n" + instructions
-    tools = [SAVE_LEAD_TOOL]
-    if profile.transfer_number:
-        tools.append(TRANSFER_TOOL_SPEC)
-        instructions += "\n" + TRANSFER_INSTRUCTION
+    tools, tool_instructions = registry.tools_for(profile)
+    for sentence in tool_instructions:
+        instructions += "\n" + sentence
     turn = settings.turn
     if profile.silence_timeout_ms is not None:
         turn = replace(turn, silence_timeout_ms=profile.silence_timeout_ms)
@@ -68,6 +69,7 @@ def plan_call(settings: Settings, profile: BusinessProfile, params: dict, now_ut
     transfer_allowed = profile.transfer_allowed(now_utc) and not back_from_transfer
     lead = LeadCapture(profile.services, profile.cities, profile.required_fields, caller_phone=caller or None)
     core = CallCore(turn, prompts, lead=lead, session_renew_ms=settings.openai_session_renew_ms,
-                    transfer_allowed=transfer_allowed, keypad=profile.keypad)
-    return CallPlan(instructions, profile.voice or settings.openai_voice, profile.language, tools, core, is_open,
+                    transfer_allowed=transfer_allowed, keypad=profile.keypad, tools=tools)
+    return CallPlan(instructions, profile.voice or settings.openai_voice, profile.language,
+                    [tool.spec for tool in tools], core, is_open,
                     transfer_allowed)

@@ -1,8 +1,8 @@
 """Drain check: when may we say the AI stopped speaking?
 
 ``response.output_audio.done`` arrives long before the caller has heard the audio (deltas come
-faster than real time and wait in our queues). So one check per response id polls the queue
-lengths every ``drain_poll_ms``: the AI stops counting as speaking when both queues are empty,
+faster than real time and wait in our queues). So one check per response id polls the playout
+ledger every ``drain_poll_ms``: the AI stops counting as speaking when both queues are empty,
 or ``drain_timeout_ms`` after the queued audio should have finished playing, at the latest. (A
 timeout counted from ``audio.done`` itself fires while seconds of audio still wait: the model
 sends a 5 s answer in well under a second.) The timeout is the safety net for a stalled TX loop.
@@ -23,8 +23,6 @@ class Drained:
 @dataclass(frozen=True)
 class DrainTimedOut:
     response_id: str
-    tx_frames: int
-    out_chunks: int
 
 
 @dataclass(frozen=True)
@@ -43,13 +41,12 @@ class DrainCheck:
         self.timeout_ms = timeout_ms
         self.deadline_ms = started_ms + queued_audio_ms + timeout_ms
 
-    def poll(self, now_ms: int, tx_frames: int, out_chunks: int,
-             active_response_id: str | None) -> DrainResult | None:
+    def poll(self, now_ms: int, queues_empty: bool, active_response_id: str | None) -> DrainResult | None:
         """None means: keep polling."""
         if active_response_id is not None and active_response_id != self.response_id:
             return DrainSuperseded(self.response_id, active_response_id)
-        if tx_frames == 0 and out_chunks == 0:
+        if queues_empty:
             return Drained(self.response_id, now_ms - self.started_ms)
         if now_ms >= self.deadline_ms:
-            return DrainTimedOut(self.response_id, tx_frames, out_chunks)
+            return DrainTimedOut(self.response_id)
         return None

@@ -1,7 +1,8 @@
 """Inputs (facts) and outputs (verbs) of the call core. All frozen; all times in integer ms."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from server.core import log_lines
 from server.core import realtime_protocol as rt
@@ -22,10 +23,6 @@ class CallerFrame:
 class RealtimeReceived:
     event: rt.ServerEvent
     now_ms: int
-    tx_frames: int
-    out_chunks: int
-    queued_audio_ms: int = 0
-    """Assistant audio waiting in tx_q and the out queue, in ms of playback."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +51,32 @@ class MarkAcked:
 @dataclass(frozen=True)
 class Tick:
     now_ms: int
-    tx_frames: int
-    out_chunks: int
+
+
+@dataclass(frozen=True)
+class CommitSent:
+    """The audio sender committed the input buffer (after every frame queued before it) for the
+    turn the core asked for with ``CommitAndTrigger``: the core may ask for the answer now."""
+    reason: str
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class TriggerReached:
+    """A ``QueueTrigger`` came out of the audio queue (after the caller audio queued before it):
+    the core may ask for that response now."""
+    reason: str
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class ToolIoDone:
+    """The I/O a tool asked for (``RunToolIo``) finished: its result, or why it failed (``error``:
+    ``timeout`` or the exception's type and text)."""
+    ticket: int
+    result: object
+    error: str | None
+    now_ms: int
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,8 @@ class CallerDigit:
 
 
 CoreEvent = (CallerFrame | RealtimeReceived | AssistantFramePlayed | AssistantPlayoutFinished | MarkAcked | Tick
-             | ShutdownRequested | RealtimeLinkLost | ReconnectFailed | CallerDigit)
+             | CommitSent | TriggerReached | ToolIoDone | ShutdownRequested | RealtimeLinkLost | ReconnectFailed
+             | CallerDigit)
 
 # --- outputs --------------------------------------------------------------------------------
 
@@ -99,12 +121,13 @@ class ForwardAudio:
 
 @dataclass(frozen=True)
 class CommitAndTrigger:
-    """Commit the input buffer (after every frame forwarded before it), then trigger a response."""
+    """Commit the input buffer after every frame forwarded before it, then report ``CommitSent``."""
     reason: str
 
 
 @dataclass(frozen=True)
 class QueueTrigger:
+    """Report ``TriggerReached`` once the caller audio queued before it has gone."""
     reason: str
 
 
@@ -203,6 +226,18 @@ class TransferCall:
 
 
 @dataclass(frozen=True)
+class RunToolIo:
+    """Run ``request`` through tool ``tool``'s ``run_io`` off the call's thread, for at most
+    ``timeout_ms``, then report ``ToolIoDone(ticket, ...)``."""
+    ticket: int
+    tool: str
+    request: object
+    timeout_ms: int
+    run: Callable[[], object] = field(default=lambda: None, compare=False, repr=False)
+    """The tool's ``run_io`` bound to ``request``: what the shell calls, knowing no tool."""
+
+
+@dataclass(frozen=True)
 class SendToolOutput:
     """``conversation.item.create`` of a ``function_call_output`` (its follow-up response is a
     separate ``QueueTrigger``, through the guard)."""
@@ -241,5 +276,5 @@ def note(level: str, code: str, /, **fields) -> Note:
 
 CoreAction = (ConfigureSession | StartAudio | Reconnect | RenewSession | ReplayConversation | ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
               | QueueAssistantAudio | EndAssistantAudio | SendMark | CancelResponse | ClearPlayback
-              | PausePlayout | ResumePlayout | DeleteItem | TruncateAssistant | HangUp | TransferCall | SendToolOutput
-              | LeadChanged | Note)
+              | PausePlayout | ResumePlayout | DeleteItem | TruncateAssistant | HangUp | TransferCall | RunToolIo
+              | SendToolOutput | LeadChanged | Note)

@@ -44,6 +44,11 @@ class Released:
     held: tuple
     """The playout events kept back, oldest first."""
 
+    @property
+    def audio_ms(self) -> int:
+        """The held audio (base64 deltas of 8 kHz µ-law), in ms."""
+        return sum(len(e.audio_b64) * 3 // 4 // 8 for e in self.held if hasattr(e, "audio_b64"))
+
 
 @dataclass(frozen=True)
 class Abandoned:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from server.core.events import CoreAction, note
+
 
 class SilenceStep(Enum):
     WARN = "silence_warning"
@@ -36,8 +38,18 @@ class SilencePolicy:
         """When the silence clock next runs out; ``now_ms`` when it has not started (a tick starts it)."""
         return now_ms if self._quiet_since_ms is None else self._quiet_since_ms + self.timeout_ms
 
-    def on_tick(self, now_ms: int, listening: bool) -> SilenceStep | None:
-        """``listening``: the pipeline waits for the caller (no response pending or audible)."""
+    def on_tick(self, now_ms: int, listening: bool, out: list[CoreAction] | None = None) -> SilenceStep | None:
+        """``listening``: the pipeline waits for the caller (no response pending or audible);
+        ``out``: where the step's line goes."""
+        step = self._step(now_ms, listening)
+        if out is not None and step is SilenceStep.WARN:
+            out.append(note('INFO', 'silence_prompt', silence_timeout_ms=self.timeout_ms, warnings=self.warnings,
+                            max_silence_warnings=self.max_warnings))
+        elif out is not None and step is SilenceStep.GOODBYE:
+            out.append(note('INFO', 'silence_goodbye'))
+        return step
+
+    def _step(self, now_ms: int, listening: bool) -> SilenceStep | None:
         if not listening:
             self._quiet_since_ms = now_ms
             return None

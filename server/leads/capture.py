@@ -1,4 +1,4 @@
-"""Lead capture of one call: the ``save_lead`` tool's answers and the lead as it stands (pure).
+"""Lead capture of one call: the lead tool's answers and the lead as it stands (pure).
 
 Theory of operation. The model calls ``save_lead`` when it believes it has the details; every
 call is validated and normalised field by field (``server.leads.normalise``): the service against
@@ -22,28 +22,7 @@ from dataclasses import dataclass, field
 
 from server.leads.normalise import find_city_in_text, normalise_city, normalise_phone, normalise_service
 
-TOOL_NAME = "save_lead"
 MAX_TEXT = 500
-
-SAVE_LEAD_TOOL = {
-    "type": "function",
-    "name": TOOL_NAME,
-    "description": ("Save the caller's request for the business. Call it once the caller has confirmed the "
-                    "service and the city; call it again to correct or add a detail. The answer says "
-                    "'saved', or 'incomplete' with what to ask the caller for."),
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "service": {"type": "string", "description": "The service the caller needs, in the caller's words."},
-            "city": {"type": "string", "description": "The city or town where the service is needed."},
-            "name": {"type": "string", "description": "The caller's name, if they gave it."},
-            "phone": {"type": "string", "description": "A callback number, only if different from the "
-                                                       "number the caller is calling from."},
-            "notes": {"type": "string", "description": "Anything else useful: urgency, preferred time, details."},
-        },
-        "required": ["service", "city"],
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -100,18 +79,16 @@ class LeadCapture:
         if text.strip():
             self.caller_texts.append(text.strip())
 
-    def on_tool_call(self, name: str, arguments_json: str) -> ToolAnswer:
+    def on_tool_call(self, arguments_json: str) -> ToolAnswer:
+        """One call of the lead tool (``server.tools.save_lead``): its arguments, as the model gave them."""
         self.tool_calls += 1
-        if name != TOOL_NAME:
-            return ToolAnswer(_dump({"status": "error", "error": f"unknown tool {name!r}; use {TOOL_NAME}"}),
-                              "error", False, False)
         try:
             args = json.loads(arguments_json or "{}")
         except ValueError:
             args = None
         if not isinstance(args, dict):
             return ToolAnswer(_dump({"status": "error", "error": "the arguments were not a JSON object; "
-                                                                 f"call {TOOL_NAME} again"}), "error", False, False)
+                                                                 "call the tool again"}), "error", False, False)
         before = (dict(self.fields), self.city_served)
         problems = self._apply(args)
         missing = tuple(f for f in self.required if f not in self.fields)
