@@ -145,5 +145,15 @@ def deadline(seconds: float):
     return _timeout(seconds, DeadlineExceeded(f"no answer within {seconds:g}s"))
 
 
+class IoDeadline(BaseException):
+    """Raised in a tool's I/O at its deadline. Not an ``Exception`` (nor a ``TimeoutError``): HTTP
+    clients take a socket timeout for a read timeout and retry or carry on; this ends the I/O."""
+
+
+def io_deadline(seconds: float):
+    """Like ``deadline``, for I/O run through libraries that handle timeouts themselves."""
+    return _timeout(seconds, IoDeadline(f"no answer within {seconds:g}s"))
+
+
 def monotonic_ms() -> int:
     return int(time.monotonic() * 1000)

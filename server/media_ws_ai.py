@@ -202,7 +202,8 @@ class MediaCall:
             self.answering = self.records.directory.default_answering()
         profile = self.answering.profile
         self.numbers = (to_number, caller)
-        plan = plan_call(self.settings, profile, params, self.settings.business_time or datetime.now(timezone.utc))
+        plan = plan_call(self.settings, profile, params, self.settings.business_time or datetime.now(timezone.utc),
+                         self.call_sid)
         self.model.setup = SessionSetup(plan.instructions, plan.voice, plan.tools, plan.language)
         self.core = plan.core
         if profile.recording and self.keeper is not None:
@@ -279,9 +280,9 @@ class MediaCall:
         """A tool's I/O, off the call's threads, under its deadline: the result or why it failed."""
         result, error = None, None
         try:
-            with green.deadline(a.timeout_ms / 1000.0):
+            with green.io_deadline(a.timeout_ms / 1000.0):
                 result = a.run()
-        except green.DeadlineExceeded:
+        except green.IoDeadline:
             error = "timeout"
         except Exception as exc:   # noqa: BLE001 - any failure of the tool's I/O is the tool's answer to give
             error = f"{type(exc).__name__}: {exc}"[:200]

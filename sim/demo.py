@@ -2,6 +2,7 @@
 
     ./scripts/demo                      # scenario lead_hebrew: a lead captured, stored, delivered
     ./scripts/demo --scenario two_turns
+    ./scripts/demo --scenario booking   # a visit booked into a CalDAV calendar (Radicale on loopback)
     ./scripts/demo --list
 
 Without ``OPENAI_API_KEY`` the embedded OpenAI Realtime simulator answers. With a key set (in the
@@ -113,6 +114,16 @@ def main(argv: list[str] | None = None) -> int:
               f"→ CRM: {deliveries}")
     if not records["leads"]:
         print("  no lead stored")
+    for lead in records["leads"]:
+        if lead.get("visit"):
+            visit = lead["visit"]
+            print(f"  visit ({visit.get('status')}): {visit.get('says', '')} ({visit.get('start')})")
+    for event in records.get("calendar_events", []):
+        if record.call_sid in event:
+            print("  read back from the calendar (Radicale, CalDAV):")
+            for line in event.splitlines():
+                if line.startswith(("UID", "DTSTART", "DTEND", "SUMMARY", "DESCRIPTION", " ")):
+                    print(f"    {line}")
     timeline_path, metrics_path = run_dir / "timeline.svg", run_dir / "metrics.prom"
     timeline_path.write_bytes(timeline_svg)
     metrics_path.write_text(metrics_text, encoding="utf-8")

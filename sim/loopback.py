@@ -25,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 from server.storage.db import Store
+from sim.calendar_server import PASSWORD_ENV, USER_ENV, CalendarServer
 from sim.crm_receiver import CrmReceiver
 from sim.realtime_server import RealtimeSimulator
 from sim.realtime_session import ReplyScript
@@ -80,6 +81,8 @@ class LoopbackCall:
         self.dial_outcome = dial_outcome
         self.profile_lines = profile_lines
         """TOML lines added to the locksmith's profile (+97235550100), e.g. ``recording = true``."""
+        self.calendar: CalendarServer | None = None
+        """The business's CalDAV calendar (Radicale on loopback) when the scenario books visits."""
         self.db_path = database_path or log_path.parent / f"{log_path.stem}.sqlite3"
 
     @property
@@ -114,12 +117,21 @@ class LoopbackCall:
                     shutil.rmtree(stale)              # the record writer's journal of that database
                 else:
                     stale.unlink()
+        profile_lines = list(self.profile_lines)
+        if self.scenario.calendar:
+            self.calendar = CalendarServer().start()
+            if self.scenario.calendar in ("slow", "down"):
+                proxy = self.calendar.proxied()
+                proxy.blackhole(True) if self.scenario.calendar == "slow" else proxy.cut()
+            env.update(self.calendar.env)
+            profile_lines += [f'calendar_url = "{self.calendar.url}"', f'calendar_username_env = "{USER_ENV}"',
+                              f'calendar_password_env = "{PASSWORD_ENV}"']
         businesses = self.log_path.parent / f"{self.log_path.stem}.businesses.toml"
         lines = []
         for line in BUSINESSES_FILE.read_text(encoding="utf-8").splitlines():
             lines.append(f'crm_webhook_url = "{self.crm.url}"' if line.startswith("crm_webhook_url") else line)
             if line.strip() == 'number = "+97235550100"':
-                lines += list(self.profile_lines)
+                lines += profile_lines
         businesses.write_text("\n".join(lines), encoding="utf-8")
         env.update(DATABASE_URL=f"sqlite:///{self.db_path}", BUSINESSES_FILE=str(businesses),
                    RECORDS_JOURNAL_DIR=str(self.db_path.parent / f"{self.db_path.name}.journal"),
@@ -198,6 +210,8 @@ class LoopbackCall:
             self.twilio_rest.stop()
         if self.crm is not None and self._own_crm:
             self.crm.stop()
+        if self.calendar is not None:
+            self.calendar.stop()
 
     def store(self) -> Store:
         """The server's database, opened read-write from this process (SQLite in WAL mode)."""
@@ -213,7 +227,8 @@ class LoopbackCall:
             listing = self.admin("leads")
         return {"leads": listing["leads"], "outbox": listing["outbox"], "calls": self.admin("calls")["calls"],
                 "crm_received": self.crm.received if self.crm else [],
-                "crm_attempts": self.crm.attempts if self.crm else 0}
+                "crm_attempts": self.crm.attempts if self.crm else 0,
+                "calendar_events": self.calendar.events() if self.calendar else []}
 
     def admin(self, what: str) -> dict:
         return json.loads(self.admin_bytes(what))

@@ -23,6 +23,7 @@ import base64
 import copy
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -154,6 +155,7 @@ class RealtimeSession:
         self.items: dict[str, dict] = {}          # item_id -> {"role", "audio_ms"}, plus "call_id" for function calls
         self.heard: list[str] = []                # this session's caller transcripts, in order
         self.last_item_id: str | None = None
+        self.last_tool_output = ""           # a scripted call's arguments may read it, as a model does
         self.active: dict | None = None           # {"id", "cancel": Event}
         self.closed = threading.Event()
         self.fail_codes = dict(fail_codes or {})     # response number in this session -> error code
@@ -350,6 +352,7 @@ class RealtimeSession:
                 return
             with self._lock:
                 self.counters.tool_outputs.append((call_id, str(item.get("output", ""))))
+                self.last_tool_output = str(item.get("output", ""))
         elif item.get("type") == "message" and item.get("role") in ("assistant", "system"):
             self.script.skip()        # history replayed after a reconnect: an answer (or tool answer) already given
         item.setdefault("id", _new_id("item"))
@@ -495,6 +498,19 @@ class RealtimeSession:
         self.send({"type": "response.done", "response": self._response_obj(
             resp_id, "cancelled" if cancelled else "completed", output, "client_cancelled" if cancelled else None)})
 
+    def _reading_last_answer(self, arguments: str) -> str:
+        """A scripted argument may name a field of the last tool answer, as a model reads what a tool
+        said: ``"{{slots.0.id}}"`` is the first offered slot's id (empty when the answer has none)."""
+        def field_of(match: re.Match) -> str:
+            try:
+                value = json.loads(self.last_tool_output or "{}")
+                for key in match[1].split("."):
+                    value = value[int(key)] if isinstance(value, list) else value[key]
+                return str(value)
+            except (ValueError, KeyError, IndexError, TypeError):
+                return ""
+        return re.sub(r"\{\{([\w.]+)\}\}", field_of, arguments)
+
     def _run_tool_call(self, resp_id: str, cancel: threading.Event, tool: ToolReply) -> None:
         """1.6(d). Cancelled during the think time: no output at all. Cancelled while the arguments
         stream: the item ends ``incomplete`` with what was sent, and no ``function_call_arguments.done``."""
@@ -510,7 +526,7 @@ class RealtimeSession:
         base = {"response_id": resp_id, "item_id": item_id, "output_index": 0, "call_id": call_id}
         self.send({"type": "response.output_item.added", "response_id": resp_id, "output_index": 0, "item": item})
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
-        args, sent = tool.arguments_json, 0
+        args, sent = self._reading_last_answer(tool.arguments_json), 0
         chunk_chars = 12          # a few tokens' worth; the live split varies, clients must concatenate
         while sent < len(args) and not (cancel.is_set() or self.closed.is_set()):
             self.send({"type": "response.function_call_arguments.delta", **base,

@@ -137,6 +137,10 @@ class Scenario:
     """What the call must leave behind: lead status, service, city, delivered."""
     env: dict = field(default_factory=dict, compare=False)
     """Server settings this scenario needs (e.g. a shorter TURN_SILENCE_TIMEOUT_MS)."""
+    calendar: str = ""
+    """``calendar = true`` (``up``): the business books visits into a CalDAV calendar (Radicale on
+    loopback); ``"slow"``: it never answers (the call's deadline ends each request); ``"down"``:
+    it refuses connections. Empty: no calendar."""
     source: str = field(default="", compare=False)
 
     @property
@@ -248,11 +252,19 @@ def parse(text: str, source: str = "<string>") -> Scenario:
         raise ScenarioError(f"{source}: [realtime] replies must be a list")
     echo = caller.get("echo")
     expect = raw.get("expect", {})
-    unknown = (sorted(set(expect) - {"lead", "service", "city", "delivered", "transfer", "latency_max_ms"})
+    unknown = (sorted(set(expect) - {"lead", "service", "city", "delivered", "transfer", "latency_max_ms", "visit"})
                if isinstance(expect, dict) else ["?"])
     if unknown:
-        raise ScenarioError(f"{source}: [expect] knows lead, service, city, delivered, transfer and latency_max_ms, "
-                            f"not {unknown}")
+        raise ScenarioError(f"{source}: [expect] knows lead, service, city, delivered, transfer, latency_max_ms and "
+                            f"visit, not {unknown}")
+    if expect.get("visit", "booked") not in ("booked", "unavailable"):
+        raise ScenarioError(f"{source}: [expect] visit must be booked or unavailable")
+    calendar = raw.get("calendar", False)
+    if calendar not in (True, False, "slow", "down"):
+        raise ScenarioError(f"{source}: calendar must be true, false, \"slow\" or \"down\"")
+    calendar = "up" if calendar is True else (calendar or "")
+    if "visit" in expect and not calendar:
+        raise ScenarioError(f"{source}: [expect] visit needs calendar = true")
     if "latency_max_ms" in expect and (not isinstance(expect["latency_max_ms"], int) or isinstance(
             expect["latency_max_ms"], bool) or expect["latency_max_ms"] <= 0):
         raise ScenarioError(f"{source}: [expect] latency_max_ms must be a positive integer (ms)")
@@ -267,7 +279,7 @@ def parse(text: str, source: str = "<string>") -> Scenario:
         echo=Echo(int(echo["delay_ms"]), float(echo["gain_db"])) if echo else None,
         speedup=float(realtime.get("speedup", 8.0)), real_speech=_flag(caller, "real_speech", source),
         line=_line(caller, source), expect=dict(expect),
-        env={str(k): str(v) for k, v in raw.get("server_env", {}).items()}, source=source)
+        env={str(k): str(v) for k, v in raw.get("server_env", {}).items()}, calendar=calendar, source=source)
 
 
 def load(name_or_path: str) -> Scenario:

@@ -62,12 +62,14 @@ def judge(record: CallRecord, health_after: dict, log_text: str, counters: SimCo
     if counters is not None:
         creates = counters.client_events.get("response.create", 0)
         tools = len(counters.tool_outputs)
+        # a tool answer is followed by one response, unless the caller talked over its I/O (their turn's sees it)
+        follow_ups = tools - log_text.count("[TOOL] answers of ")
         resumed = log_text.count("[HOLD] caller resumed")
-        out.append(Criterion("one response.create per utterance (+ greeting, + one per tool answer, + one per "
-                             "reply abandoned unheard in a hold)",
-                             creates == expected_utterances + 1 + tools + resumed,
-                             f"{creates} response.create for {expected_utterances} utterances, {tools} tool answers "
-                             f"and {resumed} held replies abandoned"))
+        out.append(Criterion("one response.create per utterance (+ greeting, + one per tool answer followed up, + "
+                             "one per reply abandoned unheard in a hold)",
+                             creates == expected_utterances + 1 + follow_ups + resumed,
+                             f"{creates} response.create for {expected_utterances} utterances, {follow_ups} of {tools} "
+                             f"tool answers followed up and {resumed} held replies abandoned"))
         dup = counters.errors.get("conversation_already_has_active_response", 0)
         out.append(Criterion("no conversation_already_has_active_response", dup == 0, f"{dup}"))
         out.append(Criterion("no error events from the model", not counters.errors, str(dict(counters.errors)) or "{}"))
@@ -78,6 +80,32 @@ def judge(record: CallRecord, health_after: dict, log_text: str, counters: SimCo
         out += _judge_lead(expect, records, log_text)
     if expect and expect.get("transfer"):
         out += _judge_transfer(expect["transfer"], record)
+    if expect and records is not None and "visit" in expect:
+        out += _judge_visit(expect["visit"], record, records)
+    return out
+
+
+def _judge_visit(want: str, record: CallRecord, records: dict) -> list[Criterion]:
+    """The lead carries the visit, and the calendar (read back over plain HTTP) holds exactly the
+    one event of this call, at the visit's time."""
+    lead = records["leads"][0] if records["leads"] else {}
+    visit = lead.get("visit") or {}
+    out = [Criterion(f"lead carries the visit ({want})", visit.get("status") == want,
+                     f"{visit.get('status', 'no visit')} {visit.get('says', '')} {visit.get('start', '')}".strip())]
+    mine = [e for e in records.get("calendar_events", []) if record.call_sid and record.call_sid in e]
+    if want == "booked":
+        start = visit.get("start", "")
+        stamp = ""
+        if start:
+            from datetime import datetime, timezone
+            stamp = datetime.fromisoformat(start).astimezone(timezone.utc).strftime("DTSTART:%Y%m%dT%H%M%SZ")
+        out.append(Criterion("the calendar holds this call's visit, once, at its time",
+                             len(mine) == 1 and bool(stamp) and stamp in mine[0],
+                             f"{len(mine)} event(s) of this call; {stamp or 'no start'}"))
+        delivered = [r["payload"]["lead"].get("visit") for r in records["crm_received"]
+                     if r["payload"]["event"] == "lead.complete"]
+        out.append(Criterion("the CRM got the visit with the lead", any(v and v.get("start") == start for v in delivered),
+                             f"{len(delivered)} complete lead(s) delivered"))
     return out
 
 

@@ -141,8 +141,8 @@ def test_every_tool_is_a_module_and_its_spec_lives_there():
 LAYERS = (
     # lowest first: a module imports its own layer and the ones below, never one above
     ("server.green", "server.logs", "server.log_check", "server.core", "server.business", "server.leads"),
-    ("server.settings", "server.tools", "server.storage"),
-    ("server.delivery", "server.adapters"),
+    ("server.settings", "server.storage"),
+    ("server.delivery", "server.adapters", "server.tools"),
     ("server.call",),
     ("server.media_ws_ai",),
     ("server.web",),

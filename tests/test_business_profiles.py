@@ -23,11 +23,13 @@ CLEANER = "+97235550200"
 LOCKSMITH_SERVICES = ("התקנת מנעול חכם", "פריצת דלת", "החלפת צילינדר", "שכפול מפתחות", "תיקון דלת")
 LOCKSMITH_CITIES = ("תל אביב-יפו", "רמת גן", "גבעתיים", "חולון", "בת ים", "הרצליה", "רעננה", "כפר סבא", "נתניה",
                     "פתח תקווה")
-KNOWN_KEYS = ("after_hours_greeting, after_hours_instructions, cities, closed_dates, crm_secret_env, crm_webhook_url, "
-              "greeting, hours, instructions, keypad, language, max_silence_warnings, name, number, recording, "
+KNOWN_KEYS = ("after_hours_greeting, after_hours_instructions, booking_days_ahead, booking_notice_minutes, "
+              "calendar_password_env, calendar_timeout_ms, calendar_url, calendar_username_env, chol_hamoed, cities, "
+              "closed_dates, crm_secret_env, crm_webhook_url, greeting, holiday_eve_hours, holidays, hours, "
+              "instructions, keypad, language, max_silence_warnings, name, number, recording, "
               "recording_retention_days, required_fields, services, silence_timeout_ms, sms_on_lead, sms_text, "
               "timezone, tools, transfer_caller_id, transfer_fallback, transfer_number, transfer_ring_timeout_s, "
-              "transfer_when, voice")
+              "transfer_when, visit_buffer_minutes, visit_minutes, voice")
 ISRAELI_WEEK = (("sun", "08:00-18:00"), ("mon", "08:00-18:00"), ("tue", "08:00-18:00"), ("wed", "08:00-18:00"),
                 ("thu", "08:00-18:00"), ("fri", "08:00-13:00"), ("sat", "closed"))
 ONE = '[[business]]\nnumber = "+97235550100"\nname = "A"\n'
@@ -181,10 +183,10 @@ def test_repo_file_hours_answer_in_jerusalem_time():
      "b.toml: business #1 (+97235550100): 'sms_on_lead' must be true or false"),
     (ONE + 'sms_text = "Thanks {name}, {business} will call"\n',
      "b.toml: business #1 (+97235550100): 'sms_text' has an unknown placeholder {name} "
-     "(known: {business}, {service}, {city})"),
+     "(known: {business}, {service}, {city}, {visit})"),
     (ONE + 'sms_text = "{business.__class__}"\n',
      "b.toml: business #1 (+97235550100): 'sms_text' has an unknown placeholder {business.__class__} "
-     "(known: {business}, {service}, {city})"),
+     "(known: {business}, {service}, {city}, {visit})"),
     (ONE + 'sms_text = "Thanks {business"\n',
      "b.toml: business #1 (+97235550100): 'sms_text' is not a valid template (expected '}' before end of "
      "string); write a literal brace as {{ or }}"),
@@ -328,6 +330,14 @@ def test_the_default_sms_text_fills_its_placeholders():
     locksmith = load_profiles().businesses[LOCKSMITH]
     assert locksmith.sms_for("פריצת דלת", "חולון") == ("תודה שפנית למנעולן השרון! קיבלנו את פנייתך "
                                                        "(פריצת דלת, חולון) ונחזור אליך בהקדם.")
+
+
+def test_a_booked_visit_goes_into_the_sms_placed_or_added():
+    locksmith = load_profiles().businesses[LOCKSMITH]
+    assert locksmith.sms_for("פריצת דלת", "חולון", "מחר, יום רביעי, בעשר בבוקר").endswith(
+        "ונחזור אליך בהקדם. הביקור נקבע למחר, יום רביעי, בעשר בבוקר.")
+    placed = parse_profiles(ONE + 'sms_text = "{business}: נתראה {visit}"\n', "b.toml").businesses[LOCKSMITH]
+    assert placed.sms_for("פריצת דלת", "חולון", "מחר בעשר") == f"{placed.name}: נתראה מחר בעשר"
 
 
 # Jerusalem in June is UTC+3: 05:00 UTC is Sunday 08:00, 15:00 UTC is 18:00; 2026-06-13 is a Saturday.

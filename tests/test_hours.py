@@ -260,13 +260,18 @@ def test_every_problem_at_once():
 
 # --- purity ------------------------------------------------------------------------------------------------------
 
-def test_the_module_reads_no_clock():
+@pytest.mark.parametrize("module", ["hours.py", "holidays_il.py", "slots.py"])
+def test_the_module_reads_no_clock(module):
     """The instant is always passed in: no now()/today()/utcnow(), no time, os or I/O modules."""
-    tree = ast.parse((ROOT / "server" / "business" / "hours.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "server" / "business" / module).read_text(encoding="utf-8"))
     calls = {node.func.attr for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
     assert not calls & {"now", "utcnow", "today", "time_ns", "monotonic"}
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "re", "collections", "dataclasses", "datetime", "zoneinfo"}, imported
+    assert imported <= {"__future__", "re", "collections", "dataclasses", "datetime", "zoneinfo", "functools",
+                        "holidays", "server"}, imported
+    assert {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module and
+            node.module.startswith("server")} <= {"server.business", "server.business.hours",
+                                                   "server.business.holidays_il"}

@@ -233,7 +233,7 @@ def test_an_incomplete_lead_keeps_the_call_going():
     ask(call.core, TOOL_RESULT, call.now_ms)
     call.response("r2", audio=True)
     assert not any(isinstance(a, HangUp) for a in call.play_out("r2"))
-    assert call.core.state is Pipeline.LISTENING and not call.core.lead_captured
+    assert call.core.state is Pipeline.LISTENING and not call.core.desk.lead_complete
 
 
 def test_a_cancelled_tool_response_still_gets_its_answer_but_no_follow_up():
@@ -260,7 +260,7 @@ def test_without_lead_capture_a_tool_call_is_answered_with_an_error():
         core.handle(RealtimeReceived(ev, 10))
     out = verbs(core.handle(RealtimeReceived(rt.ResponseDone("r1", "completed", None), 20)))
     assert json.loads(out[0].output)["status"] == "error"
-    assert not core.lead_captured
+    assert not core.desk.lead_complete
 
 
 def test_a_tool_the_call_does_not_have_is_answered_with_an_error_and_logged():

@@ -106,7 +106,7 @@ def test_save_lead_with_deliver_to_queues_one_pending_delivery_in_the_same_write
     assert body["delivery_id"] == msg.delivery_id
     assert body["lead"] == {"id": lead_id, "status": "complete", "service": "התקנת מנעול חכם", "city": "רמת גן",
                             "city_served": True, "name": "דנה", "phone": "+972501234567", "notes": "דחוף",
-                            "missing": []}
+                            "missing": [], "visit": None}
     assert body["business"] == {"number": LOCKSMITH, "name": "מנעולן השרון"}
     assert body["call"]["call_sid"] == CALL and body["call"]["started_at"].endswith("Z")
     assert "התקנת מנעול חכם" in msg.body                       # readable, not \u escapes

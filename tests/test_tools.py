@@ -16,7 +16,8 @@ from server.call.registry import CallRegistry
 from server.call.setup import plan_call
 from server.core import realtime_protocol as rt
 from server.core.call_core import TOOL_RESULT, CallCore
-from server.core.events import (QueueTrigger, RealtimeLinkLost, RealtimeReceived, RunToolIo, SendToolOutput,
+from server.core.events import (CommitAndTrigger, QueueTrigger, RealtimeLinkLost, RealtimeReceived, RunToolIo,
+                                SendToolOutput,
                                 ToolIoDone)
 from server.core.tool_desk import MAX_IO_TIMEOUT_MS
 from server.media_ws_ai import MediaCall
@@ -52,7 +53,7 @@ class PartsInStock(ToolBase):
         return ToolReply(reply_json({"status": "ok", "part": part, "in_stock": result}))
 
 
-TOOL = ToolDef("parts_in_stock", make=lambda profile, options: PartsInStock(STOCK), order=50,
+TOOL = ToolDef("parts_in_stock", make=lambda profile, options, call: PartsInStock(STOCK), order=50,
                instructions="When the caller asks whether a part is in stock, call parts_in_stock.",
                check=lambda options: [] if set(options) <= {"warehouse"} else [f"unknown options {sorted(options)}"])
 
@@ -211,3 +212,47 @@ def test_the_shell_stops_waiting_at_the_deadline():
 def test_the_shell_reports_a_failing_io_as_its_error():
     fact = run_io_in_shell(PartsInStock({}), 500)
     assert fact.error == "KeyError: 'צילינדר'"
+
+
+# --- a caller who talks over a tool's I/O ----------------------------------------------------------
+
+def talked_over_io() -> tuple:
+    """A caller turn whose held reply is a tool call with I/O; the caller resumes while it runs."""
+    from tests.audio_helpers import SILENT, SPEECH
+    from tests.test_call_core import Call, caller_turn
+    call = Call()
+    call.core = CallCore(CFG, {"greeting": "Greet"}, tools=[PartsInStock(STOCK)])
+    caller_turn(call)
+    call.frames(SILENT, CFG.eou_silence_ms // 20)
+    ask(call.core, "end_of_speech", call.now_ms)
+    call.rt(rt.ResponseCreated("resp_1"))
+    [io] = [a for a in call.rt(rt.FunctionCallDone("resp_1", "fc1", "call_1", "parts_in_stock", '{"part":"צילינדר"}'))
+            if isinstance(a, RunToolIo)]
+    call.rt(rt.ResponseDone("resp_1", "completed", None))
+    call.frames(SILENT, 10)
+    out = call.frames(SPEECH, CFG.min_utterance_ms // 20 + 5)         # the caller goes on
+    assert any("[HOLD] caller resumed" in n for n in notes(out))
+    return call, io, SILENT, SPEECH
+
+
+def test_io_done_while_the_caller_still_talks_is_answered_by_their_turn():
+    call, io, silent, speech = talked_over_io()
+    done = call.core.handle(ToolIoDone(io.ticket, 4, None, call.now_ms))
+    assert [type(a) for a in verbs(done)] == [SendToolOutput]           # no follow-up over the caller
+    assert any("sent without a follow-up" in n for n in notes(done))
+    call.frames(speech, 10)
+    out = call.frames(silent, CFG.eou_silence_ms // 20)
+    assert CommitAndTrigger("end_of_speech") in out                      # their turn's answer sees the tool's
+
+
+def test_io_done_after_the_callers_turn_was_answered_gets_its_follow_up_after_that_answer():
+    call, io, silent, speech = talked_over_io()
+    out = call.frames(silent, CFG.eou_silence_ms // 20)
+    assert CommitAndTrigger("end_of_speech") in out
+    ask(call.core, "end_of_speech", call.now_ms)
+    call.rt(rt.ResponseCreated("resp_2"))                                # the turn's answer, without the tool's
+    done = call.core.handle(ToolIoDone(io.ticket, 4, None, call.now_ms))
+    assert [type(a) for a in verbs(done)] == [SendToolOutput]
+    assert any("their follow-up goes after that answer" in n for n in notes(done))
+    after = verbs(call.rt(rt.ResponseDone("resp_2", "completed", None)))
+    assert QueueTrigger(TOOL_RESULT) in after                            # never lost to the busy guard

@@ -21,7 +21,11 @@ range's wall start back into an instant: a start inside the missing hour opens a
 instant that exists after it (the jump itself), a start inside the repeated hour opens twice.
 
 A table that lists no day (or no table at all) means open around the clock; closed dates still
-apply. A range never runs past midnight: ``"22:00-24:00"`` on one day and ``"00:00-02:00"`` on the
+apply. A business with a table keeps Israel's holidays (``server.business.holidays_il``) unless
+its profile says ``holidays = "none"``: closed on a holiday, open ``eve_hours`` (``08:00-13:00``)
+on its eve (never longer than the day's own hours), and on Chol HaMoed as ``chol_hamoed`` says
+(``open``: the usual hours; ``short``: the eve's; ``closed``). ``spans_on(day)`` is the one answer
+to "when is it open on this local day" that ``is_open``, ``next_opening`` and the booking slots use. A range never runs past midnight: ``"22:00-24:00"`` on one day and ``"00:00-02:00"`` on the
 next say the same thing without ambiguity. ``parse`` reports every problem at once, naming the
 key (``'hours.mon' '25:00-26:00': 25:00 is not a time of day ...``); the profile prefixes the file
 and the entry. Loading a zone reads the system's tz database (or the ``tzdata`` package), the only
@@ -36,7 +40,13 @@ from datetime import date, datetime, time, timedelta
 from datetime import timezone as _timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.business import holidays_il
+from server.business.holidays_il import CHOL_HAMOED_CHOICES
+
 DEFAULT_TIMEZONE = "Asia/Jerusalem"
+ISRAEL = "israel"
+HOLIDAY_CHOICES = (ISRAEL, "none")
+DEFAULT_EVE_HOURS = "08:00-13:00"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Indexed by ``date.weekday()``."""
 WEEK_ORDER = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -67,15 +77,29 @@ class OpeningHours:
     week: tuple[tuple[Span, ...], ...] | None = None
     """Seven days by ``date.weekday()``; None: open around the clock (no day was listed)."""
     closed_dates: frozenset[date] = frozenset()
+    holidays: str = ISRAEL
+    """``israel`` (the holidays close the business, their eves are short) or ``none``."""
+    eve_hours: tuple[Span, ...] = (Span(8 * 3600, 13 * 3600),)
+    chol_hamoed: str = "open"
+    """``open`` (the usual hours), ``short`` (the eve's hours) or ``closed``."""
 
     # --- building -------------------------------------------------------------------------------
 
     @classmethod
     def parse(cls, table: Mapping[str, object] | None, timezone: object = DEFAULT_TIMEZONE,
-              closed_dates: object = None) -> tuple[OpeningHours | None, list[str]]:
+              closed_dates: object = None, holidays: object = ISRAEL, eve_hours: object = DEFAULT_EVE_HOURS,
+              chol_hamoed: object = "open") -> tuple[OpeningHours | None, list[str]]:
         """``(hours, [])`` or ``(None, problems)``. ``table`` is the ``hours`` table (day -> ranges,
-        optionally with ``closed_dates``); ``closed_dates`` may instead be given beside it."""
+        optionally with ``closed_dates``); ``closed_dates`` may instead be given beside it;
+        ``holidays``, ``eve_hours`` and ``chol_hamoed`` say how the business keeps the holidays."""
         problems: list[str] = []
+        if holidays not in HOLIDAY_CHOICES:
+            problems.append(f"'holidays' {holidays!r} must be one of {', '.join(HOLIDAY_CHOICES)}")
+            holidays = ISRAEL
+        if chol_hamoed not in CHOL_HAMOED_CHOICES:
+            problems.append(f"'chol_hamoed' {chol_hamoed!r} must be one of {', '.join(CHOL_HAMOED_CHOICES)}")
+            chol_hamoed = "open"
+        eve = _day("holiday_eve_hours", eve_hours, problems)
         zone = _zone_name(timezone, problems)
         table = {} if table is None else table
         if not isinstance(table, Mapping):
@@ -95,7 +119,7 @@ class OpeningHours:
         dates = _dates(closed_dates, problems)
         if problems:
             return None, problems
-        return cls(zone, tuple(week) if days else None, dates), []
+        return cls(zone, tuple(week) if days else None, dates, holidays, eve, chol_hamoed), []
 
     def table(self) -> dict[str, str]:
         """The week as a JSON-friendly table, every day Sunday first (``"closed"`` for a day without
@@ -110,14 +134,29 @@ class OpeningHours:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def spans_on(self, day: date) -> tuple[Span, ...]:
+        """When the business is open on this local day: its week, its closed dates, the holidays."""
+        if day in self.closed_dates:
+            return ()
+        if self.week is None:
+            return (Span(0, _DAY_S),)
+        usual = self.week[day.weekday()]
+        kind = holidays_il.kind_of(day) if self.holidays == ISRAEL else None
+        if kind is None or (kind[0] == holidays_il.CHOL_HAMOED and self.chol_hamoed == "open"):
+            return usual
+        if kind[0] == holidays_il.HOLIDAY or (kind[0] == holidays_il.CHOL_HAMOED and self.chol_hamoed == "closed"):
+            return ()
+        return _intersect(usual, self.eve_hours)       # an eve, or a short Chol HaMoed day
+
+    def closure(self, day: date) -> str | None:
+        """Why a day is closed or short, for the after-hours lines: the holiday's name, or None."""
+        kind = holidays_il.kind_of(day) if self.holidays == ISRAEL and self.week is not None else None
+        return None if kind is None else kind[1]
+
     def is_open(self, now_utc: datetime) -> bool:
         local = _aware(now_utc).astimezone(self.zone)
-        if local.date() in self.closed_dates:
-            return False
-        if self.week is None:
-            return True
         second = local.hour * 3600 + local.minute * 60 + local.second
-        return any(span.start_s <= second < span.end_s for span in self.week[local.weekday()])
+        return any(span.start_s <= second < span.end_s for span in self.spans_on(local.date()))
 
     def next_opening(self, now_utc: datetime) -> datetime | None:
         """The instant (UTC) the business is next open: ``now_utc`` itself when open now, None when
@@ -129,12 +168,10 @@ class OpeningHours:
             return None
         zone = self.zone
         today = now_utc.astimezone(zone).date()
-        # Each closed date can push the answer back one day at most; a week more covers the rest.
-        for offset in range(len(self.closed_dates) + 8):
+        # Each closed date (or holiday) can push the answer back one day at most; a week more covers the rest.
+        for offset in range(len(self.closed_dates) + 8 + 8):
             day = today + timedelta(days=offset)
-            if day in self.closed_dates:
-                continue
-            spans = (Span(0, _DAY_S),) if self.week is None else self.week[day.weekday()]
+            spans = self.spans_on(day)
             starts = sorted(instant for span in spans for instant in _instants(day, span.start_s, zone))
             for instant in starts:
                 if instant > now_utc and self.is_open(instant):
@@ -229,6 +266,11 @@ def _date(item: object) -> date | None:
     return None
 
 
+def _intersect(spans: tuple[Span, ...], limits: tuple[Span, ...]) -> tuple[Span, ...]:
+    out = [Span(max(a.start_s, b.start_s), min(a.end_s, b.end_s)) for a in spans for b in limits]
+    return tuple(sorted((span for span in out if span.start_s < span.end_s), key=lambda span: span.start_s))
+
+
 # --- time helpers ---------------------------------------------------------------------------------
 
 def _aware(instant: datetime) -> datetime:
@@ -258,3 +300,8 @@ def _instants(day: date, second: int, zone: ZoneInfo) -> list[datetime]:
         else:
             low_s = middle_s
     return [datetime.fromtimestamp(high_s, UTC)]
+
+
+def instants_of(day: date, second: int, zone: ZoneInfo) -> list[datetime]:
+    """The UTC instants whose wall time in ``zone`` is ``second`` into ``day`` (see ``_instants``)."""
+    return _instants(day, second, zone)

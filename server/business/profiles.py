@@ -26,13 +26,14 @@ frozen and hashable; ``to_json`` writes them as JSON objects.
 from __future__ import annotations
 
 import json
+import re
 import string
 import tomllib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from server.business.hours import DEFAULT_TIMEZONE, WEEK_ORDER, OpeningHours
+from server.business.hours import DEFAULT_EVE_HOURS, DEFAULT_TIMEZONE, ISRAEL, WEEK_ORDER, OpeningHours
 from server.leads.normalise import normalise_phone
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "config" / "businesses.toml"
@@ -43,7 +44,7 @@ TRANSFER_CALLER_IDS = ("business", "caller")
 TRANSFER_FALLBACKS = ("agent", "voicemail")
 KEYPAD_DIGITS = "0123456789*#"
 KEYPAD_ACTIONS = ("person", "repeat")
-SMS_PLACEHOLDERS = ("business", "service", "city")
+SMS_PLACEHOLDERS = ("business", "service", "city", "visit")
 DEFAULT_KEYPAD = (("0", "person"), ("9", "repeat"))
 DEFAULT_AFTER_HOURS_GREETING = (
     "Greet the caller briefly in Hebrew: say this is the virtual assistant, that the business is closed now, "
@@ -52,6 +53,7 @@ DEFAULT_AFTER_HOURS_INSTRUCTIONS = (
     "The business is closed now. Speak Hebrew unless the caller speaks another language. Take the caller's "
     "details: what they need, in which city, and their name; confirm the number to call back. Promise that "
     "the business will call them back when it opens, without promising an exact time.")
+VISIT_SMS = "הביקור נקבע ל{visit}."
 DEFAULT_SMS_TEXT = "תודה שפנית ל{business}! קיבלנו את פנייתך ({service}, {city}) ונחזור אליך בהקדם."
 
 
@@ -107,6 +109,21 @@ class BusinessProfile:
     recording_retention_days: int = 30
     tools: tuple[tuple[str, str], ...] = ()
     """(tool name, its options as JSON) pairs sorted by name: the tools offered beyond the defaults."""
+    holidays: str = "israel"
+    """israel: closed on Israel's holidays, short days on their eves (with an hours table); none."""
+    holiday_eve_hours: str = DEFAULT_EVE_HOURS
+    chol_hamoed: str = "open"
+    """open (the usual hours), short (the eve hours) or closed."""
+    calendar_url: str = ""
+    """The CalDAV collection visits are booked into; empty: no booking (the lead only)."""
+    calendar_username_env: str | None = None
+    calendar_password_env: str | None = None
+    """The names of the environment variables holding the calendar's credentials (never the secrets)."""
+    visit_minutes: int = 60
+    visit_buffer_minutes: int = 0
+    booking_days_ahead: int = 14
+    booking_notice_minutes: int = 120
+    calendar_timeout_ms: int = 2000
 
     @property
     def is_default(self) -> bool:
@@ -138,7 +155,8 @@ class BusinessProfile:
     # --- opening hours, transfers, keypad, SMS ---------------------------------------------------
 
     def opening_hours(self) -> OpeningHours:
-        hours, problems = OpeningHours.parse(dict(self.hours), self.timezone, list(self.closed_dates))
+        hours, problems = OpeningHours.parse(dict(self.hours), self.timezone, list(self.closed_dates), self.holidays,
+                                             self.holiday_eve_hours, self.chol_hamoed)
         if hours is None:
             raise ValueError(f"profile {self.number or '[default]'}: " + "; ".join(problems))
         return hours
@@ -160,8 +178,12 @@ class BusinessProfile:
         options = dict(self.tools).get(name)
         return None if options is None else json.loads(options)
 
-    def sms_for(self, service: str, city: str) -> str:
-        return self.sms_text.format(business=self.name, service=service, city=city)
+    def sms_for(self, service: str, city: str, visit: str = "") -> str:
+        """The caller's SMS; with a booked visit and a text that does not place it, the visit is added."""
+        text = self.sms_text.format(business=self.name, service=service, city=city, visit=visit)
+        if visit and "{visit}" not in self.sms_text:
+            text += f" {VISIT_SMS.format(visit=visit)}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -189,7 +211,9 @@ _KEYS = {"number", "name", "language", "voice", "greeting", "instructions", "ser
          "silence_timeout_ms", "max_silence_warnings", "crm_webhook_url", "crm_secret_env", "required_fields",
          "timezone", "hours", "closed_dates", "after_hours_greeting", "after_hours_instructions",
          "transfer_number", "transfer_when", "transfer_ring_timeout_s", "transfer_caller_id", "transfer_fallback",
-         "keypad", "sms_on_lead", "sms_text", "recording", "recording_retention_days", "tools"}
+         "keypad", "sms_on_lead", "sms_text", "recording", "recording_retention_days", "tools", "holidays",
+         "holiday_eve_hours", "chol_hamoed", "calendar_url", "calendar_username_env", "calendar_password_env",
+         "visit_minutes", "visit_buffer_minutes", "booking_days_ahead", "booking_notice_minutes", "calendar_timeout_ms"}
 
 
 def _profile(raw: object, where: str, problems: list[str], default: bool) -> BusinessProfile | None:
@@ -265,7 +289,9 @@ def _profile(raw: object, where: str, problems: list[str], default: bool) -> Bus
         max_silence_warnings=integer("max_silence_warnings", 0, 10),
         crm_webhook_url=url, crm_secret_env=text("crm_secret_env"), required_fields=required)
     hours, hour_problems = OpeningHours.parse(raw.get("hours"), raw.get("timezone", DEFAULT_TIMEZONE),
-                                              raw.get("closed_dates"))
+                                              raw.get("closed_dates"), raw.get("holidays", ISRAEL),
+                                              raw.get("holiday_eve_hours", DEFAULT_EVE_HOURS),
+                                              raw.get("chol_hamoed", "open"))
     problems.extend(f"{where}: {problem}" for problem in hour_problems)
     transfer = _transfer_number(text("transfer_number") or "", number, where, problems)
     profile = BusinessProfile(
@@ -283,8 +309,35 @@ def _profile(raw: object, where: str, problems: list[str], default: bool) -> Bus
         sms_on_lead=flag("sms_on_lead"), sms_text=_sms_text(text("sms_text"), where, problems),
         recording=flag("recording"),
         recording_retention_days=integer("recording_retention_days", 1, 3650, default=30),
-        tools=_tools(raw.get("tools"), where, problems))
+        tools=_tools(raw.get("tools"), where, problems),
+        holidays=hours.holidays if hours else ISRAEL,
+        holiday_eve_hours=",".join(map(str, hours.eve_hours)) or "closed" if hours else DEFAULT_EVE_HOURS,
+        chol_hamoed=hours.chol_hamoed if hours else "open",
+        **_calendar(raw, where, problems, integer, text))
     return profile if len(problems) == bad else None
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _calendar(raw: dict, where: str, problems: list[str], integer, text) -> dict:
+    """The booking keys: the CalDAV calendar, its credentials' variable names, the visit's rules."""
+    url = text("calendar_url") or ""
+    if url and not url.startswith(("http://", "https://")):
+        problems.append(f"{where}: 'calendar_url' must start with http:// or https://")
+    names = {}
+    for key in ("calendar_username_env", "calendar_password_env"):
+        name = text(key)
+        if name is not None and not _ENV_NAME.fullmatch(name):
+            problems.append(f"{where}: {key!r} must name an environment variable (letters, digits, '_'), "
+                            "never hold the secret itself")
+        names[key] = name
+    return dict(calendar_url=url, **names,
+                visit_minutes=integer("visit_minutes", 10, 480, default=60),
+                visit_buffer_minutes=integer("visit_buffer_minutes", 0, 240, default=0),
+                booking_days_ahead=integer("booking_days_ahead", 1, 90, default=14),
+                booking_notice_minutes=integer("booking_notice_minutes", 0, 10_080, default=120),
+                calendar_timeout_ms=integer("calendar_timeout_ms", 200, 5000, default=2000))
 
 
 def _transfer_number(raw: str, own: str, where: str, problems: list[str]) -> str:

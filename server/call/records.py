@@ -119,7 +119,8 @@ class CallRecords:
         target = [profile.crm_webhook_url, profile.crm_secret_env] if deliver and profile.crm_webhook_url else None
         sms = None
         if profile.sms_on_lead and profile.number and lead.phone and lead.status == "complete":
-            sms = [lead.phone, profile.number, profile.sms_for(lead.service or "", lead.city or "")]
+            booked = lead.visit.get("says", "") if lead.visit and lead.visit.get("status") == "booked" else ""
+            sms = [lead.phone, profile.number, profile.sms_for(lead.service or "", lead.city or "", booked)]
         key = self.writer.put("save_lead", call_sid, lead=lead_args(lead), deliver_to=target,
                               business=self._business(profile), asked_for_person=asked_for_person, sms=sms)
         log.info("[LEAD] %s lead queued for the database (%s)%s", lead.status, key or "REFUSED",

@@ -22,7 +22,7 @@ from server.business.profiles import BusinessProfile, session_instructions
 from server.core.call_core import CallCore
 from server.leads.capture import LeadCapture
 from server.settings import Settings
-from server.tools import registry
+from server.tools import CallFacts, registry
 
 UNANSWERED_TRANSFER_GREETING = (
     "The caller was being transferred to a person, who could not answer. Say briefly, in the caller's language, "
@@ -42,14 +42,15 @@ class CallPlan:
     transfer_allowed: bool
 
 
-def plan_call(settings: Settings, profile: BusinessProfile, params: dict, now_utc: datetime) -> CallPlan:
+def plan_call(settings: Settings, profile: BusinessProfile, params: dict, now_utc: datetime,
+              call_sid: str = "") -> CallPlan:
     caller = str(params.get("From", ""))
     is_open = profile.is_open(now_utc)
     back_from_transfer = params.get("Transfer") == "unanswered"      # <Dial> unanswered: a new stream
     instructions = session_instructions(profile)
     if not is_open:
         instructions = profile.after_hours_instructions + "\n" + instructions
-    tools, tool_instructions = registry.tools_for(profile)
+    tools, tool_instructions = registry.tools_for(profile, CallFacts(call_sid, caller, settings.business_time))
     for sentence in tool_instructions:
         instructions += "\n" + sentence
     turn = settings.turn

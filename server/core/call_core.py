@@ -31,7 +31,11 @@ does what spans several of them:
   one drain check (polled every ``drain_poll_ms`` against the ledger); the end of playout sends
   ``assistant_tts_end``, whose ack returns the pipeline to LISTENING and lets a closing call hang up.
 * Tools: answers go back once their response is done (and their I/O is in); the follow-up is one
-  more guarded trigger (at most ``MAX_TOOL_CHAIN`` in a row). Keypad digits are actions, never speech.
+  more guarded trigger (at most ``MAX_TOOL_CHAIN`` in a row). A caller who resumes while a tool's
+  I/O runs is not talked over: if they are still talking when it is in, their turn's answer sees
+  the tool's (``answer_with_turn``); if their turn was answered meanwhile, the follow-up goes after
+  that answer (``ResponseBook.defer``), never lost to the busy guard. Keypad digits are actions,
+  never speech.
 * Time: watchdogs (no ``response.created``, no audio), the silence clock, drains, the status line,
   session renewal and a draining server's goodbye limit all report their deadlines; conditions that
   events change (a draining server's goodbye, a hangup after a goodbye never heard) are re-checked
@@ -64,7 +68,7 @@ from server.core.response_guard import ResponseGuard
 from server.core.silence_policy import SilencePolicy, SilenceStep
 from server.core.status_line import StatusLine
 from server.core.timeline import Timeline
-from server.core.tool_desk import LeadUpdated, Tool, ToolContext, ToolDesk, WantsPerson
+from server.core.tool_desk import ABANDONED, LeadUpdated, Tool, ToolContext, ToolDesk, WantsPerson
 from server.core.turn_config import TurnConfig
 from server.leads.capture import LeadCapture
 
@@ -167,10 +171,6 @@ class CallCore:
     def lead(self) -> LeadCapture | None:
         return self.desk.lead
 
-    @property
-    def lead_captured(self) -> bool:
-        return self.desk.lead is not None and self.desk.lead.complete
-
     def _idle(self) -> bool:
         """Between turns: listening, no response asked for or in flight, nothing audible."""
         return self.state is Pipeline.LISTENING and not self.book.busy and not self.playback.audible
@@ -206,7 +206,7 @@ class CallCore:
             out.append(note('INFO', 'response_create_sent', reason=ev.reason))
 
     def _hang_up(self, reason: str, out: list[CoreAction]) -> None:
-        self.ending.hang_up(reason, self.lead_captured, out)
+        self.ending.hang_up(reason, self.desk.lead_complete, out)
 
     def _stop_speaking(self, out: list[CoreAction] | None = None) -> None:
         """The AI is no longer audible: nothing plays and nothing stays paused (``out`` given: a paused
@@ -242,8 +242,11 @@ class CallCore:
     def _on_utterance_end(self, rec: UtteranceEnded, now_ms: int, out: list[CoreAction]) -> None:
         utterance = self.turn.judge_utterance(rec, now_ms, out)
         if utterance is None:
+            if self.desk.answer_with_turn and not self.book.busy:    # not a turn after all: the answers
+                self.desk.answer_with_turn = False                   # get their own follow-up now
+                self._ask_model(TOOL_RESULT, out, Cause.TOOL, "tool answers after the caller's words")
             return
-        if self.ending.winding_up:
+        if self.ending.winding_up and not self.desk.answer_with_turn:
             out.append(note('INFO', 'utterance_call_ending'))
             return
         if not self.link.up:
@@ -259,7 +262,7 @@ class CallCore:
         self.conversation.caller_turn(rec.end_ms, utterance.duration_ms, out)
         self._move(Cause.UTTERANCE, f"len={self.turn.sound.bytes} | silence_ms={rec.silence_ms}", out)
         self.clock.turn_ended(now_ms, utterance.speech_end_ms)
-        self.desk.chain = 0
+        self.desk.chain, self.desk.answer_with_turn = 0, False
         if self.cfg.reply_hold_ms > 0:
             self.hold.arm(rec.end_ms, self.turn.last_audible_ms)
         self.turn.committed(out)              # every frame of the utterance before its commit
@@ -286,6 +289,7 @@ class CallCore:
         out.append(note('INFO', 'hold_resumed', pause_ms=abandoned.pause_ms,
                         response=abandoned.response_id or '(not created yet)'))
         self.book.abandon(abandoned.response_id, abandoned.item_ids, out)
+        self.desk.abandon_parked()         # a tool's I/O still running: no follow-up over the caller
         self.clock.abandon()
         self.turn.turn_resumed = True      # its first part was speech: the rest is not vetoed as steady sound
         if self.state is Pipeline.PROCESSING:
@@ -393,7 +397,7 @@ class CallCore:
         if self.book.link_lost() or self.state is Pipeline.PROCESSING:
             self.link.answer_owed = True               # a turn was waiting for its answer
         if not self.link.on_lost(ev.now_ms, ev.reason, out):
-            self.ending.hang_up("realtime_closed", self.lead_captured, out, announce=False)
+            self.ending.hang_up("realtime_closed", self.desk.lead_complete, out, announce=False)
             return
         self.hold.cancel()                # a held reply died with the session; the owed turn is re-asked
         self.desk.clear()                 # their calls died with the session; the lead itself is kept
@@ -404,7 +408,7 @@ class CallCore:
     def _on_reconnect_failed(self, ev: ReconnectFailed, out: list[CoreAction]) -> None:
         """Bounded backoff, then the call ends with the fallback message (the shell's apology)."""
         if not self.link.on_reconnect_failed(ev.attempt, ev.reason, out):
-            self.ending.hang_up("realtime_closed", self.lead_captured, out, announce=False)
+            self.ending.hang_up("realtime_closed", self.desk.lead_complete, out, announce=False)
 
     # --- tools ----------------------------------------------------------------------------------
 
@@ -419,7 +423,8 @@ class CallCore:
     def _on_tool_io(self, ev: ToolIoDone, out: list[CoreAction]) -> None:
         response_id, effects = self.desk.on_io_done(ev.ticket, ev.result, ev.error, self._tool_context(), out)
         self._carry_out(effects, out)
-        status = self.desk.unpark(response_id) if response_id is not None else None
+        talking = self.turn.vad.state is not VadState.SILENCE
+        status = self.desk.unpark(response_id, self.conversation.tool_answered, talking, out) if response_id else None
         if status is not None and not self._send_answers(response_id, status, out):
             self._settle(response_id, out)     # its response ended while the I/O ran: nothing follows
 
@@ -439,6 +444,10 @@ class CallCore:
                 or not self.desk.chain_allows(out)):
             return False              # the caller is talking; their turn's response sees the answer
         self.desk.follow_up_owed = True
+        if status == ABANDONED and self.book.busy:    # the caller's turn was answered without them: after it
+            self.book.defer(TOOL_RESULT)
+            out.append(note('INFO', 'tool_answers_deferred', response_id=response_id))
+            return True
         self._ask_model(TOOL_RESULT, out, None if self.playback.audible else Cause.TOOL,
                         f"tool answer for {response_id}")
         return True
@@ -458,7 +467,7 @@ class CallCore:
         self._stop_speaking(out)
         if self.state is Pipeline.SPEAKING:
             self._move(Cause.PLAYED, "buffer_reset", out)
-        if self.ending.after_playout is not None and not self.book.busy and not self.desk.follow_up_owed:
+        if self.ending.after_playout is not None and not self.book.busy and not self.desk.owes_follow_up:
             self._hang_up(self.ending.after_playout, out)
 
     # --- time and the call's end ------------------------------------------------------------------
@@ -514,6 +523,6 @@ class CallCore:
                 and not ending.ended and idle):
             ending.close_after_playout("shutdown")
             self._ask_model(SilenceStep.GOODBYE.value, out, Cause.PROMPT, "goodbye (shutdown)")
-        elif (ending.after_playout is not None and idle and not self.desk.follow_up_owed
+        elif (ending.after_playout is not None and idle and not self.desk.owes_follow_up
                 and not self.playback.ledger.marks_pending):
             self._hang_up(ending.after_playout, out)

@@ -65,6 +65,14 @@ LINES: dict[str, str] = {
     'tool_unknown': '[TOOL] {name} called but it is not a tool of this call',
     'tool_io': '[TOOL] {name} asked for I/O (#{ticket}, at most {timeout_ms}ms)',
     'tool_io_done': '[TOOL] {name} I/O #{ticket} done (error: {error})',
+    'tool_answers_deferred': "[TOOL] answers of {response_id} came after the caller's turn was answered - their "
+                             "follow-up goes after that answer",
+    'tool_answers_unfollowed': "[TOOL] answers of {response_id} sent without a follow-up: the caller talked over "
+                               "the tool's I/O, their turn's answer sees them",
+    'slots_offered': '📅 [BOOKING] {count} free time(s) offered, the first {first}',
+    'visit_booked': '📅 [BOOKING] visit booked for {start}',
+    'visit_taken': '📅 [BOOKING] {start} was taken meanwhile - other times offered',
+    'calendar_unavailable': '📅 [BOOKING] {tool}: the calendar cannot be reached ({error}) - a call back is promised',
     'lead_tool_answer': '[LEAD] {name} -> {status}: service={service} city={city} served={city_served} missing={missing}',
     'lead_complete': '[LEAD] complete - the goodbye follows, then the smart hangup',
     'tool_chain_limit': '[TOOL] {tool_chain} tool answers without the caller speaking - not asking for another response',

@@ -17,6 +17,7 @@ from server.core.events import CancelResponse, CoreAction, DeleteItem, RenewSess
 from server.core.response_guard import ResponseGuard, SendCreate
 
 
+ANY_RESPONSE = "*"
 MAX_FAILED_RESPONSES = 2        # responses failed in a row (rate limits, server errors): then the apology
 
 
@@ -55,6 +56,8 @@ class ResponseBook:
     """Held replies cancelled unheard: their items are deleted when they are done."""
     deleted_items: set[str] = field(default_factory=set)
     deferred_reason: str | None = None
+    deferred_behind: str | None = None
+    """The response a deferred request waits for (``defer``); None: a cancelled one's end."""
     cancel_when_created: bool = False
     failed_in_row: int = 0
 
@@ -78,11 +81,18 @@ class ResponseBook:
             out.append(note('WARNING', 'watchdog_no_created', waited_ms=expired.waited_ms, reason=expired.reason))
         return expired is not None
 
+    def defer(self, reason: str) -> None:
+        """Ask for ``reason`` once the response in flight is done (the next one done, when it is
+        not created yet): a request that must not be lost to a busy guard."""
+        self.deferred_reason = reason
+        self.deferred_behind = self.guard.active_response_id or ANY_RESPONSE
+
     def take_deferred(self, response_id: str) -> str | None:
-        """A cancelled response is done: the reason asked for meanwhile, if any."""
-        if self.deferred_reason is None or response_id not in self.cancelled:
+        """A response is done: the reason deferred behind it (or behind a cancelled one), if any."""
+        if self.deferred_reason is None or not (response_id in self.cancelled
+                                                or self.deferred_behind in (response_id, ANY_RESPONSE)):
             return None
-        reason, self.deferred_reason = self.deferred_reason, None
+        reason, self.deferred_reason, self.deferred_behind = self.deferred_reason, None, None
         return reason
 
     @property

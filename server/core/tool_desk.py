@@ -26,6 +26,7 @@ from server.core import realtime_protocol as rt
 from server.core.events import CoreAction, LeadChanged, RunToolIo, SendToolOutput, note
 from server.leads.capture import LeadCapture
 
+ABANDONED = "abandoned"             # a parked response whose follow-up the caller talked over
 MAX_TOOL_CHAIN = 3                  # tool answers in a row without the caller speaking
 DEFAULT_IO_TIMEOUT_MS = 3000
 MAX_IO_TIMEOUT_MS = 6000            # under the no-audio watchdog: a turn waiting on I/O never looks dead
@@ -107,6 +108,8 @@ class ToolDesk:
     chain: int = 0
     """Tool answers in a row without the caller speaking."""
     follow_up_owed: bool = False
+    answer_with_turn: bool = False
+    """Answers went out while the caller was talking: the caller's own turn follows them up."""
     complete_lead_written: bool = False
     """A complete lead was handed to the shell to store and deliver: the call's end need not again."""
     _answers: dict[str, list[_Answer]] = field(default_factory=dict)
@@ -165,11 +168,26 @@ class ToolDesk:
         """The response is done but an answer of it waits for I/O: its answers go when it is in."""
         self._parked[response_id] = status
 
-    def unpark(self, response_id: str) -> str | None:
-        """The parked response's status once none of its answers waits any more, else None."""
+    def unpark(self, response_id: str, on_answer, caller_talking: bool, out: list[CoreAction]) -> str | None:
+        """The parked response's status once none of its answers waits any more, else None. When
+        the caller talked over its I/O and is still talking, its answers go here with no follow-up
+        (their turn's answer sees them: ``answer_with_turn``); once their turn is over, ABANDONED
+        comes back: the answers want a follow-up after the turn's answer."""
         if response_id not in self._parked or self.waiting_on(response_id):
             return None
-        return self._parked.pop(response_id)
+        status = self._parked.pop(response_id)
+        if status != ABANDONED or not caller_talking:
+            return status
+        self.send_answers(response_id, on_answer, out)
+        self.answer_with_turn = True
+        out.append(note('INFO', 'tool_answers_unfollowed', response_id=response_id))
+        return None
+
+    def abandon_parked(self) -> None:
+        """The caller went on talking while some I/O ran: when it is in, its answers go to the model
+        without a follow-up (the caller's own turn gets the answer that sees them)."""
+        for response_id in self._parked:
+            self._parked[response_id] = ABANDONED
 
     def has_answers(self, response_id: str) -> bool:
         return bool(self._answers.get(response_id))
@@ -202,4 +220,13 @@ class ToolDesk:
         self._answers.clear()
         self._waiting.clear()
         self._parked.clear()
-        self.follow_up_owed = False
+        self.follow_up_owed = self.answer_with_turn = False
+
+    @property
+    def lead_complete(self) -> bool:
+        return self.lead is not None and self.lead.complete
+
+    @property
+    def owes_follow_up(self) -> bool:
+        """A response to the tools' answers is still to come: the call does not end before it."""
+        return self.follow_up_owed or self.answer_with_turn

@@ -38,6 +38,8 @@ class LeadSnapshot:
     missing: tuple[str, ...]
     sources: dict = field(default_factory=dict, compare=False)
     """field -> ``tool``, ``caller_id`` or ``transcript``."""
+    visit: dict | None = field(default=None, compare=False)
+    """The visit booked for the lead (``start``, ``says``, ``status``: booked or unavailable)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class LeadCapture:
         self.sources: dict[str, str] = {}
         self.city_served: bool | None = None
         self.complete = False
+        self.visit: dict | None = None
         self.tool_calls = 0
         self.caller_texts: list[str] = []
         if caller_phone:
@@ -186,4 +189,9 @@ class LeadCapture:
             notes = f"{notes} — caller said: {said}" if notes else f"caller said: {said}"
         missing = tuple(f for f in self.required if f not in fields)
         return LeadSnapshot("complete" if self.complete else "partial", fields.get("service"), fields.get("city"),
-                            city_served, fields.get("name"), fields.get("phone"), notes, missing, sources)
+                            city_served, fields.get("name"), fields.get("phone"), notes, missing, sources,
+                            dict(self.visit) if self.visit is not None else None)
+
+    def set_visit(self, visit: dict) -> None:
+        """The booking tool's word: a visit booked (or the calendar unavailable) for this lead."""
+        self.visit = dict(visit)

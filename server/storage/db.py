@@ -233,13 +233,14 @@ class Store:
             row.name, row.phone, row.notes = lead.name, lead.phone, lead.notes
             row.missing_json = json.dumps(list(lead.missing))
             row.sources_json = json.dumps(lead.sources, sort_keys=True)
+            row.visit_json = None if lead.visit is None else json.dumps(lead.visit, ensure_ascii=False, sort_keys=True)
             s.flush()
             delivery_id = _delivery_id(delivery_key)
             if deliver_to is not None and not _queued(s, delivery_id):
                 body = {"event": f"lead.{lead.status}", "delivery_id": delivery_id,
                         "lead": {"id": row.id, "status": lead.status, "service": lead.service, "city": lead.city,
                                  "city_served": lead.city_served, "name": lead.name, "phone": lead.phone,
-                                 "notes": lead.notes, "missing": list(lead.missing)},
+                                 "notes": lead.notes, "missing": list(lead.missing), "visit": lead.visit},
                         "business": business or {}, "call": {"call_sid": call_sid,
                                                              "started_at": call.started_at.isoformat() + "Z",
                                                              "asked_for_person": asked_for_person}}
@@ -399,6 +400,7 @@ def _lead_dict(lead: Lead, call_sid: str, business: str | None, deliveries: Iter
             "service": lead.service, "city": lead.city, "city_served": lead.city_served, "name": lead.name,
             "phone": lead.phone, "notes": lead.notes, "missing": json.loads(lead.missing_json or "[]"),
             "sources": json.loads(lead.sources_json or "{}"), "created_at": _iso(lead.created_at),
+            "visit": json.loads(lead.visit_json) if lead.visit_json else None,
             "deliveries": [{"delivery_id": d.delivery_id, "status": d.status, "attempts": d.attempts,
                             "last_error": d.last_error, "delivered_at": _iso(d.delivered_at)} for d in deliveries]}
 

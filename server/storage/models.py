@@ -84,6 +84,9 @@ class Lead(Base):
     """Where each field came from: ``tool`` (the model's save_lead) or ``transcript``."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    visit_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The visit booked for it (start, says, status: booked or unavailable); NULL: none. Last, as
+    revision 0005 adds it."""
 
 
 class OutboxMessage(Base):

@@ -10,18 +10,29 @@ module here, its profile key, and a line in the README: nothing in the core or t
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Callable
 
 from server.core.tool_desk import LeadUpdated, Tool, ToolContext, ToolReply, WantsPerson
 
-__all__ = ["LeadUpdated", "Tool", "ToolBase", "ToolContext", "ToolDef", "ToolReply", "WantsPerson", "reply_json"]
+__all__ = ["CallFacts", "LeadUpdated", "Tool", "ToolBase", "ToolContext", "ToolDef", "ToolReply", "WantsPerson",
+           "arguments_of", "reply_json"]
 
 
 def reply_json(obj: dict) -> str:
     """A tool's answer for the model: compact JSON that keeps Hebrew readable."""
-    import json
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def arguments_of(text: str) -> dict | None:
+    """A call's arguments as the model gave them (a JSON object), or None when they are not one."""
+    try:
+        args = json.loads(text or "{}")
+    except ValueError:
+        return None
+    return args if isinstance(args, dict) else None
 
 
 class ToolBase:
@@ -40,10 +51,20 @@ class ToolBase:
 
 
 @dataclass(frozen=True)
+class CallFacts:
+    """What a tool may know of its call beyond the core's context (its id, who is calling)."""
+    call_sid: str = ""
+    caller: str = ""
+    business_time: datetime | None = None
+    """A fixed time of the business (``BUSINESS_TIME``: the demo and the tests); None: the clock."""
+
+
+@dataclass(frozen=True)
 class ToolDef:
     name: str
-    make: Callable[[object, dict], Tool]
-    """(the business's profile, the tool's options from the profiles file) -> the call's tool."""
+    make: Callable[[object, dict, object], Tool]
+    """(the business's profile, the tool's options from the profiles file, the call's ``CallFacts``)
+    -> the call's tool."""
     instructions: str = ""
     """The sentence the tool adds to the model's instructions when a call has it."""
     default: bool = False

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 
 import server.tools as package
-from server.tools import Tool, ToolDef
+from server.tools import CallFacts, Tool, ToolDef
 
 _extra: dict[str, ToolDef] = {}
 
@@ -48,11 +48,13 @@ def defs_for(profile) -> list[ToolDef]:
     return sorted(chosen, key=lambda d: (d.order, d.name))
 
 
-def tools_for(profile) -> tuple[list[Tool], list[str]]:
+def tools_for(profile, call: CallFacts | None = None) -> tuple[list[Tool], list[str]]:
     """(the call's tool objects, the sentences they add to the instructions), in order."""
     listed = _listed(profile)
     defs = defs_for(profile)
-    return [d.make(profile, listed.get(d.name, {})) for d in defs], [d.instructions for d in defs if d.instructions]
+    call = call or CallFacts()
+    return ([d.make(profile, listed.get(d.name, {}), call) for d in defs],
+            [d.instructions for d in defs if d.instructions])
 
 
 def check(profiles) -> list[str]:

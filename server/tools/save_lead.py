@@ -53,4 +53,4 @@ class SaveLead(ToolBase):
                                      missing=list(answer.missing)),))
 
 
-TOOL = ToolDef(NAME, make=lambda profile, options: SaveLead(), instructions=INSTRUCTIONS, default=True, order=0)
+TOOL = ToolDef(NAME, make=lambda profile, options, call: SaveLead(), instructions=INSTRUCTIONS, default=True, order=0)

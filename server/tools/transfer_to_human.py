@@ -7,9 +7,7 @@ transfer), and the answer tells the model which line to say.
 """
 from __future__ import annotations
 
-import json
-
-from server.tools import ToolBase, ToolContext, ToolDef, ToolReply, WantsPerson
+from server.tools import ToolBase, ToolContext, ToolDef, ToolReply, WantsPerson, arguments_of
 
 NAME = "transfer_to_human"
 SPEC = {
@@ -34,10 +32,7 @@ MAX_REASON = 80
 
 def reason_of(arguments: str) -> str:
     """The ``reason`` argument (the model's JSON), short, or a default."""
-    try:
-        reason = json.loads(arguments or "{}").get("reason")
-    except (ValueError, AttributeError):
-        reason = None
+    reason = (arguments_of(arguments) or {}).get("reason")
     return str(reason)[:MAX_REASON] if reason else "caller asked"
 
 
@@ -49,5 +44,5 @@ class TransferToHuman(ToolBase):
         return ToolReply(ANSWERS[ctx.person_available], effects=(WantsPerson(reason_of(arguments)),))
 
 
-TOOL = ToolDef(NAME, make=lambda profile, options: TransferToHuman(), instructions=INSTRUCTIONS, default=True,
+TOOL = ToolDef(NAME, make=lambda profile, options, call: TransferToHuman(), instructions=INSTRUCTIONS, default=True,
                offered=lambda profile: bool(profile.transfer_number), order=10)

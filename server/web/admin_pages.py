@@ -152,7 +152,7 @@ def _lead(lead: dict | None) -> str:
               ("city served", lead["city_served"]), ("name", lead["name"]), ("phone", lead["phone"]),
               ("notes", lead["notes"]), ("missing", ", ".join(lead["missing"]) or "-"),
               ("sources", ", ".join(f"{k}: {v}" for k, v in sorted(lead["sources"].items())) or "-"),
-              ("created (UTC)", lead["created_at"])]
+              ("visit", _visit(lead.get("visit"))), ("created (UTC)", lead["created_at"])]
     table = "<table id=lead>" + "".join(f'<tr><th>{_e(k)}</th><td dir="auto">{_e(v)}</td></tr>'
                                         for k, v in fields) + "</table>"
     deliveries = (_table(lead["deliveries"], ["delivery_id", "status", "attempts", "last_error", "delivered_at"])
@@ -193,3 +193,11 @@ def bad_request_page(what: str) -> str:
 
 def not_found_page(what: str) -> str:
     return _doc("Not found", f'<nav><a href="/admin">all calls</a></nav><h1>Not found</h1><p>{_e(what)}</p>')
+
+
+def _visit(visit: dict | None) -> str:
+    """A booked visit as the owner reads it: when (as said to the caller), and its state."""
+    if not visit:
+        return "-"
+    when = visit.get("says") or visit.get("start", "")
+    return f"{when} ({visit.get('start', '')}) - {visit.get('status', '')}"
