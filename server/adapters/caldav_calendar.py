@@ -26,6 +26,8 @@ from __future__ import annotations
 import time as _clock
 from datetime import date, datetime, time, timedelta, timezone
 
+import caldav                  # at start, with the tools: a worker's first booking pays no import
+
 UTC = timezone.utc
 
 
@@ -54,7 +56,6 @@ class CalDavCalendar:
         return min(self.timeout_s, left)
 
     def _calendar(self):
-        import caldav                  # loaded on the first booking, not at every start
         if self._client is None:
             self._client = caldav.DAVClient(url=self.url, username=self.username, password=self.password,
                                             timeout=self.timeout_s)

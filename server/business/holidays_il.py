@@ -16,6 +16,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from functools import lru_cache
 
+import holidays
+
 HOLIDAY, EVE, CHOL_HAMOED = "holiday", "eve", "chol_hamoed"
 CHOL_HAMOED_CHOICES = ("open", "short", "closed")
 NO_EVE = ("Independence Day",)
@@ -23,7 +25,6 @@ NO_EVE = ("Independence Day",)
 
 @lru_cache(maxsize=16)
 def _year(year: int) -> dict[date, tuple[str, str]]:
-    import holidays                      # the package's tables are loaded on first use
     days: dict[date, tuple[str, str]] = {}
     public = holidays.country_holidays("IL", years=[year - 1, year, year + 1], language="en_US")
     optional = holidays.country_holidays("IL", years=[year - 1, year, year + 1], categories=("optional",),

@@ -15,6 +15,8 @@ import os
 import re
 from datetime import date, datetime, timedelta, timezone
 
+from icalendar import Calendar, Event
+
 from server.adapters.caldav_calendar import CalDavCalendar
 from server.business.hours import OpeningHours
 from server.business.slots import SlotRules, free_slots, says
@@ -106,7 +108,6 @@ class Diary:
         return f"{digest}@prosaas"
 
     def vevent(self, start: datetime, now: datetime, summary: str, description: str) -> str:
-        from icalendar import Calendar, Event
         calendar = Calendar()
         calendar.add("prodid", "-//ProSaaS//phone agent//HE")
         calendar.add("version", "2.0")
