@@ -18,6 +18,8 @@ spread over ``--spread-ms``, as real calls never arrive on the same millisecond)
 * Input audio sent to the model per caller utterance, beyond the speech itself (the model
   simulator's count of appended audio, the caller simulator's count of speech said).
 * The worker's peak RSS (VmHWM) and its RSS at the end.
+* The model's cost per call minute: what the Realtime simulator billed (its ``usage``, the same for
+  any server it serves), at ``gpt-realtime``'s list prices.
 
 Prints a table and writes bench/results/call_bench.json (or ``--out``). Bounded: at most 3 rounds
 of at most 80 calls per level.
@@ -44,6 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from server.business import pricing  # noqa: E402
 from server.core.pacer import MsHistogram  # noqa: E402
 from sim import scenario as scenario_mod  # noqa: E402
 from sim.loopback import AUTH_TOKEN, ROOT, SIM_API_KEY, LoopbackCall, free_port  # noqa: E402
@@ -150,6 +153,7 @@ def run_level(loop: LoopbackCall, pid: int, calls: int, rounds: int, spread_ms: 
     failures: list[str] = []
     perf0 = perf(loop)
     appended0, committed0 = loop.realtime.counters.appended_ms, loop.realtime.counters.committed_ms
+    billed0 = dict(loop.realtime.counters.usage)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     for round_no in range(rounds):
         records: list = []
@@ -184,6 +188,8 @@ def run_level(loop: LoopbackCall, pid: int, calls: int, rounds: int, spread_ms: 
     eou = diff(perf1["eou_to_create_ms"], perf0["eou_to_create_ms"])
     appended_ms = loop.realtime.counters.appended_ms - appended0
     committed_ms = loop.realtime.counters.committed_ms - committed0
+    billed = {k: v - billed0.get(k, 0) for k, v in loop.realtime.counters.usage.items()}
+    model_usd = pricing.model_usd(billed, "gpt-realtime")        # the simulator's bill, at list prices
     return {
         "calls_at_once": calls, "rounds": rounds, "calls": calls * rounds, "utterances": utterances,
         "cpu_s_per_call_minute": round(cpu / (call_ms / 60000), 3) if call_ms else None,
@@ -200,6 +206,8 @@ def run_level(loop: LoopbackCall, pid: int, calls: int, rounds: int, spread_ms: 
         "caller_speech_s": round(speech_ms / 1000, 1),
         "call_minutes": round(call_ms / 60000, 2), "server_cpu_s": round(cpu, 2), "wall_s": round(wall, 1),
         "worker_rss_mb": round(rss_mb, 1), "worker_peak_rss_mb": round(peak_mb, 1),
+        "model_usd_per_call_minute": round(model_usd / (call_ms / 60000), 4) if call_ms else None,
+        "model_tokens_billed": billed,
         "failures": failures[:10], "failure_count": len(failures),
     }
 

@@ -35,6 +35,7 @@ from simple_websocket import ConnectionClosed
 from server import green
 from server.adapters.twilio_rest import TwilioRest
 from server.business.directory import Answering
+from server.business.pricing import usage_record
 from server.call.ending import TwilioEnding, close_media_socket
 from server.call.metrics import CallMetrics
 from server.call.model_leg import ModelLeg, SessionSetup
@@ -88,6 +89,7 @@ class MediaCall:
         self._timer_wake_ms = 0                    # when the timer is due to wake next
         self._threads: list = []
         self._finished = False
+        self._started_ms = green.monotonic_ms()
         t, m = self.twilio, self.model
         self._verbs = {
             Note: self._log_note,
@@ -123,6 +125,7 @@ class MediaCall:
             return
         self.registry.active += 1
         self.registry.total += 1
+        self._started_ms = green.monotonic_ms()
         try:
             self._threads = [green.spawn(fn) for fn in (self.model.read, self.model.send_audio,
                                                          self.twilio.tx_loop, self._timer)]
@@ -144,10 +147,15 @@ class MediaCall:
         keep_model = end.summary_wanted and not self.model.link_down and self.records is not None
         if not keep_model:
             self._teardown()
+        s, settings = end.stats, self.settings
+        usage = usage_record(s.tokens, s.abandoned_tokens, s.transcription_s, s.transcription_tokens,
+                             settings.openai_realtime_model, settings.openai_transcription_model,
+                             (green.monotonic_ms() - self._started_ms) / 1000, settings.twilio_minute_usd,
+                             settings.model_prices)
         if self.metrics is not None:
-            self.metrics.call_ended(end.outcome, end.stats, end.lead.status if end.lead is not None else None)
+            self.metrics.call_ended(end.outcome, end.stats, end.lead.status if end.lead is not None else None, usage)
         if self.records is not None and self.recorded and self.answering is not None:
-            self.records.call_finished(self.call_sid, end, self.answering)
+            self.records.call_finished(self.call_sid, end, self.answering, usage)
         if self.twilio.recorder is not None:
             self.keeper.save(self.twilio.recorder, self.answering.business_id, self.call_sid, self.records,
                              on_failure=self.metrics.recording_failed if self.metrics is not None else None)

@@ -8,11 +8,12 @@ interface (README "Configuration"); turn-taking thresholds are ``TURN_<FIELD>`` 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from server.business.pricing import DEFAULT_TWILIO_MINUTE_USD, parse_overrides
 from server.core.turn_config import TurnConfig
 
 DEFAULT_INSTRUCTIONS = (
@@ -116,6 +117,10 @@ class Settings:
     """PostgreSQL: a connection not made by then fails (the write is tried again later)."""
     database_statement_timeout_ms: int = 5000
     """PostgreSQL: a statement running longer is cancelled by the server (the write is tried again)."""
+    model_prices: dict = field(default_factory=dict)
+    """``MODEL_PRICES``: prices per model beyond (or instead of) the shipped table (``server.business.pricing``)."""
+    twilio_minute_usd: float = DEFAULT_TWILIO_MINUTE_USD
+    """``TWILIO_MINUTE_USD``: the phone line's cost per minute, an estimate for the call's cost."""
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -211,6 +216,17 @@ class Settings:
         api_parts = urlsplit(api_base)
         if api_parts.scheme not in ("http", "https") or not api_parts.netloc or api_parts.path or api_parts.query:
             problems.append(f"TWILIO_API_BASE_URL={api_base!r} must be http(s)://host[:port], without a path")
+        model_prices, price_problems = parse_overrides(get("MODEL_PRICES"))
+        problems.extend(price_problems)
+        minute_usd = DEFAULT_TWILIO_MINUTE_USD
+        if get("TWILIO_MINUTE_USD"):
+            try:
+                minute_usd = float(get("TWILIO_MINUTE_USD"))
+            except ValueError:
+                minute_usd = -1.0
+            if not 0 <= minute_usd <= 10:
+                problems.append(f"TWILIO_MINUTE_USD={get('TWILIO_MINUTE_USD')!r} must be a price in USD per minute (0-10)")
+                minute_usd = DEFAULT_TWILIO_MINUTE_USD
         settings = cls(
             openai_api_key=Secret(api_key), openai_realtime_url=url,
             openai_realtime_model=get("OPENAI_REALTIME_MODEL", "gpt-realtime"),
@@ -239,7 +255,8 @@ class Settings:
             records_journal_dir=get("RECORDS_JOURNAL_DIR"),
             records_retry_max_ms=integer("RECORDS_RETRY_MAX_MS", 10000, 100, 600_000),
             database_connect_timeout_ms=integer("DATABASE_CONNECT_TIMEOUT_MS", 3000, 500, 60_000),
-            database_statement_timeout_ms=integer("DATABASE_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000))
+            database_statement_timeout_ms=integer("DATABASE_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000),
+            model_prices=model_prices, twilio_minute_usd=minute_usd)
         if problems:
             raise SettingsError(problems)
         return settings

@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.3)
             counters = call.realtime.counters if call.realtime else None
             records = call.records()
+            deadline = time.monotonic() + 5
+            while not any(c.get("usage") for c in records["calls"]) and time.monotonic() < deadline:
+                time.sleep(0.2)                       # the call's end is written just after its stream
+                records["calls"] = call.admin("calls")["calls"]
             timeline_svg = call.admin_bytes(f"calls/{record.call_sid}/timeline.svg")
             metrics_text = call.metrics()
     except (RuntimeError, OSError) as exc:
@@ -124,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             for line in event.splitlines():
                 if line.startswith(("UID", "DTSTART", "DTEND", "SUMMARY", "DESCRIPTION", " ")):
                     print(f"    {line}")
+    for call_row in records["calls"]:
+        usage = call_row.get("usage")
+        if call_row["call_sid"] == record.call_sid and usage:
+            cost = usage["cost"]
+            usd = lambda v: "unknown" if v is None else f"${v:.4f}"      # noqa: E731
+            print(f"  model tokens ({usage['model']}): " + ", ".join(f"{k}={v}" for k, v in usage["tokens"].items()))
+            print(f"  cost: model {usd(cost['model_usd'])} + transcription {usd(cost['transcription_usd'])} + phone "
+                  f"{usd(cost['phone_usd'])} = {usd(cost['total_usd'])} (replies abandoned unheard: "
+                  f"{usd(cost['abandoned_usd'])})")
     timeline_path, metrics_path = run_dir / "timeline.svg", run_dir / "metrics.prom"
     timeline_path.write_bytes(timeline_svg)
     metrics_path.write_text(metrics_text, encoding="utf-8")
@@ -132,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  /metrics after the call: {metrics_path}")
     for line in metrics_text.splitlines():
         if line.startswith(("prosaas_calls_total", "prosaas_leads_total", "prosaas_eou_delay_seconds_count",
+                            "prosaas_model_cost_usd_total", "prosaas_model_tokens_total",
                             "prosaas_response_latency_seconds_sum", "prosaas_input_audio_seconds_total")):
             print(f"    {line}")
     (run_dir / "summary.json").write_text(json.dumps(

@@ -105,6 +105,7 @@ class SimCounters:
     committed_ms: int = 0
     transcripts: list = field(default_factory=list)
     committed_audio: list = field(default_factory=list)   # µ-law bytes of every commit
+    usage: Counter = field(default_factory=Counter)        # tokens billed in every response.done, by kind
     replies: list = field(default_factory=list)   # (clip or None, transcript, status) per response
     tool_calls: list = field(default_factory=list)      # (name, call_id, arguments_json) of each finished call
     tool_outputs: list = field(default_factory=list)    # (call_id, output) of each accepted function_call_output
@@ -156,6 +157,7 @@ class RealtimeSession:
         self.heard: list[str] = []                # this session's caller transcripts, in order
         self.last_item_id: str | None = None
         self.last_tool_output = ""           # a scripted call's arguments may read it, as a model does
+        self._last_input = (0, 0)            # the previous response's input (text, audio): the cached prefix
         self.active: dict | None = None           # {"id", "cancel": Event}
         self.closed = threading.Event()
         self.fail_codes = dict(fail_codes or {})     # response number in this session -> error code
@@ -361,7 +363,7 @@ class RealtimeSession:
         previous = self.last_item_id
         with self._lock:
             self.items[item["id"]] = {"role": item.get("role", item.get("type")), "audio_ms": 0,
-                                      "call_id": item.get("call_id")}
+                                      "call_id": item.get("call_id"), "chars": len(json.dumps(item, ensure_ascii=False))}
             self.last_item_id = item["id"]
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
@@ -495,8 +497,42 @@ class RealtimeSession:
                 self.counters.responses_completed += 1
             self.counters.replies.append(record)
             self.active = None
-        self.send({"type": "response.done", "response": self._response_obj(
-            resp_id, "cancelled" if cancelled else "completed", output, "client_cancelled" if cancelled else None)})
+            usage = self._usage(resp_id)
+        done = self._response_obj(resp_id, "cancelled" if cancelled else "completed", output,
+                                  "client_cancelled" if cancelled else None)
+        done["usage"] = usage
+        self.send({"type": "response.done", "response": done})
+
+    def _usage(self, resp_id: str) -> dict:
+        """What the service bills a response (under the lock): the whole conversation before it is
+        read again as input (caller audio 1 token per 100 ms, the AI's audio 1 per 50 ms, text about
+        4 characters a token, the instructions and tools first); of that, the prefix the previous
+        response read is cached once it is 1024 tokens or more; the output is what this response made."""
+        prefix = len(self.session.get("instructions") or "") + len(json.dumps(self.session.get("tools") or []))
+        in_text, in_audio, out_text, out_audio = prefix // 4, 0, 0, 0
+        for item in self.items.values():
+            audio = item["audio_ms"] // (100 if item["role"] == "user" else 50)
+            text = item.get("chars", 0) // 4
+            if item.get("response") == resp_id:
+                out_audio, out_text = out_audio + audio, out_text + text
+            else:
+                in_audio, in_text = in_audio + audio, in_text + text
+        last_text, last_audio = self._last_input
+        cached_text, cached_audio = ((min(last_text, in_text), min(last_audio, in_audio))
+                                     if last_text + last_audio >= 1024 else (0, 0))
+        self._last_input = (in_text, in_audio)
+        usage = {"total_tokens": in_text + in_audio + out_text + out_audio, "input_tokens": in_text + in_audio,
+                 "output_tokens": out_text + out_audio,
+                 "input_token_details": {"text_tokens": in_text, "audio_tokens": in_audio, "image_tokens": 0,
+                                         "cached_tokens": cached_text + cached_audio,
+                                         "cached_tokens_details": {"text_tokens": cached_text,
+                                                                   "audio_tokens": cached_audio, "image_tokens": 0}},
+                 "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio}}
+        for kind, count in (("input_text", in_text - cached_text), ("input_audio", in_audio - cached_audio),
+                            ("input_cached_text", cached_text), ("input_cached_audio", cached_audio),
+                            ("output_text", out_text), ("output_audio", out_audio)):
+            self.counters.usage[kind] += count
+        return usage
 
     def _reading_last_answer(self, arguments: str) -> str:
         """A scripted argument may name a field of the last tool answer, as a model reads what a tool
@@ -522,7 +558,8 @@ class RealtimeSession:
                 "call_id": call_id, "name": tool.name, "arguments": ""}
         with self._lock:
             previous, self.last_item_id = self.last_item_id, item_id
-            self.items[item_id] = {"role": "function_call", "audio_ms": 0, "call_id": call_id}
+            self.items[item_id] = {"role": "function_call", "audio_ms": 0, "call_id": call_id,
+                                   "chars": len(tool.arguments_json), "response": resp_id}
         base = {"response_id": resp_id, "item_id": item_id, "output_index": 0, "call_id": call_id}
         self.send({"type": "response.output_item.added", "response_id": resp_id, "output_index": 0, "item": item})
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
@@ -550,7 +587,7 @@ class RealtimeSession:
                 "role": "assistant", "content": []}
         with self._lock:
             previous, self.last_item_id = self.last_item_id, item_id
-            self.items[item_id] = {"role": "assistant", "audio_ms": 0}
+            self.items[item_id] = {"role": "assistant", "audio_ms": 0, "response": resp_id}
         base = {"response_id": resp_id, "item_id": item_id, "output_index": 0, "content_index": 0}
         self.send({"type": "response.output_item.added", "response_id": resp_id, "output_index": 0, "item": item})
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
@@ -575,6 +612,8 @@ class RealtimeSession:
             time.sleep(len(chunk) / 8 / 1000.0 / self.speedup)
         cancelled = cancel.is_set()
         said = " ".join(words[:sent_words]) if cancelled else transcript
+        with self._lock:
+            self.items[item_id]["chars"] = len(said)
         status = "cancelled" if cancelled else "completed"
         content = [{"type": "output_audio", "transcript": said}]
         done_item = {**item, "status": "incomplete" if cancelled else "completed", "content": content}

@@ -397,3 +397,12 @@ def test_every_number_parameter_answers_400_for_a_bad_number_never_500(client, p
                 assert resp.status_code == 400, (path, name, value)
     assert client.get("/admin/calls", headers=auth, query_string={"page": "1000000000"}).status_code == 200
     assert client.get("/healthz", query_string={"perf": "10^30"}).status_code == 200
+
+
+def test_the_costs_per_business_and_day_need_the_token_and_count_every_call(client):
+    assert client.get("/admin/costs").status_code == 401
+    resp = client.get("/admin/costs?days=7", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert resp.status_code == 200 and resp.json["days"] == 7
+    assert sorted((d["business"], d["calls"], d["unknown"]) for d in resp.json["costs"]) == [
+        ("Clean & Shine", 10, 10), ("מנעולן השרון", 20, 20)]      # no usage recorded: the cost is unknown
+    assert client.get("/admin/costs?days=x", headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 400

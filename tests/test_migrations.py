@@ -182,8 +182,8 @@ def test_a_previous_release_database_is_upgraded_without_losing_a_row(new_url, e
 
     store = Store(url)
     result = store.create_schema()
-    assert result.summary == "previous release's schema, no version table (stamped 0001) -> 0005"
-    assert version(engine) == ["0005"]
+    assert result.summary == "previous release's schema, no version table (stamped 0001) -> 0006"
+    assert version(engine) == ["0006"]
     assert every_row(engine) == before
     assert {"timeline_json", "transfer_json"} <= {c["name"] for c in inspect(engine).get_columns("calls")}
     with engine.connect() as conn:
@@ -211,7 +211,8 @@ def test_revision_0001_is_the_previous_release_schema_to_the_constraint_names(ne
     columns = [(a[0], a[2], a[3].name) for a in added if a[0] == "add_column"]
     assert columns == [("add_column", "calls", "timeline_json"), ("add_column", "calls", "transfer_json"),
                        ("add_column", "calls", "recording_path"), ("add_column", "calls", "summary"),
-                       ("add_column", "calls", "recording_error"), ("add_column", "leads", "visit_json")]
+                       ("add_column", "calls", "recording_error"), ("add_column", "calls", "usage_json"),
+                       ("add_column", "calls", "cost_usd"), ("add_column", "leads", "visit_json")]
     assert [a[1].name for a in added if a[0] == "add_table"] == ["stream_claims"]
 
 
@@ -220,8 +221,8 @@ def test_the_revisions_give_exactly_the_models_schema_and_so_does_create_at_head
     replay(replayed, "head")
     assert differences(replayed, Base.metadata) == []
     result = Store(str(created.url.render_as_string(hide_password=False))).create_schema()
-    assert isinstance(result.plan, CreateAtHead) and result.summary == "empty database -> 0005 (tables created)"
-    assert version(created) == version(replayed) == [head_revision()] == ["0005"]
+    assert isinstance(result.plan, CreateAtHead) and result.summary == "empty database -> 0006 (tables created)"
+    assert version(created) == version(replayed) == [head_revision()] == ["0006"]
     assert differences(created, Base.metadata) == []
     shape_replayed, shape_created = snapshot(replayed), snapshot(created)
     # SQLite keeps each table's CREATE text: ALTER ... ADD COLUMN writes it differently from CREATE
@@ -240,7 +241,7 @@ def test_downgrading_to_0001_gives_back_the_previous_release_and_upgrading_again
     assert version(engine) == ["0001"]
     assert differences(engine, previous.Base.metadata) == []
     assert every_row(engine) == before
-    assert store.create_schema().summary == "0001 -> 0005"          # a versioned database behind head
+    assert store.create_schema().summary == "0001 -> 0006"          # a versioned database behind head
     assert every_row(engine) == before and differences(engine, Base.metadata) == []
     store.close()
 
@@ -252,9 +253,9 @@ def test_upgrading_twice_changes_nothing(new_url, engines):
     assert isinstance(store.create_schema().plan, CreateAtHead)
     shape = snapshot(engine)
     again = store.create_schema()
-    assert again.plan == UpToDate("0005") and not again.changed
-    assert again.summary == "0005 -> 0005: already at head, nothing to do"
-    assert snapshot(engine) == shape and version(engine) == ["0005"]
+    assert again.plan == UpToDate("0006") and not again.changed
+    assert again.summary == "0006 -> 0006: already at head, nothing to do"
+    assert snapshot(engine) == shape and version(engine) == ["0006"]
     store.close()
 
 
@@ -267,7 +268,7 @@ def test_a_database_newer_than_this_code_is_refused_and_left_alone(new_url, engi
         conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
     shape = snapshot(engine)
     with pytest.raises(SchemaError, match=r"revision '0099', which this code does not know \(its newest is "
-                                          r"'0005'\): a newer release has upgraded it"):
+                                          r"'0006'\): a newer release has upgraded it"):
         store.create_schema()
     assert snapshot(engine) == shape and version(engine) == ["0099"]
     store.close()
@@ -326,7 +327,7 @@ def test_two_instances_starting_at_once_on_postgres_take_turns(cluster, engines)
     for t in threads:
         t.join(timeout=30)
     assert sorted(plan_names(results)) == ["CreateAtHead", "UpToDate"], results
-    assert version(engine) == ["0005"] and differences(engine, Base.metadata) == []
+    assert version(engine) == ["0006"] and differences(engine, Base.metadata) == []
 
 
 def test_two_instances_starting_at_once_on_sqlite_take_turns(tmp_path, engines):
@@ -354,7 +355,7 @@ def test_the_server_start_upgrades_a_previous_release_database(tmp_path, engines
     before = previous_release_database(url, engine)
     create_app(Settings.from_env({"OPENAI_API_KEY": "sk-test-abcdef", "TWILIO_SIGNATURE_VALIDATION": "off",
                                   "OUTBOX_WORKER": "off", "DATABASE_URL": url}))
-    assert version(engine) == ["0005"]
+    assert version(engine) == ["0006"]
     after = every_row(engine)
     assert [(b["id"], b["number"], b["active"]) for b in after["businesses"]] == \
         [(1, "+97235550100", True), (2, "+97235550200", True)]          # the profiles file was loaded after
@@ -395,14 +396,14 @@ def test_the_command_line_upgrades_a_previous_release_file_from_any_directory(tm
     current = storage_command(["current"], url, elsewhere)
     assert (current.returncode, current.stderr) == (0, "")
     assert current.stdout == (f"{url}: the previous release's schema without a version table (that is 0001); "
-                              f"this code's head is 0005: upgrade pending\n")
+                              f"this code's head is 0006: upgrade pending\n")
     done = storage_command(["upgrade"], url, elsewhere)
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout == f"{url}: previous release's schema, no version table (stamped 0001) -> 0005\n"
-    assert every_row(engine) == before and version(engine) == ["0005"]
+    assert done.stdout == f"{url}: previous release's schema, no version table (stamped 0001) -> 0006\n"
+    assert every_row(engine) == before and version(engine) == ["0006"]
     again = storage_command(["upgrade"], url, elsewhere)
-    assert (again.returncode, again.stdout) == (0, f"{url}: 0005 -> 0005: already at head, nothing to do\n")
-    assert storage_command(["current"], url, elsewhere).stdout == f"{url}: at 0005 (head)\n"
+    assert (again.returncode, again.stdout) == (0, f"{url}: 0006 -> 0006: already at head, nothing to do\n")
+    assert storage_command(["current"], url, elsewhere).stdout == f"{url}: at 0006 (head)\n"
     assert list(elsewhere.iterdir()) == []          # nothing written where it ran
 
 
@@ -415,7 +416,7 @@ def test_the_command_line_refuses_a_newer_database_in_one_line(tmp_path, engines
         done = storage_command(args, url, tmp_path)
         assert (done.returncode, done.stdout) == (2, ""), args
         assert done.stderr.startswith(f"error: {url}: the database is at schema revision '0099', which this code "
-                                      "does not know (its newest is '0005'): a newer release has upgraded it.")
+                                      "does not know (its newest is '0006'): a newer release has upgraded it.")
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 

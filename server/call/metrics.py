@@ -84,6 +84,15 @@ class CallMetrics:
         self.reconnects = Counter("prosaas_realtime_reconnects", "Model links replaced after a loss.", registry=r)
         self.input_audio = Counter("prosaas_input_audio_seconds", "Caller audio sent to the model (billed input).",
                                    registry=r)
+        self.tokens = Counter("prosaas_model_tokens", "The model's tokens, by kind (input_* kinds: uncached).",
+                              ["kind"], registry=r)
+        self.model_cost = Counter("prosaas_model_cost_usd", "The model's cost at the price table, USD.", registry=r)
+        self.transcription_seconds = Counter("prosaas_transcription_seconds", "Caller audio transcribed (billed).",
+                                             registry=r)
+        self.transcription_cost = Counter("prosaas_transcription_cost_usd", "Input transcription's cost, USD.",
+                                          registry=r)
+        self.phone_cost = Counter("prosaas_phone_cost_usd", "The phone line's estimated cost (TWILIO_MINUTE_USD), USD.",
+                                  registry=r)
         self.leads = Counter("prosaas_leads", "Leads stored, by status (complete or partial).", ["status"],
                              registry=r)
         self.breaker_refused = Counter("prosaas_calls_refused_model_down",
@@ -113,7 +122,7 @@ class CallMetrics:
     def recording_failed(self) -> None:
         self.recordings_failed.inc()
 
-    def call_ended(self, outcome: str, stats, lead_status: str | None = None) -> None:
+    def call_ended(self, outcome: str, stats, lead_status: str | None = None, usage: dict | None = None) -> None:
         """One ended call: its outcome, its lead's status (``complete``, ``partial``; by default
         the one its outcome says: a failed call may keep a partial lead) and the core's figures
         (``CallStats``)."""
@@ -128,6 +137,17 @@ class CallMetrics:
             self.realtime_errors.labels(code.split(":", 1)[-1]).inc(count)
         for latency_ms in stats.played_latencies_ms:
             self.response_latency.observe(latency_ms / 1000)
+        if usage is not None:
+            for kind, count in usage["tokens"].items():
+                if count:
+                    self.tokens.labels(kind).inc(count)
+            cost = usage["cost"]
+            if cost["model_usd"] is not None:
+                self.model_cost.inc(cost["model_usd"])
+            if cost["transcription_usd"] is not None:
+                self.transcription_cost.inc(cost["transcription_usd"])
+            self.phone_cost.inc(cost["phone_usd"])
+            self.transcription_seconds.inc(usage["transcription_s"])
         self.flush()
 
     def flush(self) -> None:

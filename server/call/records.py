@@ -129,7 +129,7 @@ class CallRecords:
     def call_ended(self, call_sid: str, **figures) -> None:
         self.writer.put("call_ended", call_sid, **figures)
 
-    def call_finished(self, call_sid: str, end: Ending, answering: Answering) -> None:
+    def call_finished(self, call_sid: str, end: Ending, answering: Answering, usage: dict | None = None) -> None:
         """The call's record at its end, and its lead (``end.lead_to_write``): a complete one the
         call did not write yet, or a partial one (the caller left first, the call failed)."""
         lead = end.lead_to_write
@@ -141,4 +141,4 @@ class CallRecords:
         s = end.stats
         self.call_ended(call_sid, outcome=end.outcome, hangup_reason=end.hangup_reason, turns=s.turns,
                         responses=s.responses_created, barge_ins=s.barge_ins, latencies_ms=list(s.latencies_ms),
-                        transcript=list(end.transcript), timeline=end.timeline)
+                        transcript=list(end.transcript), timeline=end.timeline, usage=usage)

@@ -100,7 +100,7 @@ class CallCore:
         self.silence = SilencePolicy(config.silence_timeout_ms, config.max_silence_warnings)
         self.playback = Playback(config.drain_timeout_ms, config.echo_window_ms, self.timeline)
         self.pipeline = PipelineMachine()
-        self.conversation = Conversation()
+        self.conversation = Conversation(self.stats)
         self.status = StatusLine(config.status_interval_ms)
         self._now_ms = 0
         self._handlers = {

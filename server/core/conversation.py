@@ -13,7 +13,9 @@ from server.leads.capture import LeadCapture
 
 
 class Conversation:
-    def __init__(self) -> None:
+    def __init__(self, stats=None) -> None:
+        self.stats = stats
+        """``CallStats``: the input transcriptions' billed seconds and tokens are counted there."""
         self.turns: list[tuple[str, str]] = []
         """(role, text) of every transcribed turn, in order."""
         self.caller_turns = 0
@@ -38,6 +40,9 @@ class Conversation:
 
     def caller_said(self, e: rt.InputTranscription, lead: LeadCapture | None, last_utterance_ms: int,
                     out: list[CoreAction]) -> None:
+        if self.stats is not None:
+            self.stats.transcription_s += e.seconds
+            self.stats.transcription_tokens += e.tokens
         if e.transcript:
             self.turns.append(("user", e.transcript))
             if lead is not None:

@@ -78,6 +78,12 @@ class CallStats:
     backchannels: int = 0
     resumed_turns: int = 0
     """Replies requested at an end of utterance and abandoned unheard because the caller went on."""
+    tokens: Counter = field(default_factory=Counter)
+    """The model's usage of every response of the call, by kind (``realtime_protocol.TOKEN_KINDS``)."""
+    abandoned_tokens: Counter = field(default_factory=Counter)
+    """Of those, the replies abandoned unheard in a hold: paid for, never heard."""
+    transcription_s: float = 0.0
+    transcription_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,29 @@ class ItemAdded:
 class InputTranscription:
     item_id: str
     transcript: str
+    seconds: float = 0.0
+    """The transcription's billed duration (``usage.type == "duration"``); 0 when not said."""
+    tokens: int = 0
+    """Or its billed tokens (``usage.type == "tokens"``: input plus output)."""
+
+
+TOKEN_KINDS = ("input_text", "input_audio", "input_cached_text", "input_cached_audio", "output_text",
+               "output_audio")
+"""A response's usage by kind; the ``input_*`` kinds other than the cached ones count uncached tokens."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """``response.done``'s ``usage``, split by kind (uncached input, cached input, output)."""
+    input_text: int = 0
+    input_audio: int = 0
+    input_cached_text: int = 0
+    input_cached_audio: int = 0
+    output_text: int = 0
+    output_audio: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {kind: getattr(self, kind) for kind in TOKEN_KINDS}
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,8 @@ class ResponseDone:
     """For ``failed`` responses: ``rate_limit_exceeded``, ``server_error``, ``insufficient_quota``..."""
     item_ids: tuple[str, ...] = ()
     """Ids of the response's output items (``response.output[].id``)."""
+    usage: Usage | None = None
+    """What the response was billed (None: the server sent no usage)."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +193,33 @@ def _response_done(msg: dict) -> ResponseDone:
     error = details.get("error") or {}
     items = tuple(str(o["id"]) for o in resp.get("output") or () if isinstance(o, dict) and o.get("id"))
     return ResponseDone(str(resp["id"]), str(resp.get("status", "")), details.get("reason"),
-                        error.get("code") if isinstance(error, dict) else None, items)
+                        error.get("code") if isinstance(error, dict) else None, items, _usage(resp.get("usage")))
+
+
+def _count(table: object, key: str) -> int:
+    value = table.get(key) if isinstance(table, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _usage(raw: object) -> Usage | None:
+    """GA ``usage``: ``input_tokens`` include the cached ones (``input_token_details.cached_tokens``,
+    split in ``cached_tokens_details``); the uncached kinds are what is left of each."""
+    if not isinstance(raw, dict):
+        return None
+    inp, out = raw.get("input_token_details") or {}, raw.get("output_token_details") or {}
+    cached = inp.get("cached_tokens_details") if isinstance(inp, dict) else None
+    cached_text, cached_audio = _count(cached, "text_tokens"), _count(cached, "audio_tokens")
+    return Usage(max(0, _count(inp, "text_tokens") - cached_text), max(0, _count(inp, "audio_tokens") - cached_audio),
+                 cached_text, cached_audio, _count(out, "text_tokens"), _count(out, "audio_tokens"))
+
+
+def _transcription_usage(raw: object) -> tuple[float, int]:
+    if not isinstance(raw, dict):
+        return 0.0, 0
+    if raw.get("type") == "duration":
+        seconds = raw.get("seconds")
+        return (float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else 0.0), 0
+    return 0.0, _count(raw, "total_tokens")
 
 
 def _error(msg: dict) -> RealtimeError:
@@ -184,7 +235,8 @@ _PARSERS = {
     "input_audio_buffer.committed": lambda m: InputCommitted(str(m["item_id"])),
     "conversation.item.added": _item,
     "conversation.item.input_audio_transcription.completed":
-        lambda m: InputTranscription(str(m["item_id"]), str(m.get("transcript") or "")),
+        lambda m: InputTranscription(str(m["item_id"]), str(m.get("transcript") or ""),
+                                     *_transcription_usage(m.get("usage"))),
     "response.created": lambda m: ResponseCreated(str(m["response"]["id"]), _purpose(m["response"])),
     "response.output_text.done": lambda m: TextDone(str(m["response_id"]), str(m.get("text") or "")),
     "response.output_audio.delta":

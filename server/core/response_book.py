@@ -140,6 +140,10 @@ class ResponseBook:
         quota) are counted and logged, never retried blindly. True when the model failed
         ``MAX_FAILED_RESPONSES`` in a row: the caller should hear the fallback at once."""
         self.guard.on_done(e.response_id)
+        if e.usage is not None:
+            stats.tokens.update(e.usage.as_dict())
+            if e.response_id in self.abandoned:
+                stats.abandoned_tokens.update(e.usage.as_dict())
         level = "INFO" if e.status in ("completed", "cancelled") else "WARNING"
         out.append(note(level, 'response_done', response_id=e.response_id, status=e.status, reason=e.reason))
         if e.status == "completed":

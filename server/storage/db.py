@@ -147,7 +147,8 @@ class Store:
 
     def call_ended(self, call_sid: str, outcome: str, hangup_reason: str, turns: int, responses: int,
                    barge_ins: int, latencies_ms: list[int], transcript: list[tuple[str, str]],
-                   timeline: dict | None = None) -> None:
+                   timeline: dict | None = None, usage: dict | None = None) -> None:
+        """The call's end; ``usage``: its tokens and cost (``cost.total_usd`` is kept apart for sums)."""
         with self.session() as s, s.begin():
             row = s.scalar(select(Call).where(Call.call_sid == call_sid))
             if row is None:
@@ -160,6 +161,9 @@ class Store:
             row.transcript_json = json.dumps(transcript, ensure_ascii=False)
             if timeline is not None:
                 row.timeline_json = json.dumps(timeline, ensure_ascii=False, separators=(",", ":"))
+            if usage is not None:
+                row.usage_json = json.dumps(usage, sort_keys=True)
+                row.cost_usd = (usage.get("cost") or {}).get("total_usd")
 
     def call_ending(self, call_sid: str) -> tuple[str, str | None, bool] | None:
         """What the after-stream TwiML needs, from the shared record (any instance may be asked):
@@ -315,6 +319,28 @@ class Store:
             return [_lead_dict(lead, call_sid, business, deliveries.get(lead.id, []))
                     for lead, call_sid, business in rows]
 
+    def costs_by_day(self, since: datetime, limit: int = 100_000) -> list[dict]:
+        """Per business and per day (UTC) since ``since``: calls, call minutes, and what they cost
+        (``cost_usd`` sums the calls whose cost is known; ``unknown`` counts the others)."""
+        with self.session() as s:
+            rows = s.execute(select(Call.started_at, Call.ended_at, Call.cost_usd, Business.name)
+                             .outerjoin(Business, Call.business_id == Business.id)
+                             .where(Call.started_at >= since).order_by(Call.started_at).limit(limit)).all()
+        days: dict[tuple[str, str], dict] = {}
+        for started, ended, cost, business in rows:
+            key = (business or "(default)", started.date().isoformat())
+            day = days.setdefault(key, {"business": key[0], "day": key[1], "calls": 0, "minutes": 0.0,
+                                        "cost_usd": 0.0, "unknown": 0})
+            day["calls"] += 1
+            if ended is not None:
+                day["minutes"] += (ended - started).total_seconds() / 60
+            if cost is None:
+                day["unknown"] += 1
+            else:
+                day["cost_usd"] += cost
+        return [{**d, "minutes": round(d["minutes"], 2), "cost_usd": round(d["cost_usd"], 6)}
+                for _, d in sorted(days.items(), key=lambda kv: (kv[0][1], kv[0][0]), reverse=True)]
+
     def list_calls(self, business_id: int | None = None, outcome: str | None = None, offset: int = 0,
                    limit: int = 25) -> tuple[list[dict], int]:
         """One page of calls, newest first, of one business and/or one outcome when given, and how
@@ -392,7 +418,8 @@ def _call_dict(c: Call, business: str | None) -> dict:
             "barge_ins": c.barge_ins, "latency_median_ms": c.latency_median_ms, "latency_max_ms": c.latency_max_ms,
             "transcript": json.loads(c.transcript_json or "[]"),
             "transfer": json.loads(c.transfer_json) if c.transfer_json else None,
-            "recording": c.recording_path, "recording_error": c.recording_error, "summary": c.summary}
+            "recording": c.recording_path, "recording_error": c.recording_error, "summary": c.summary,
+            "cost_usd": c.cost_usd, "usage": json.loads(c.usage_json) if c.usage_json else None}
 
 
 def _lead_dict(lead: Lead, call_sid: str, business: str | None, deliveries: Iterable[OutboxMessage]) -> dict:

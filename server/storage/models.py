@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -64,6 +64,11 @@ class Call(Base):
     """A few lines for the business's owner, written by the model after the call (``server/call/owner_summary.py``)."""
     recording_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     """Why the call's recording could not be written (the caller was told it was recorded)."""
+    usage_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The model's tokens by kind, those of replies abandoned unheard, transcription seconds, and the
+    cost split (model, transcription, phone, abandoned, total; None where a price is unknown)."""
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """The call's total cost in USD; NULL when unknown (a model without a price) or not counted."""
 
 
 class Lead(Base):

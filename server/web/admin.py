@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -33,6 +34,7 @@ from server.web.admin_pages import KNOWN_OUTCOMES, bad_request_page, call_page, 
 from server.web.admin_session import COOKIE_NAME, SESSION_TTL_S, FailureThrottle, issue, session_key, tokens_equal, valid
 from server.settings import Secret
 from server.storage.db import Store
+from server.storage.models import utcnow
 from server.web.timeline_svg import render
 
 log = logging.getLogger(__name__)
@@ -204,6 +206,20 @@ def register_admin(app: Flask, store: Store, token: Secret, writer=None) -> None
             return bad_number(html=False)
         calls, total = store.list_calls(business_id, outcome, (page - 1) * size, size)
         return jsonify(calls=calls, total=total, page=page, page_size=size)
+
+    @app.get("/admin/costs")
+    def admin_costs():
+        """Per business and per day: calls, minutes and cost (``?days=30``, at most 366)."""
+        refusal = denied(html=False)
+        if refusal is not None:
+            return refusal
+        try:
+            days = int(request.args.get("days", "30"))
+        except ValueError:
+            return bad_number(html=False)
+        days = max(1, min(days, 366))
+        since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
+        return jsonify(days=days, costs=store.costs_by_day(since))
 
     @app.get("/admin/leads")
     def admin_leads():

@@ -184,7 +184,8 @@ def call_page(detail: dict) -> str:
     return _doc(f"Call {call['call_sid']}", (
         f'<nav><a href="/admin">all calls</a></nav><h1>Call {_e(call["call_sid"])}</h1>'
         f"{_figures(call, detail['timeline'])}<h2>Timeline</h2>{picture}{LANE_HELP}{recording}"
-        f"<h2>Transcript</h2>{_transcript(detail['transcript'])}<h2>Lead</h2>{_lead(detail['lead'])}"))
+        f"<h2>Transcript</h2>{_transcript(detail['transcript'])}<h2>Lead</h2>{_lead(detail['lead'])}"
+        f"<h2>Cost</h2>{_cost(call.get('usage'))}"))
 
 
 def bad_request_page(what: str) -> str:
@@ -201,3 +202,21 @@ def _visit(visit: dict | None) -> str:
         return "-"
     when = visit.get("says") or visit.get("start", "")
     return f"{when} ({visit.get('start', '')}) - {visit.get('status', '')}"
+
+
+def _usd(value) -> str:
+    return "unknown" if value is None else f"${value:.4f}"
+
+
+def _cost(usage: dict | None) -> str:
+    """The call's tokens by kind and what they cost: model, transcription, phone, total, and the
+    share of replies abandoned unheard."""
+    if not usage:
+        return "<p>Not counted for this call.</p>"
+    cost = usage["cost"]
+    rows = [(f"tokens: {kind}", count) for kind, count in sorted(usage["tokens"].items())]
+    rows += [("model", f"{usage['model']}: {_usd(cost['model_usd'])}"),
+             ("transcription", f"{usage['transcription_s']} s: {_usd(cost['transcription_usd'])}"),
+             ("phone", f"{usage['call_s']} s: {_usd(cost['phone_usd'])}"), ("total", _usd(cost["total_usd"])),
+             ("replies abandoned unheard", _usd(cost["abandoned_usd"]))]
+    return "<table id=cost>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
