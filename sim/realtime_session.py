@@ -489,7 +489,10 @@ class RealtimeSession:
         else:
             self._run_audio(resp_id, cancel, reply)
 
-    def _finish(self, resp_id: str, cancelled: bool, output: list, record: tuple) -> None:
+    def _finish(self, resp_id: str, cancelled: bool, output: list, record: tuple,
+                made: tuple[int, int] = (0, 0)) -> None:
+        """``made``: what the response produced (audio ms, text characters), billed as its output
+        even when its item was deleted meanwhile."""
         with self._lock:
             if cancelled:
                 self.counters.responses_cancelled += 1
@@ -497,26 +500,23 @@ class RealtimeSession:
                 self.counters.responses_completed += 1
             self.counters.replies.append(record)
             self.active = None
-            usage = self._usage(resp_id)
+            usage = self._usage(resp_id, *made)
         done = self._response_obj(resp_id, "cancelled" if cancelled else "completed", output,
                                   "client_cancelled" if cancelled else None)
         done["usage"] = usage
         self.send({"type": "response.done", "response": done})
 
-    def _usage(self, resp_id: str) -> dict:
+    def _usage(self, resp_id: str, made_audio_ms: int, made_chars: int) -> dict:
         """What the service bills a response (under the lock): the whole conversation before it is
         read again as input (caller audio 1 token per 100 ms, the AI's audio 1 per 50 ms, text about
         4 characters a token, the instructions and tools first); of that, the prefix the previous
         response read is cached once it is 1024 tokens or more; the output is what this response made."""
         prefix = len(self.session.get("instructions") or "") + len(json.dumps(self.session.get("tools") or []))
-        in_text, in_audio, out_text, out_audio = prefix // 4, 0, 0, 0
+        in_text, in_audio, out_text, out_audio = prefix // 4, 0, made_chars // 4, made_audio_ms // 50
         for item in self.items.values():
-            audio = item["audio_ms"] // (100 if item["role"] == "user" else 50)
-            text = item.get("chars", 0) // 4
-            if item.get("response") == resp_id:
-                out_audio, out_text = out_audio + audio, out_text + text
-            else:
-                in_audio, in_text = in_audio + audio, in_text + text
+            if item.get("response") != resp_id:
+                in_audio += item["audio_ms"] // (100 if item["role"] == "user" else 50)
+                in_text += item.get("chars", 0) // 4
         last_text, last_audio = self._last_input
         cached_text, cached_audio = ((min(last_text, in_text), min(last_audio, in_audio))
                                      if last_text + last_audio >= 1024 else (0, 0))
@@ -579,7 +579,8 @@ class RealtimeSession:
             self.send({"type": "response.function_call_arguments.done", **base, "name": tool.name, "arguments": args})
         self.send({"type": "response.output_item.done", "response_id": resp_id, "output_index": 0, "item": done_item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": done_item})
-        self._finish(resp_id, cancelled, [done_item], (None, "", "cancelled" if cancelled else "completed"))
+        self._finish(resp_id, cancelled, [done_item], (None, "", "cancelled" if cancelled else "completed"),
+                     (0, sent))
 
     def _run_audio(self, resp_id: str, cancel: threading.Event, reply: Reply | None) -> None:
         item_id = _new_id("item")
@@ -596,7 +597,7 @@ class RealtimeSession:
         transcript = reply.transcript if reply else ""
         words = transcript.split(" ")
         chunk_bytes = self.delta_ms * 8
-        sent_words = 0
+        sent_words, made_ms = 0, 0
         for offset in range(0, len(audio), chunk_bytes):
             if cancel.is_set() or self.closed.is_set():
                 break
@@ -607,13 +608,16 @@ class RealtimeSession:
                            "delta": " ".join(words[sent_words:want_words]) + " "})
                 sent_words = want_words
             self.send({"type": "response.output_audio.delta", **base, "delta": base64.b64encode(chunk).decode()})
+            made_ms += len(chunk) // 8
             with self._lock:
-                self.items[item_id]["audio_ms"] += len(chunk) // 8
+                if item_id in self.items:
+                    self.items[item_id]["audio_ms"] += len(chunk) // 8
             time.sleep(len(chunk) / 8 / 1000.0 / self.speedup)
         cancelled = cancel.is_set()
         said = " ".join(words[:sent_words]) if cancelled else transcript
         with self._lock:
-            self.items[item_id]["chars"] = len(said)
+            if item_id in self.items:                  # the client may have deleted it meanwhile
+                self.items[item_id]["chars"] = len(said)
         status = "cancelled" if cancelled else "completed"
         content = [{"type": "output_audio", "transcript": said}]
         done_item = {**item, "status": "incomplete" if cancelled else "completed", "content": content}
@@ -622,4 +626,5 @@ class RealtimeSession:
         self.send({"type": "response.content_part.done", **base, "part": {"type": "audio", "transcript": said}})
         self.send({"type": "response.output_item.done", "response_id": resp_id, "output_index": 0, "item": done_item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": done_item})
-        self._finish(resp_id, cancelled, [done_item], (reply.clip if reply else None, said, status))
+        self._finish(resp_id, cancelled, [done_item], (reply.clip if reply else None, said, status),
+                     (made_ms, len(said)))
