@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from server import green
+from server.business import holidays_il
 from server.business.hours import OpeningHours
 from server.business.profiles import BusinessProfile, parse_profiles
 from server.business.slots import SlotRules, free_slots, says
@@ -98,7 +99,7 @@ def test_chol_hamoed_follows_the_business():
     assert [str(s) for s in short.spans_on(sukkot_sunday)] == ["08:00-13:00"]
     assert closed.spans_on(sukkot_sunday) == ()
     assert [str(s) for s in none.spans_on(date(2026, 9, 21))] == ["08:00-18:00"]       # Yom Kippur, kept open
-    assert open_.closure(date(2026, 9, 21)) == "Yom Kippur"
+    assert holidays_il.kind_of(date(2026, 9, 21)) == (holidays_il.HOLIDAY, "Yom Kippur")
     assert not open_.is_open(local("2026-09-21T10:00")) and open_.is_open(local("2026-09-20T10:00"))
     assert not open_.is_open(local("2026-09-20T14:00"))                              # the eve closes at 13:00
 

@@ -25,8 +25,10 @@ apply. A business with a table keeps Israel's holidays (``server.business.holida
 its profile says ``holidays = "none"``: closed on a holiday, open ``eve_hours`` (``08:00-13:00``)
 on its eve (never longer than the day's own hours), and on Chol HaMoed as ``chol_hamoed`` says
 (``open``: the usual hours; ``short``: the eve's; ``closed``). ``spans_on(day)`` is the one answer
-to "when is it open on this local day" that ``is_open``, ``next_opening`` and the booking slots use. A range never runs past midnight: ``"22:00-24:00"`` on one day and ``"00:00-02:00"`` on the
-next say the same thing without ambiguity. ``parse`` reports every problem at once, naming the
+to "when is it open on this local day" that ``is_open``, ``next_opening`` and the booking slots use.
+
+A range never runs past midnight: ``"22:00-24:00"`` on one day and ``"00:00-02:00"`` on the next
+say the same thing without ambiguity. ``parse`` reports every problem at once, naming the
 key (``'hours.mon' '25:00-26:00': 25:00 is not a time of day ...``); the profile prefixes the file
 and the entry. Loading a zone reads the system's tz database (or the ``tzdata`` package), the only
 thing here that touches the disk, once per zone.
@@ -148,11 +150,6 @@ class OpeningHours:
             return ()
         return _intersect(usual, self.eve_hours)       # an eve, or a short Chol HaMoed day
 
-    def closure(self, day: date) -> str | None:
-        """Why a day is closed or short, for the after-hours lines: the holiday's name, or None."""
-        kind = holidays_il.kind_of(day) if self.holidays == ISRAEL and self.week is not None else None
-        return None if kind is None else kind[1]
-
     def is_open(self, now_utc: datetime) -> bool:
         local = _aware(now_utc).astimezone(self.zone)
         second = local.hour * 3600 + local.minute * 60 + local.second
@@ -172,7 +169,7 @@ class OpeningHours:
         for offset in range(len(self.closed_dates) + 8 + 8):
             day = today + timedelta(days=offset)
             spans = self.spans_on(day)
-            starts = sorted(instant for span in spans for instant in _instants(day, span.start_s, zone))
+            starts = sorted(instant for span in spans for instant in instants_of(day, span.start_s, zone))
             for instant in starts:
                 if instant > now_utc and self.is_open(instant):
                     return instant
@@ -279,7 +276,7 @@ def _aware(instant: datetime) -> datetime:
     return instant
 
 
-def _instants(day: date, second: int, zone: ZoneInfo) -> list[datetime]:
+def instants_of(day: date, second: int, zone: ZoneInfo) -> list[datetime]:
     """The UTC instants whose wall time in ``zone`` is ``second`` into ``day``: one as a rule, two
     in the hour the clocks go back, and in the hour they skip, the first instant after the jump."""
     if second >= _DAY_S:
@@ -300,8 +297,3 @@ def _instants(day: date, second: int, zone: ZoneInfo) -> list[datetime]:
         else:
             low_s = middle_s
     return [datetime.fromtimestamp(high_s, UTC)]
-
-
-def instants_of(day: date, second: int, zone: ZoneInfo) -> list[datetime]:
-    """The UTC instants whose wall time in ``zone`` is ``second`` into ``day`` (see ``_instants``)."""
-    return _instants(day, second, zone)

@@ -58,14 +58,14 @@ def wanted_day(text: str | None, today: date) -> date | None | str:
 
 
 class Diary:
-    def __init__(self, profile, call: CallFacts, calendar=None) -> None:
+    def __init__(self, profile, call: CallFacts) -> None:
         self.profile = profile
         self.call = call
         self.hours: OpeningHours = profile.opening_hours()
         self.rules = SlotRules(profile.visit_minutes, profile.visit_buffer_minutes, profile.booking_notice_minutes,
                                profile.booking_days_ahead)
         self.timeout_ms = profile.calendar_timeout_ms
-        self.calendar = calendar or CalDavCalendar(
+        self.calendar = CalDavCalendar(
             profile.calendar_url, os.environ.get(profile.calendar_username_env or "") or None,
             os.environ.get(profile.calendar_password_env or "") or None,
             timeout_s=profile.calendar_timeout_ms / 1000)
@@ -74,9 +74,7 @@ class Diary:
 
     def begin_io(self) -> datetime:
         """The start of one tool's I/O: its calendar work gets the tool's time budget in all; now."""
-        start = getattr(self.calendar, "start", None)
-        if start is not None:
-            start(self.timeout_ms / 1000 * 0.9)      # a little under the call's deadline: ours ends first
+        self.calendar.start(self.timeout_ms / 1000 * 0.9)    # a little under the call's deadline: ours ends first
         return self.now()
 
     def now(self) -> datetime:
