@@ -35,7 +35,7 @@ from simple_websocket import ConnectionClosed
 from server import green
 from server.adapters.twilio_rest import TwilioRest
 from server.business.directory import Answering
-from server.business.pricing import usage_record
+from server.business.pricing import model_usd, usage_record
 from server.call.ending import TwilioEnding, close_media_socket
 from server.call.metrics import CallMetrics
 from server.call.model_leg import ModelLeg, SessionSetup
@@ -147,11 +147,8 @@ class MediaCall:
         keep_model = end.summary_wanted and not self.model.link_down and self.records is not None
         if not keep_model:
             self._teardown()
-        s, settings = end.stats, self.settings
-        usage = usage_record(s.tokens, s.abandoned_tokens, s.transcription_s, s.transcription_tokens,
-                             settings.openai_realtime_model, settings.openai_transcription_model,
-                             (green.monotonic_ms() - self._started_ms) / 1000, settings.twilio_minute_usd,
-                             settings.model_prices)
+        call_s = (green.monotonic_ms() - self._started_ms) / 1000
+        usage = self._usage(end, call_s)
         if self.metrics is not None:
             self.metrics.call_ended(end.outcome, end.stats, end.lead.status if end.lead is not None else None, usage)
         if self.records is not None and self.recorded and self.answering is not None:
@@ -167,9 +164,21 @@ class MediaCall:
         if keep_model:                            # the caller is gone: nobody waits for this
             summary = self.model.ask_summary(reader_alive=not green.is_dead(self._threads[0]))
             self._teardown()
-            if summary and self.answering is not None:
-                self.records.summary(self.call_sid, summary, self.answering)
+            billed = self.model.summary.tokens          # the summary is paid for, text or not
+            if billed and self.metrics is not None:
+                self.metrics.summary_billed(billed, model_usd(billed, self.model.setup.model,
+                                                              self.settings.model_prices))
+            if (summary or billed) and self.answering is not None:
+                self.records.summary(self.call_sid, summary, self.answering,
+                                     self._usage(end, call_s, billed) if billed else None)
         self._report_end(end)                     # last: every thread of the call is gone by now
+
+    def _usage(self, end, call_s: float, summary_tokens: dict | None = None) -> dict:
+        """The call's tokens and cost (``business.pricing``), at its model's prices."""
+        s, settings = end.stats, self.settings
+        return usage_record(s.tokens, s.abandoned_tokens, s.transcription_s, s.transcription_tokens,
+                            self.model.setup.model, settings.openai_transcription_model, call_s,
+                            settings.twilio_minute_usd, settings.model_prices, summary_tokens)
 
     def _await_start(self) -> tw.Start | None:
         deadline = green.monotonic_ms() + self.settings.twilio_start_timeout_ms
@@ -212,7 +221,7 @@ class MediaCall:
         self.numbers = (to_number, caller)
         plan = plan_call(self.settings, profile, params, self.settings.business_time or datetime.now(timezone.utc),
                          self.call_sid)
-        self.model.setup = SessionSetup(plan.instructions, plan.voice, plan.tools, plan.language)
+        self.model.setup = SessionSetup(plan.instructions, plan.voice, plan.tools, plan.language, plan.model)
         self.core = plan.core
         if profile.recording and self.keeper is not None:
             self.twilio.recorder = CallRecorder(green.monotonic_ms())

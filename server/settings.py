@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from server.business.pricing import DEFAULT_TWILIO_MINUTE_USD, parse_overrides
 from server.core.turn_config import TurnConfig
@@ -130,8 +130,12 @@ class Settings:
 
     @property
     def realtime_ws_url(self) -> str:
+        return self.realtime_ws_url_for(None)
+
+    def realtime_ws_url_for(self, model: str | None) -> str:
+        """The Realtime URL for a session of ``model`` (None: ``OPENAI_REALTIME_MODEL``)."""
         sep = "&" if "?" in self.openai_realtime_url else "?"
-        return f"{self.openai_realtime_url}{sep}model={self.openai_realtime_model}"
+        return f"{self.openai_realtime_url}{sep}model={quote(model or self.openai_realtime_model, safe='')}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Settings":

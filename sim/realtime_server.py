@@ -93,7 +93,7 @@ class RealtimeSimulator:
 
         @sock.route("/v1/realtime")
         def realtime(ws):
-            self._serve(ws, beta=bool(request.headers.get("OpenAI-Beta")))
+            self._serve(ws, beta=bool(request.headers.get("OpenAI-Beta")), model=request.args.get("model"))
 
         @app.get("/counters")
         def counters():
@@ -103,7 +103,7 @@ class RealtimeSimulator:
 
         return app
 
-    def _serve(self, ws, beta: bool) -> None:
+    def _serve(self, ws, beta: bool, model: str | None = None) -> None:
         lock = threading.Lock()
 
         def send(event: dict) -> None:
@@ -121,6 +121,7 @@ class RealtimeSimulator:
                                   self.delta_ms, self.speedup, fail_codes=self.fail_responses,
                                   fail_every=self.fail_every_response)
         self.fail_responses = {}
+        session.session["model"] = model or session.session["model"]       # the URL's ?model= names it
         self.sessions.append(session)
         session.start()
         drop_at = None if self._dropped else self.drop_after_responses

@@ -106,6 +106,7 @@ class SimCounters:
     transcripts: list = field(default_factory=list)
     committed_audio: list = field(default_factory=list)   # µ-law bytes of every commit
     usage: Counter = field(default_factory=Counter)        # tokens billed in every response.done, by kind
+    usage_by_session: dict = field(default_factory=dict)   # session id -> Counter of its tokens, by kind
     replies: list = field(default_factory=list)   # (clip or None, transcript, status) per response
     tool_calls: list = field(default_factory=list)      # (name, call_id, arguments_json) of each finished call
     tool_outputs: list = field(default_factory=list)    # (call_id, output) of each accepted function_call_output
@@ -136,6 +137,28 @@ def _merge(into: dict, update: dict) -> None:
             into[key] = copy.deepcopy(value)
 
 
+def _shared_tokens(prompt: list[tuple], earlier: list[tuple]) -> int:
+    """Tokens of the longest run of identical leading segments of two prompts."""
+    shared = 0
+    for (key, text, audio), (other, _, _) in zip(prompt, earlier):
+        if key != other:
+            break
+        shared += text + audio
+    return shared
+
+
+def _split_prefix(prompt: list[tuple], tokens: int) -> tuple[int, int]:
+    """The first ``tokens`` of a prompt, as (text, audio) tokens."""
+    text_n = audio_n = 0
+    for _, text, audio in prompt:
+        if tokens <= 0:
+            break
+        take_text = min(text, tokens)
+        take_audio = min(audio, tokens - take_text)
+        text_n, audio_n, tokens = text_n + take_text, audio_n + take_audio, tokens - take_text - take_audio
+    return text_n, audio_n
+
+
 class RealtimeSession:
     """Drive with ``on_client_text``; events go out through ``send(dict)``."""
 
@@ -157,7 +180,7 @@ class RealtimeSession:
         self.heard: list[str] = []                # this session's caller transcripts, in order
         self.last_item_id: str | None = None
         self.last_tool_output = ""           # a scripted call's arguments may read it, as a model does
-        self._last_input = (0, 0)            # the previous response's input (text, audio): the cached prefix
+        self._prompts: list[list[tuple]] = []    # every earlier response's input, as segments: the prompt cache
         self.active: dict | None = None           # {"id", "cancel": Event}
         self.closed = threading.Event()
         self.fail_codes = dict(fail_codes or {})     # response number in this session -> error code
@@ -411,7 +434,8 @@ class RealtimeSession:
                            "Wait until the response is finished before creating a new one.", None,
                            event.get("event_id"))
                 return
-            self.active = {"id": _new_id("resp"), "cancel": threading.Event()}
+            self.active = {"id": _new_id("resp"), "cancel": threading.Event(),
+                           "instructions": params.get("instructions")}
             self.counters.responses_created += 1
             active = self.active
             # In order, like the real service: response.created precedes any reply to later events.
@@ -460,6 +484,9 @@ class RealtimeSession:
         done.update(conversation_id=None, output_modalities=["text"], metadata=metadata)
         with self._lock:
             self.counters.out_of_band.append((str(params.get("instructions", "")), metadata, text))
+            # It reads the conversation under its own instructions, and is billed like any response.
+            done["usage"] = self._usage(resp_id, 0, len(text), instructions=params.get("instructions"),
+                                        items=params.get("input") is None)
         self.send({"type": "response.done", "response": done})
 
     def _fail_response(self, resp_id: str, code: str) -> None:
@@ -499,28 +526,32 @@ class RealtimeSession:
             else:
                 self.counters.responses_completed += 1
             self.counters.replies.append(record)
+            instructions = self.active.get("instructions") if self.active and self.active["id"] == resp_id else None
             self.active = None
-            usage = self._usage(resp_id, *made)
+            usage = self._usage(resp_id, *made, instructions=instructions)
         done = self._response_obj(resp_id, "cancelled" if cancelled else "completed", output,
                                   "client_cancelled" if cancelled else None)
         done["usage"] = usage
         self.send({"type": "response.done", "response": done})
 
-    def _usage(self, resp_id: str, made_audio_ms: int, made_chars: int) -> dict:
-        """What the service bills a response (under the lock): the whole conversation before it is
-        read again as input (caller audio 1 token per 100 ms, the AI's audio 1 per 50 ms, text about
-        4 characters a token, the instructions and tools first); of that, the prefix the previous
-        response read is cached once it is 1024 tokens or more; the output is what this response made."""
-        prefix = len(self.session.get("instructions") or "") + len(json.dumps(self.session.get("tools") or []))
-        in_text, in_audio, out_text, out_audio = prefix // 4, 0, made_chars // 4, made_audio_ms // 50
-        for item in self.items.values():
-            if item.get("response") != resp_id:
-                in_audio += item["audio_ms"] // (100 if item["role"] == "user" else 50)
-                in_text += item.get("chars", 0) // 4
-        last_text, last_audio = self._last_input
-        cached_text, cached_audio = ((min(last_text, in_text), min(last_audio, in_audio))
-                                     if last_text + last_audio >= 1024 else (0, 0))
-        self._last_input = (in_text, in_audio)
+    def _usage(self, resp_id: str, made_audio_ms: int, made_chars: int,
+               instructions: str | None = None, items: bool = True) -> dict:
+        """What the service bills a response (under the lock). Its input is the prompt read again:
+        the instructions (the response's own, else the session's) and tools first, then every item of
+        the conversation before it, in order (caller audio 1 token per 100 ms, the AI's audio 1 per
+        50 ms, text about 4 characters a token). The prompt cache works as the service documents it:
+        the longest exact prefix this prompt shares with an earlier response's prompt in the session
+        is cached, once the prompt is 1024 tokens or more, in steps of 128 tokens; a segment that
+        changed (other instructions, an item truncated or deleted) ends the shared prefix. The
+        output is what this response made, even when its item was deleted meanwhile."""
+        prompt = self._prompt(resp_id, instructions, items)
+        in_text = sum(text for _, text, _ in prompt)
+        in_audio = sum(audio for _, _, audio in prompt)
+        shared = max((_shared_tokens(prompt, earlier) for earlier in self._prompts), default=0)
+        cacheable = shared // 128 * 128 if in_text + in_audio >= 1024 and shared >= 1024 else 0
+        cached_text, cached_audio = _split_prefix(prompt, cacheable)
+        self._prompts.append(prompt)
+        out_text, out_audio = made_chars // 4, made_audio_ms // 50
         usage = {"total_tokens": in_text + in_audio + out_text + out_audio, "input_tokens": in_text + in_audio,
                  "output_tokens": out_text + out_audio,
                  "input_token_details": {"text_tokens": in_text, "audio_tokens": in_audio, "image_tokens": 0,
@@ -528,11 +559,25 @@ class RealtimeSession:
                                          "cached_tokens_details": {"text_tokens": cached_text,
                                                                    "audio_tokens": cached_audio, "image_tokens": 0}},
                  "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio}}
+        mine = self.counters.usage_by_session.setdefault(self.session["id"], Counter())
         for kind, count in (("input_text", in_text - cached_text), ("input_audio", in_audio - cached_audio),
                             ("input_cached_text", cached_text), ("input_cached_audio", cached_audio),
                             ("output_text", out_text), ("output_audio", out_audio)):
             self.counters.usage[kind] += count
+            mine[kind] += count
         return usage
+
+    def _prompt(self, resp_id: str, instructions: str | None, items: bool) -> list[tuple]:
+        """The prompt a response reads, as (key, text tokens, audio tokens) segments in order."""
+        head = (instructions if instructions is not None else self.session.get("instructions") or "") + \
+            json.dumps(self.session.get("tools") or [], ensure_ascii=False)
+        prompt = [(("head", hash(head)), len(head) // 4, 0)]
+        for item_id, item in (self.items.items() if items else ()):
+            if item.get("response") == resp_id:
+                continue
+            audio = item["audio_ms"] // (100 if item["role"] == "user" else 50)
+            prompt.append((("item", item_id, item["audio_ms"], item.get("chars", 0)), item.get("chars", 0) // 4, audio))
+        return prompt
 
     def _reading_last_answer(self, arguments: str) -> str:
         """A scripted argument may name a field of the last tool answer, as a model reads what a tool

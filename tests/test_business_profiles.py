@@ -26,7 +26,7 @@ LOCKSMITH_CITIES = ("תל אביב-יפו", "רמת גן", "גבעתיים", "ח
 KNOWN_KEYS = ("after_hours_greeting, after_hours_instructions, booking_days_ahead, booking_notice_minutes, "
               "calendar_password_env, calendar_timeout_ms, calendar_url, calendar_username_env, chol_hamoed, cities, "
               "closed_dates, crm_secret_env, crm_webhook_url, greeting, holiday_eve_hours, holidays, hours, "
-              "instructions, keypad, language, max_silence_warnings, name, number, recording, "
+              "instructions, keypad, language, max_silence_warnings, model, name, number, recording, "
               "recording_retention_days, required_fields, services, silence_timeout_ms, sms_on_lead, sms_text, "
               "timezone, tools, transfer_caller_id, transfer_fallback, transfer_number, transfer_ring_timeout_s, "
               "transfer_when, visit_buffer_minutes, visit_minutes, voice")
@@ -215,6 +215,14 @@ def test_repo_file_hours_answer_in_jerusalem_time():
         "bad-default-hours", "unknown-top-level-key", "business-not-an-array", "bad-default"])
 def test_one_problem_is_reported_naming_file_entry_and_key(text, problem):
     assert problems_of(text) == [problem]
+
+
+def test_a_business_may_choose_its_model_and_a_malformed_name_is_refused():
+    parsed = parse_profiles(ONE + 'model = "gpt-realtime-mini"\n', "b.toml")
+    assert [b.model for b in parsed.businesses.values()] == ["gpt-realtime-mini"]
+    assert parsed.default.model is None                    # the server's OPENAI_REALTIME_MODEL
+    assert problems_of(ONE + 'model = "gpt realtime?x=1"\n') == [
+        "b.toml: business #1 (+97235550100): 'model' 'gpt realtime?x=1' must be a model name such as gpt-realtime-mini"]
 
 
 def test_invalid_toml_is_one_problem_naming_the_file():

@@ -79,7 +79,8 @@ def test_prices_are_overridden_without_a_release():
 def lead_call(tmp_path_factory):
     from sim import scenario as scenario_mod
     from sim.loopback import LoopbackCall
-    loop = LoopbackCall(scenario_mod.load("lead_hebrew"), tmp_path_factory.mktemp("costs") / "server.log")
+    loop = LoopbackCall(scenario_mod.load("lead_hebrew"), tmp_path_factory.mktemp("costs") / "server.log",
+                        profile_lines=('model = "gpt-realtime-mini"',))     # this business's calls on the mini model
     with loop:
         record = loop.call(max_duration_s=90)
         loop.wait_idle(timeout_s=5)
@@ -92,15 +93,20 @@ def lead_call(tmp_path_factory):
             time.sleep(0.1)
     detail = loop.store().call_detail(record.call_sid)      # the server is stopped: every write is in
     return type("Finished", (), {"counters": loop.realtime.counters, "detail": detail, "metrics": metrics,
-                                 "page": page})
+                                 "page": page, "models": [s.session["model"] for s in loop.realtime.sessions],
+                                 "out_of_band": list(loop.realtime.counters.out_of_band)})
 
 
 def test_a_whole_calls_tokens_are_exactly_what_the_service_billed(lead_call):
+    """Every response of the call, the owner's out-of-band summary after it included, on the
+    model the business chose (``model = "gpt-realtime-mini"``)."""
     billed = {kind: count for kind, count in lead_call.counters.usage.items() if count}
     usage = lead_call.detail["call"]["usage"]
+    assert lead_call.models == ["gpt-realtime-mini"] and usage["model"] == "gpt-realtime-mini"
+    assert len(lead_call.out_of_band) == 1 and usage["summary_tokens"]["output_text"] > 0
     assert {k: v for k, v in usage["tokens"].items() if v} == billed
     assert billed["output_audio"] > 0 and billed["input_audio"] > 0
-    expected = model_usd(billed, "gpt-realtime")
+    expected = model_usd(billed, "gpt-realtime-mini")
     assert usage["cost"]["model_usd"] == pytest.approx(expected, abs=1e-6)
     assert f'prosaas_model_tokens_total{{kind="output_audio"}} {float(billed["output_audio"])}' in lead_call.metrics
     assert "prosaas_model_cost_usd_total" in lead_call.metrics and "prosaas_phone_cost_usd_total" in lead_call.metrics

@@ -20,12 +20,13 @@ class RealtimeConnection:
         self._settings = settings
         self._ws: websocket.WebSocket | None = None
 
-    def connect(self, timeout_s: float | None = None) -> None:
+    def connect(self, timeout_s: float | None = None, model: str | None = None) -> None:
+        """``model``: the session's model (by default ``OPENAI_REALTIME_MODEL``)."""
         if timeout_s is None:
             timeout_s = self._settings.openai_connect_timeout_ms / 1000.0
         # GA interface: no OpenAI-Beta header (the beta shape is refused with close 4000).
         self._ws = websocket.create_connection(
-            self._settings.realtime_ws_url, timeout=timeout_s,
+            self._settings.realtime_ws_url_for(model), timeout=timeout_s,
             header=[f"Authorization: Bearer {self._settings.openai_api_key.reveal()}"],
             enable_multithread=True,
             # recv() still decodes each text frame as UTF-8 (in C, which refuses invalid bytes);

@@ -91,12 +91,14 @@ def call_cost(tokens: dict, abandoned: dict, model: str, transcription_model: st
 
 def usage_record(tokens: dict, abandoned: dict, transcription_s: float, transcription_tokens: int, model: str,
                  transcription_model: str, call_s: float, twilio_minute_usd: float,
-                 overrides: dict | None = None) -> dict:
-    """What the call's record keeps: its tokens by kind, the abandoned replies' share, the
-    transcription, and the cost split."""
+                 overrides: dict | None = None, summary_tokens: dict | None = None) -> dict:
+    """What the call's record keeps: its tokens by kind (the owner's summary's included, and
+    apart), the abandoned replies' share, the transcription, and the cost split."""
+    summary = {k: int(v) for k, v in (summary_tokens or {}).items()}
+    tokens = {k: int(tokens.get(k, 0)) + summary.get(k, 0) for k in {**summary, **tokens}}
     cost = call_cost(tokens, abandoned, model, transcription_model, transcription_s, call_s, twilio_minute_usd,
                      overrides)
-    return {"model": model, "tokens": {k: int(v) for k, v in tokens.items()},
+    return {"model": model, "tokens": tokens, "summary_tokens": summary,
             "abandoned_tokens": {k: int(v) for k, v in abandoned.items()},
             "transcription_model": transcription_model, "transcription_s": round(transcription_s, 2),
             "transcription_tokens": transcription_tokens, "call_s": round(call_s, 1), "cost": cost.as_dict()}

@@ -71,6 +71,9 @@ class BusinessProfile:
     language: str = "he"
     voice: str | None = None
     """None: the server's OPENAI_VOICE."""
+    model: str | None = None
+    """The Realtime model of this business's calls (e.g. ``gpt-realtime-mini`` for plain
+    message-taking); None: the server's OPENAI_REALTIME_MODEL."""
     greeting: str = ""
     instructions: str = ""
     services: tuple[str, ...] = ()
@@ -207,7 +210,7 @@ _BUILTIN_DEFAULT = BusinessProfile(
     greeting="Greet the caller briefly in Hebrew, say this is a virtual assistant, and ask how you can help.",
     instructions="Take a message: what the caller needs, in which city, and their name.")
 
-_KEYS = {"number", "name", "language", "voice", "greeting", "instructions", "services", "cities",
+_KEYS = {"number", "name", "language", "voice", "model", "greeting", "instructions", "services", "cities",
          "silence_timeout_ms", "max_silence_warnings", "crm_webhook_url", "crm_secret_env", "required_fields",
          "timezone", "hours", "closed_dates", "after_hours_greeting", "after_hours_instructions",
          "transfer_number", "transfer_when", "transfer_ring_timeout_s", "transfer_caller_id", "transfer_fallback",
@@ -283,6 +286,7 @@ def _profile(raw: object, where: str, problems: list[str], default: bool) -> Bus
         problems.append(f"{where}: 'crm_webhook_url' must start with http:// or https://")
     known = dict(
         number=number, name=text("name", required=True) or "", language=language, voice=text("voice"),
+        model=_model(text("model"), where, problems),
         greeting=text("greeting") or "", instructions=text("instructions") or "",
         services=strings("services"), cities=strings("cities"),
         silence_timeout_ms=integer("silence_timeout_ms", 1000, 600_000),
@@ -338,6 +342,15 @@ def _calendar(raw: dict, where: str, problems: list[str], integer, text) -> dict
                 booking_days_ahead=integer("booking_days_ahead", 1, 90, default=14),
                 booking_notice_minutes=integer("booking_notice_minutes", 0, 10_080, default=120),
                 calendar_timeout_ms=integer("calendar_timeout_ms", 200, 5000, default=2000))
+
+
+def _model(raw: str | None, where: str, problems: list[str]) -> str | None:
+    """A model name as the Realtime URL takes it (``gpt-realtime-mini``); one with no price in the
+    table is allowed (its calls' cost is "unknown"), a malformed one is refused at start."""
+    if raw is not None and not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", raw):
+        problems.append(f"{where}: 'model' {raw!r} must be a model name such as gpt-realtime-mini")
+        return None
+    return raw
 
 
 def _transfer_number(raw: str, own: str, where: str, problems: list[str]) -> str:

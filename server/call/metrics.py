@@ -150,6 +150,15 @@ class CallMetrics:
             self.transcription_seconds.inc(usage["transcription_s"])
         self.flush()
 
+    def summary_billed(self, tokens: dict, model_usd: float | None) -> None:
+        """The owner's summary, billed after its call ended: its tokens and cost join the call's."""
+        for kind, count in tokens.items():
+            if count:
+                self.tokens.labels(kind).inc(count)
+        if model_usd is not None:
+            self.model_cost.inc(model_usd)
+        self.flush()
+
     def flush(self) -> None:
         """Multiprocess mode: this worker's histograms (what changed since the last flush) and
         active calls into the shared files. Cheap (two short lists); nothing to do otherwise."""

@@ -47,6 +47,8 @@ class SessionSetup:
     voice: str
     tools: list
     language: str | None = None
+    model: str = "gpt-realtime"
+    """The Realtime model the session is opened with (the business's, else ``OPENAI_REALTIME_MODEL``)."""
 
 
 class ModelLeg:
@@ -54,7 +56,8 @@ class ModelLeg:
                  stopping: green.Event, metrics=None) -> None:
         self.settings, self.report, self.stop, self.stopping, self.metrics = settings, report, stop, stopping, metrics
         self.log: logging.LoggerAdapter | logging.Logger = logging.getLogger(__name__)
-        self.setup = SessionSetup(settings.instructions, settings.openai_voice, [])
+        self.setup = SessionSetup(settings.instructions, settings.openai_voice, [], None,
+                                  settings.openai_realtime_model)
         self.realtime = RealtimeConnection(settings)
         self.audio_in_q = AudioInQueue(AUDIO_IN_QUEUE_BYTES)     # realtime_audio_in_queue
         self.audio_path_open = green.Event()
@@ -116,7 +119,7 @@ class ModelLeg:
     def read(self) -> None:
         started_ms = green.monotonic_ms()
         try:
-            self.realtime.connect()
+            self.realtime.connect(model=self.setup.model)
         except Exception as exc:   # noqa: BLE001 - refused, timed out, 401...: every one means "no model"
             self.log.error("[REALTIME] connect failed after %dms: %s: %s - ending the stream, the caller hears "
                            "the fallback message", green.monotonic_ms() - started_ms, type(exc).__name__, exc)
@@ -149,7 +152,7 @@ class ModelLeg:
             if self.stopping.is_set():
                 return False
             try:
-                self.realtime.connect()
+                self.realtime.connect(model=self.setup.model)
             except Exception as exc:   # noqa: BLE001
                 self.report(ReconnectFailed(green.monotonic_ms(), plan.attempt, f"{type(exc).__name__}: {exc}"))
                 continue

@@ -3,8 +3,9 @@ promised), asked of the call's own Realtime session once the call is over.
 
 It is an out-of-band text response (``conversation: "none"``, text only, ``metadata.purpose =
 owner_summary``): the model reads the conversation so far and adds nothing to it, and nothing of
-it reaches the caller (the stream is over; text is never played). Its events are told apart by
-their response id, learnt from ``response.created``'s purpose, and never reach the call core.
+it reaches the caller (the stream is over; text is never played). It is billed like any response:
+its tokens (``tokens``) join the call's cost once it is in. Its events are told apart by their
+response id, learnt from ``response.created``'s purpose, and never reach the call core.
 The call's model reader keeps reading while the summary is pending; if it has already ended, a
 reader of its own is started. Bounded by ``TIMEOUT_S``, the request's own send included (a model
 that stopped reading blocks a send): the call's end never waits longer; skipped when the model link
@@ -30,6 +31,8 @@ class OwnerSummary:
         self.pending = False
         self.response_id: str | None = None
         self.text: str | None = None
+        self.tokens: dict[str, int] = {}
+        """What the summary's response was billed, by kind (the call's cost includes it)."""
         self._done = green.Event()
 
     def take(self, event) -> bool:
@@ -42,6 +45,8 @@ class OwnerSummary:
         if isinstance(event, rt.TextDone):
             self.text = event.text.strip() or None
         elif isinstance(event, rt.ResponseDone):
+            if event.usage is not None:
+                self.tokens = event.usage.as_dict()
             self._done.set()
         return True
 

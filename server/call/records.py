@@ -91,12 +91,14 @@ class CallRecords:
     def _business(profile) -> dict:
         return {"number": profile.number, "name": profile.name}
 
-    def summary(self, call_sid: str, text: str, answering: Answering) -> None:
-        """The owner's summary: kept on the call, and sent to the business's CRM with the call's lead."""
+    def summary(self, call_sid: str, text: str | None, answering: Answering, usage: dict | None = None) -> None:
+        """The owner's summary: kept on the call, and sent to the business's CRM with the call's lead;
+        ``usage``: the call's tokens and cost with the summary's own (it was billed, text or not)."""
         profile = answering.profile
-        target = [profile.crm_webhook_url, profile.crm_secret_env] if profile.crm_webhook_url else None
-        self.writer.put("summary", call_sid, text=text, deliver_to=target, business=self._business(profile))
-        log.info("[SUMMARY] call %s: %d characters for the owner%s", call_sid, len(text),
+        target = [profile.crm_webhook_url, profile.crm_secret_env] if profile.crm_webhook_url and text else None
+        self.writer.put("summary", call_sid, text=text, deliver_to=target, business=self._business(profile),
+                        usage=usage)
+        log.info("[SUMMARY] call %s: %d characters for the owner%s", call_sid, len(text or ""),
                  " - queued for the CRM" if target else "")
 
     def recording(self, call_sid: str, path: str, failed: bool = False) -> None:

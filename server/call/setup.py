@@ -40,6 +40,8 @@ class CallPlan:
     core: CallCore
     is_open: bool
     transfer_allowed: bool
+    model: str
+    """The Realtime model of the call: the business's ``model``, else ``OPENAI_REALTIME_MODEL``."""
 
 
 def plan_call(settings: Settings, profile: BusinessProfile, params: dict, now_utc: datetime,
@@ -73,4 +75,4 @@ def plan_call(settings: Settings, profile: BusinessProfile, params: dict, now_ut
                     transfer_allowed=transfer_allowed, keypad=profile.keypad, tools=tools)
     return CallPlan(instructions, profile.voice or settings.openai_voice, profile.language,
                     [tool.spec for tool in tools], core, is_open,
-                    transfer_allowed)
+                    transfer_allowed, profile.model or settings.openai_realtime_model)

@@ -177,14 +177,20 @@ class Store:
         with self.session() as s:
             return s.scalar(select(Call.called_number).where(Call.call_sid == call_sid))
 
-    def record_summary(self, call_sid: str, text: str, deliver_to: tuple[str, str | None] | None,
-                       business: dict | None = None, delivery_key: str | None = None) -> None:
+    def record_summary(self, call_sid: str, text: str | None, deliver_to: tuple[str, str | None] | None,
+                       business: dict | None = None, delivery_key: str | None = None,
+                       usage: dict | None = None) -> None:
         """The owner's summary on the call; with ``deliver_to``, and a lead on the call, a
         ``lead.summary`` delivery to the CRM in the same transaction (``delivery_key``: see
-        ``save_lead``)."""
+        ``save_lead``). ``usage``: the call's tokens and cost, now with the summary's."""
         with self.session() as s, s.begin():
             call = s.scalar(select(Call).where(Call.call_sid == call_sid))
             if call is None:
+                return
+            if usage is not None:
+                call.usage_json = json.dumps(usage, sort_keys=True)
+                call.cost_usd = (usage.get("cost") or {}).get("total_usd")
+            if text is None:
                 return
             call.summary = text
             lead = s.scalar(select(Lead).where(Lead.call_id == call.id))

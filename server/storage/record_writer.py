@@ -81,7 +81,7 @@ APPLY: dict[str, Callable[[Store, Job], object]] = {
     "call_ended": lambda store, job: store.call_ended(job.call_sid, **job.args),
     "summary": lambda store, job: store.record_summary(
         job.call_sid, job.args["text"], _pair(job.args["deliver_to"]), business=job.args["business"],
-        delivery_key=job.key),
+        delivery_key=job.key, usage=job.args.get("usage")),
     "recording": lambda store, job: store.record_recording(job.call_sid, job.args["path"],
                                                            failed=job.args.get("failed", False)),
     "transfer": lambda store, job: store.record_transfer(job.call_sid, **job.args),
