@@ -50,8 +50,8 @@ from server.core import realtime_protocol as rt
 from server.core import twilio_codec as tw
 from server.core.call_core import CallCore
 from server.core.ending import Ending
-from server.core.events import (CancelResponse, ClearPlayback, CommitAndTrigger, ConfigureSession, DeleteItem,
-                                EndAssistantAudio, ForwardAudio, HangUp, LeadChanged, Note, PausePlayout,
+from server.core.events import (AudioReplyAsText, CancelResponse, ClearPlayback, CommitAndTrigger, ConfigureSession,
+                                DeleteItem, EndAssistantAudio, ForwardAudio, HangUp, LeadChanged, Note, PausePlayout,
                                 QueueAssistantAudio, QueueTrigger, Reconnect, RenewSession, ReplayConversation,
                                 ResumePlayout, RunToolIo, SendMark, SendResponseCreate, SendToolOutput,
                                 ShutdownRequested, StartAudio, Tick, ToolIoDone, TransferCall, TruncateAssistant)
@@ -99,6 +99,8 @@ class MediaCall:
             SendResponseCreate: lambda a: m.send(rt.response_create(a.instructions)),
             CancelResponse: lambda a: m.send(rt.response_cancel(a.response_id)),
             DeleteItem: lambda a: m.send(rt.item_delete(a.item_id)),
+            AudioReplyAsText: lambda a: (m.send(rt.assistant_text_after(a.item_id, a.transcript)),
+                                         m.send(rt.item_delete(a.item_id))),
             TruncateAssistant: lambda a: m.send(rt.item_truncate(a.item_id, a.audio_end_ms)),
             SendToolOutput: lambda a: m.send(rt.function_call_output(a.call_id, a.output)),
             ConfigureSession: lambda a: m.configure(),

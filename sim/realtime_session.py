@@ -137,6 +137,13 @@ def _merge(into: dict, update: dict) -> None:
             into[key] = copy.deepcopy(value)
 
 
+def _text_chars(item: dict) -> int:
+    """The text an item adds to the prompt: its words (or a tool's output), plus a few tokens of
+    message framing (the service's counts include such special tokens)."""
+    words = [part.get("text") or part.get("transcript") or "" for part in item.get("content") or []]
+    return sum(len(w) for w in words) + len(str(item.get("output", ""))) + 16
+
+
 def _shared_tokens(prompt: list[tuple], earlier: list[tuple]) -> int:
     """Tokens of the longest run of identical leading segments of two prompts."""
     shared = 0
@@ -378,16 +385,31 @@ class RealtimeSession:
             with self._lock:
                 self.counters.tool_outputs.append((call_id, str(item.get("output", ""))))
                 self.last_tool_output = str(item.get("output", ""))
-        elif item.get("type") == "message" and item.get("role") in ("assistant", "system"):
-            self.script.skip()        # history replayed after a reconnect: an answer (or tool answer) already given
+        elif item.get("type") == "message" and item.get("role") in ("assistant", "system") \
+                and not self._responses_started:
+            self.script.skip()        # history replayed into a new session: an answer (or tool answer) already given
+        after = event.get("previous_item_id")
+        if after is not None and after != "root" and after not in self.items:
+            self.error("invalid_value", f"Item with previous_item_id not found: {after}", "previous_item_id",
+                       event.get("event_id"))
+            return
         item.setdefault("id", _new_id("item"))
         item.setdefault("object", "realtime.item")
         item.setdefault("status", "completed")
-        previous = self.last_item_id
         with self._lock:
-            self.items[item["id"]] = {"role": item.get("role", item.get("type")), "audio_ms": 0,
-                                      "call_id": item.get("call_id"), "chars": len(json.dumps(item, ensure_ascii=False))}
-            self.last_item_id = item["id"]
+            entry = {"role": item.get("role", item.get("type")), "audio_ms": 0, "call_id": item.get("call_id"),
+                     "chars": _text_chars(item)}
+            if after is None:                     # appended: the conversation's newest item
+                previous = self.last_item_id
+                self.items[item["id"]] = entry
+                self.last_item_id = item["id"]
+            else:                                 # inserted after ``after`` (or first, for "root")
+                order = list(self.items.items())
+                at = 0 if after == "root" else [k for k, _ in order].index(after) + 1
+                previous = None if after == "root" else after
+                order.insert(at, (item["id"], entry))
+                self.items = dict(order)
+                self.last_item_id = order[-1][0]
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
@@ -409,7 +431,11 @@ class RealtimeSession:
                        "audio_end_ms": end_ms})
 
     def _on_conversation_item_delete(self, event: dict) -> None:
-        if self.items.pop(event.get("item_id"), None) is None:
+        with self._lock:
+            gone = self.items.pop(event.get("item_id"), None)
+            if gone is not None and self.last_item_id == event.get("item_id"):
+                self.last_item_id = next(reversed(self.items), None)
+        if gone is None:
             self.error("item_delete_invalid_item_id", f"Item with item_id not found: {event.get('item_id')}",
                        "item_id", event.get("event_id"))
         else:

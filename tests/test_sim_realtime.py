@@ -354,3 +354,55 @@ def test_server_vad_commits_the_utterance_with_its_padding_and_answers():
     assert started["audio_start_ms"] == 2000 - 300
     assert counters.committed_ms == 300 + 1000 + 500         # padding, speech, silence up to the stop
     assert counters.appended_ms == 3600
+
+
+def _usage_of(d: Direct, n: int) -> dict:
+    return [e for e in d.until("response.done", n) if e["type"] == "response.done"][n - 1]["response"]["usage"]
+
+
+def test_the_prompt_cache_takes_exact_prefixes_of_1024_tokens_in_steps_of_128():
+    d = Direct(["ai_ask_city", "ai_confirm", "ai_goodbye"])
+    d.send(rt.session_update("א" * 4400, "marin", None))        # 1100 text tokens of instructions
+    d.until("session.updated")
+    d.send(rt.response_create())
+    first = _usage_of(d, 1)
+    assert first["input_token_details"]["cached_tokens"] == 0          # nothing read before
+    d.send(rt.response_create())
+    second = _usage_of(d, 2)
+    details = second["input_token_details"]
+    reply_words = len(d.counters.replies[0][1]) // 4       # the first reply is read again: its audio and words
+    assert details["text_tokens"] == 1100 + reply_words and details["audio_tokens"] > 0
+    assert details["cached_tokens"] == 1024                 # 1100 shared with the first prompt: 8 steps of 128
+    assert details["cached_tokens_details"] == {"text_tokens": 1024, "audio_tokens": 0, "image_tokens": 0}
+    d.send(rt.response_create("Say goodbye"))               # its own instructions: another prefix, a miss
+    third = _usage_of(d, 3)
+    assert third["input_token_details"]["cached_tokens"] == 0
+
+
+def test_an_item_inserted_after_another_takes_its_place_and_an_unknown_one_is_refused():
+    d = Direct(["ai_ask_city", "ai_confirm"])
+    d.send(rt.response_create())
+    done = [e for e in d.until("response.done") if e["type"] == "response.done"][0]["response"]
+    item_id = done["output"][0]["id"]
+    d.send(rt.assistant_text_after(item_id, "בשמחה. באיזו עיר אתם?"))
+    d.send(rt.item_delete(item_id))
+    added = [e for e in d.until("conversation.item.deleted") if e["type"] == "conversation.item.added"][-1]
+    assert added["previous_item_id"] == item_id and added["item"]["role"] == "assistant"
+    assert list(d.session.items) == [added["item"]["id"]]
+    assert d.session.last_item_id == added["item"]["id"]
+    d.send(rt.response_create())                 # the second reply is the script's next one (no skip)
+    second = _usage_of(d, 2)
+    assert second["input_token_details"]["audio_tokens"] == 0          # the reply is re-read as text
+    assert d.counters.replies[1][0] == "ai_confirm"
+    d.send(rt.assistant_text_after("item_nope", "x"))
+    error = [e for e in d.until("error") if e["type"] == "error"][-1]["error"]
+    assert error["code"] == "invalid_value" and error["param"] == "previous_item_id"
+
+
+def test_an_out_of_band_response_is_billed_under_its_own_instructions():
+    d = Direct(["ai_ask_city"])
+    d.send(rt.out_of_band_text("Summarise", "owner_summary"))
+    usage = _usage_of(d, 1)
+    assert usage["output_token_details"]["text_tokens"] > 0
+    assert usage["input_token_details"]["text_tokens"] == len("Summarise[]") // 4
+    assert sum(d.counters.usage.values()) == usage["total_tokens"]

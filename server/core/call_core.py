@@ -11,8 +11,9 @@ for the model), ``ResponseBook`` (the model's responses: the guard, cancelled an
 the one that is audible, drains), ``ModelLink`` (sessions, losses, reconnects, renewals),
 ``CallEnding`` (closing after the AI's line, hangup, transfer, a draining server),
 ``ToolDesk`` (tool calls and their I/O), ``AnswerClock`` (when an answer was asked for and how
-long the caller waited), ``ReplyHold``, ``SilencePolicy``, the ``PlayoutLedger`` (what the caller
-heard and what is still to play) and the ``PipelineMachine`` (LISTENING, PROCESSING, SPEAKING:
+long the caller waited), ``ReplyHold``, ``SilencePolicy``, ``ReplyHistory`` (replies heard whole
+re-read by the model as text), the ``PlayoutLedger`` (what the caller heard and what is still to
+play) and the ``PipelineMachine`` (LISTENING, PROCESSING, SPEAKING:
 the next state computed from the cause of the move). This class only routes facts to parts and
 does what spans several of them:
 
@@ -63,6 +64,7 @@ from server.core.model_link import ModelLink
 from server.core.pipeline import Cause, Pipeline, PipelineMachine
 from server.core.playback import TTS_END_MARK, Playback
 from server.core.reply_hold import HoldState, ReplyHold
+from server.core.reply_history import ReplyHistory
 from server.core.response_book import ResponseBook
 from server.core.response_guard import ResponseGuard
 from server.core.silence_policy import SilencePolicy, SilenceStep
@@ -74,6 +76,10 @@ from server.leads.capture import LeadCapture
 
 __all__ = ["CallCore", "TTS_END_MARK", "TOOL_RESULT"]
 TOOL_RESULT = "tool_result"                # trigger reason of the response that follows a tool answer
+
+
+def _unhandled(e, out: list[CoreAction]) -> None:
+    out.append(note('DEBUG', 'realtime_event', event=e))
 
 
 class CallCore:
@@ -101,11 +107,12 @@ class CallCore:
         self.playback = Playback(config.drain_timeout_ms, config.echo_window_ms, self.timeline)
         self.pipeline = PipelineMachine()
         self.conversation = Conversation(self.stats)
+        self.history = ReplyHistory()                # heard replies re-read as text, not audio
         self.status = StatusLine(config.status_interval_ms)
         self._now_ms = 0
         self._handlers = {
             CallerFrame: self._on_caller_frame,
-            RealtimeReceived: lambda ev, out: self._realtime.get(type(ev.event), self._unhandled)(ev.event, out),
+            RealtimeReceived: lambda ev, out: self._realtime.get(type(ev.event), _unhandled)(ev.event, out),
             AssistantFramePlayed: self._on_frame_played, AssistantPlayoutFinished: self._on_playout_finished,
             MarkAcked: self._on_mark_acked, Tick: self._on_tick, CommitSent: self._on_trigger,
             TriggerReached: self._on_trigger, ToolIoDone: self._on_tool_io, ShutdownRequested: self._on_shutdown,
@@ -119,7 +126,8 @@ class CallCore:
             rt.AudioDone: lambda e, out: (self.hold.keep(e.response_id, e) if self.hold.holds(e.response_id)
                                           else self._end_audio(e.response_id, out)),
             rt.ResponseDone: self._on_response_done,
-            rt.TranscriptDone: lambda e, out: self.conversation.ai_said(e, e.response_id in self.book.abandoned, out),
+            rt.TranscriptDone: lambda e, out: (self.conversation.ai_said(e, e.response_id in self.book.abandoned, out),
+                                               self.history.said(e, e.response_id in self.book.abandoned)),
             rt.InputTranscription: lambda e, out: self.conversation.caller_said(e, self.desk.lead,
                                                                                 self.turn.last_utterance_ms, out),
             rt.FunctionCallDone: self._on_function_call,
@@ -136,6 +144,7 @@ class CallCore:
         self._handlers[type(event)](event, out)
         if self.ending.shutdown_at_ms is not None or self.ending.after_playout is not None:
             self._check_ending(out)
+        self.history.watch(out)
         self.timeline.on_notes(event.now_ms, out)
         return out
 
@@ -184,8 +193,7 @@ class CallCore:
         out.append(note('INFO', 'state_changed', state=new.value, detail=detail))
 
     def _ask_model(self, reason: str, out: list[CoreAction], cause: Cause | None = None, detail: str = "") -> None:
-        """An answer the core wants (not a caller's turn): the pipeline moves, the answer clock
-        starts, and the trigger goes behind the caller audio already queued."""
+        """An answer the core wants (not a caller's turn), asked behind the caller audio already queued."""
         if cause is not None:
             self._move(cause, detail, out)
         self.clock.asked(self._now_ms)
@@ -317,10 +325,6 @@ class CallCore:
         # AI speaking or a response in flight: its playout ends first; a transfer follows it then
 
     # --- the model ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _unhandled(e, out: list[CoreAction]) -> None:
-        out.append(note('DEBUG', 'realtime_event', event=e))
 
     def _on_session_updated(self, e: rt.SessionUpdated, out: list[CoreAction]) -> None:
         what = self.link.on_ready(self._now_ms, self.conversation.replay(), out)
@@ -465,6 +469,7 @@ class CallCore:
         if not self.playback.acked(ev.name, out):
             return
         self._stop_speaking(out)
+        self.history.heard_whole(self.book.busy or any(self.playback.ledger.queues()), out)
         if self.state is Pipeline.SPEAKING:
             self._move(Cause.PLAYED, "buffer_reset", out)
         if self.ending.after_playout is not None and not self.book.busy and not self.desk.owes_follow_up:

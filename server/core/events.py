@@ -181,6 +181,14 @@ class DeleteItem:
 
 
 @dataclass(frozen=True)
+class AudioReplyAsText:
+    """A reply the caller heard whole: its audio item becomes an assistant text item in the same
+    place (inserted after it, then the audio item deleted), re-read far cheaper by every response."""
+    item_id: str
+    transcript: str
+
+
+@dataclass(frozen=True)
 class TruncateAssistant:
     item_id: str
     audio_end_ms: int
@@ -276,5 +284,5 @@ def note(level: str, code: str, /, **fields) -> Note:
 
 CoreAction = (ConfigureSession | StartAudio | Reconnect | RenewSession | ReplayConversation | ForwardAudio | CommitAndTrigger | QueueTrigger | SendResponseCreate
               | QueueAssistantAudio | EndAssistantAudio | SendMark | CancelResponse | ClearPlayback
-              | PausePlayout | ResumePlayout | DeleteItem | TruncateAssistant | HangUp | TransferCall | RunToolIo
+              | PausePlayout | ResumePlayout | DeleteItem | AudioReplyAsText | TruncateAssistant | HangUp | TransferCall | RunToolIo
               | SendToolOutput | LeadChanged | Note)

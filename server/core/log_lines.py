@@ -44,6 +44,7 @@ LINES: dict[str, str] = {
     'hold_armed': '⏳ [HOLD] reply {response_id} requested at the end of utterance; its audio waits for {reply_hold_ms}ms of caller silence',
     'hold_transcript_dropped': '[HOLD] unheard reply {response_id} not kept: {transcript}',
     'ai_said': '🤖 [REALTIME] AI said: {transcript}',
+    'replies_as_text': "[REALTIME] {count} heard reply item(s) now text in the model's conversation",
     'asr_text': 'ASR_TEXT: {transcript} | dur_ms={last_utterance_ms}',
     'unreadable_event': '[REALTIME] unreadable server event: {event}',
     'realtime_event': '[REALTIME] {event}',

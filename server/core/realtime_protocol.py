@@ -344,5 +344,11 @@ def item_truncate(item_id: str, audio_end_ms: int) -> str:
                   "content_index": 0, "audio_end_ms": int(audio_end_ms)})
 
 
+def assistant_text_after(item_id: str, text: str) -> str:
+    """An assistant text message inserted right after ``item_id`` (``previous_item_id``)."""
+    return _dump({"type": "conversation.item.create", "previous_item_id": item_id,
+                  "item": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}})
+
+
 def item_delete(item_id: str) -> str:
     return _dump({"type": "conversation.item.delete", "item_id": item_id})
