@@ -129,7 +129,8 @@ def test_a_real_calls_page_shows_its_timeline(chromium, tmp_path):
     with LoopbackCall(scenario_mod.load("two_turns"), tmp_path / "server.log") as loop:
         record = loop.call(max_duration_s=60)
         loop.wait_idle(timeout_s=5)
-        stored = loop.store().call_detail(record.call_sid)["timeline"]
+        detail = loop.store().call_detail(record.call_sid)
+        stored, usage = detail["timeline"], detail["call"]["usage"]
         with Browser(chromium) as browser:
             page = browser.new_page()
             page.goto(loop.base_url + "/admin")
@@ -139,6 +140,16 @@ def test_a_real_calls_page_shows_its_timeline(chromium, tmp_path):
             page.wait_for("document.querySelector('img#timeline').complete")
             assert page.evaluate("document.querySelector('img#timeline').naturalWidth") > 0
             picture = page.evaluate(PARSE_PICTURE, await_promise=True)
+            cost_rows = page.evaluate("[...document.querySelectorAll('#cost tr')].map(r => r.textContent)")
+            page.goto(loop.base_url + "/admin")
+            assert page.click_and_wait_load('a[href="/admin/costs"]') == loop.base_url + "/admin/costs"
+            per_business = page.evaluate("[...document.querySelectorAll('table')[0].querySelectorAll('tr')]"
+                                         ".map(r => [...r.cells].map(c => c.textContent))")
+    # What the call cost, as its page shows it, and the day's total on the costs page.
+    assert f"total${usage['cost']['total_usd']:.4f}" in cost_rows
+    assert f"tokens: output_audio{usage['tokens']['output_audio']}" in cost_rows and usage["tokens"]["output_audio"] > 0
+    assert per_business[0][:4] == ["business", "calls", "minutes", "cost_usd"]
+    assert [row[1] for row in per_business[1:]] == ["1"] and per_business[1][3] == f"${usage['cost']['total_usd']:.4f}"
     items = [i for i in picture["items"] if i["lane"] != "latency"]
     recorded = stored["spans"] + stored["events"]
     assert picture["broken"] == 0 and len(items) == len(recorded) > 10

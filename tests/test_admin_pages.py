@@ -406,3 +406,19 @@ def test_the_costs_per_business_and_day_need_the_token_and_count_every_call(clie
     assert sorted((d["business"], d["calls"], d["unknown"]) for d in resp.json["costs"]) == [
         ("Clean & Shine", 10, 10), ("מנעולן השרון", 20, 20)]      # no usage recorded: the cost is unknown
     assert client.get("/admin/costs?days=x", headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 400
+
+
+def test_a_browser_gets_the_costs_as_a_page_and_a_script_as_json(client):
+    browser = {"Authorization": f"Bearer {ADMIN}",
+               "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    page = client.get("/admin/costs?days=7", headers=browser)
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "<h2>Per business</h2>" in html and "<h2>Per day</h2>" in html and "מנעולן השרון" in html
+    assert 'value="7"' in html
+    assert client.get("/admin/costs", headers={"Accept": "text/html"}).status_code in (303, 302)   # sign in first
+    assert client.get("/admin/costs?days=x", headers=browser).mimetype == "text/html"
+    scripted = client.get("/admin/costs", headers={"Authorization": f"Bearer {ADMIN}", "Accept": "*/*"})
+    assert scripted.mimetype == "application/json"
+    index = client.get("/admin", headers={"Authorization": f"Bearer {ADMIN}"}).get_data(as_text=True)
+    assert 'href="/admin/costs"' in index and "<th>cost_usd</th>" in index

@@ -30,7 +30,8 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, jsonify, redirect, request, send_file
 
-from server.web.admin_pages import KNOWN_OUTCOMES, bad_request_page, call_page, index_page, login_page, not_found_page
+from server.web.admin_pages import (KNOWN_OUTCOMES, bad_request_page, call_page, costs_page, index_page, login_page,
+                                   not_found_page)
 from server.web.admin_session import COOKIE_NAME, SESSION_TTL_S, FailureThrottle, issue, session_key, tokens_equal, valid
 from server.settings import Secret
 from server.storage.db import Store
@@ -209,17 +210,22 @@ def register_admin(app: Flask, store: Store, token: Secret, writer=None) -> None
 
     @app.get("/admin/costs")
     def admin_costs():
-        """Per business and per day: calls, minutes and cost (``?days=30``, at most 366)."""
-        refusal = denied(html=False)
+        """Per business and per day: calls, minutes and cost (``?days=30``, at most 366); a page for
+        a browser (``Accept: text/html`` first), JSON for anything else."""
+        html = request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
+        refusal = denied(html=html)
         if refusal is not None:
             return refusal
         try:
             days = int(request.args.get("days", "30"))
         except ValueError:
-            return bad_number(html=False)
+            return bad_number(html=html)
         days = max(1, min(days, 366))
         since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
-        return jsonify(days=days, costs=store.costs_by_day(since))
+        costs = store.costs_by_day(since)
+        if html:
+            return Response(costs_page(days, costs), mimetype="text/html")
+        return jsonify(days=days, costs=costs)
 
     @app.get("/admin/leads")
     def admin_leads():

@@ -88,10 +88,11 @@ def index_page(calls: list[dict], total: int, page: int, page_size: int, busines
                  if page > 1 else "<span>previous</span>")
     next_link = (f'<a rel=next href="/admin?{_e(urlencode({**params, "page": page + 1}))}">next</a>'
                  if page < pages else "<span>next</span>")
-    columns = ["started_at", "business", "caller", "outcome", "hangup_reason", "turns", "latency_median_ms"]
+    columns = ["started_at", "business", "caller", "outcome", "hangup_reason", "turns", "latency_median_ms", "cost_usd"]
     rows = "".join(
         f'<tr><td><a class=call-link href="{_e(call_url(c["call_sid"]))}">{_e(c["call_sid"])}</a></td>'
-        + "".join(f"<td>{_e(c.get(col))}</td>" for col in columns) + "</tr>" for c in calls)
+        + "".join(f"<td>{_e(_usd(c.get(col)) if col == 'cost_usd' else c.get(col))}</td>" for col in columns)
+        + "</tr>" for c in calls)
     table = (f'<table id=calls><tr><th>call</th>{"".join(f"<th>{_e(c)}</th>" for c in columns)}</tr>{rows}</table>'
              if calls else "<p>No calls match.</p>")
     pending = ""
@@ -100,7 +101,8 @@ def index_page(calls: list[dict], total: int, page: int, page_size: int, busines
                    f"waiting for the database, the oldest for {waiting[1]:.0f} s: they are kept and stored as soon as "
                    "it takes them; the calls below may be missing them until then.</p>")
     return _doc("ProSaaS calls and leads", (
-        f"<h1>Calls</h1>{pending}{filters}<p id=paging>{_e(shown)} · page {page} of {pages} · {prev_link} · {next_link}</p>"
+        f"<h1>Calls</h1>{pending}{filters}<p><a href=\"/admin/costs\">What the calls cost, per business and day</a></p>"
+        f"<p id=paging>{_e(shown)} · page {page} of {pages} · {prev_link} · {next_link}</p>"
         f"{table}<h1>Recent leads</h1>{_leads_table(leads)}"))
 
 
@@ -208,6 +210,33 @@ def _usd(value) -> str:
     return "unknown" if value is None else f"${value:.4f}"
 
 
+def costs_page(days: int, rows: list[dict]) -> str:
+    """Per business and per day: calls, minutes and what they cost (``Store.costs_by_day``), newest
+    day first, with each business's total over the period."""
+    totals: dict[str, dict] = {}
+    for r in rows:
+        t = totals.setdefault(r["business"], {"business": r["business"], "calls": 0, "minutes": 0.0, "cost_usd": 0.0,
+                                              "unknown": 0})
+        for key in ("calls", "minutes", "cost_usd", "unknown"):
+            t[key] += r[key]
+    columns = ["business", "calls", "minutes", "cost_usd", "per_minute", "unknown"]
+
+    def shown(r: dict) -> dict:
+        known = r["minutes"] * (r["calls"] - r["unknown"]) / r["calls"] if r["calls"] else 0
+        return {**r, "minutes": f"{r['minutes']:.1f}", "cost_usd": _usd(r["cost_usd"]),
+                "per_minute": _usd(r["cost_usd"] / known) if known else "—"}
+    by_day = sorted(rows, key=lambda r: (r["day"], r["business"]), reverse=True)
+    return _doc("ProSaaS costs", (
+        f'<p><a href="/admin">calls and leads</a></p><h1>What the calls cost, the last {days} day(s)</h1>'
+        '<form method=get action="/admin/costs"><label>days <input type=number name=days min=1 max=366 '
+        f'value="{days}"></label> <button type=submit>show</button></form>'
+        "<p class=help>Model, transcription and phone line (an estimate, <code>TWILIO_MINUTE_USD</code>); "
+        "<em>unknown</em> counts calls on a model with no price. Days are UTC. "
+        "<code>Accept: application/json</code> gets the same as JSON.</p>"
+        f"<h2>Per business</h2>{_table([shown(t) for t in totals.values()], columns) if rows else '<p>No calls.</p>'}"
+        f"<h2>Per day</h2>{_table([shown(r) for r in by_day], ['day', *columns]) if rows else '<p>No calls.</p>'}"))
+
+
 def _cost(usage: dict | None) -> str:
     """The call's tokens by kind and what they cost: model, transcription, phone, total, and the
     share of replies abandoned unheard."""
@@ -219,4 +248,7 @@ def _cost(usage: dict | None) -> str:
              ("transcription", f"{usage['transcription_s']} s: {_usd(cost['transcription_usd'])}"),
              ("phone", f"{usage['call_s']} s: {_usd(cost['phone_usd'])}"), ("total", _usd(cost["total_usd"])),
              ("replies abandoned unheard", _usd(cost["abandoned_usd"]))]
+    summary = {kind: count for kind, count in (usage.get("summary_tokens") or {}).items() if count}
+    if summary:                                # in the tokens above; its own line says how much
+        rows.append(("of which the owner's summary", ", ".join(f"{k} {v}" for k, v in sorted(summary.items()))))
     return "<table id=cost>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
