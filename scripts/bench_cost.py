@@ -17,9 +17,11 @@ The reference application is started as in ``scripts/bench_call.py`` (``PORT``, 
 ``SAMPLE_SYSTEM_MESSAGE``: the instructions this server sent in that scenario, so both read the
 same prompt (the sample's own is four English sentences). Its code is not part of this repository.
 
-Per scenario and application: the calls, the failures, the median and the 95 % interval (bootstrap
-of the mean) of USD per call, USD per call minute (all calls' cost over all calls' minutes), and the
-tokens by kind; then the ratio of the mean cost per call, ours over the reference's, with its 95 %
+Per scenario and application: the calls, the failures (the caller simulator's checks of the
+scenario), the responses, the median and the 95 % interval (bootstrap of the mean) of USD per call,
+USD per call minute (all calls' cost over all calls' minutes), what the replies abandoned unheard
+cost per call (this server's own record of each call), the largest prompt any response read (the
+session's ``truncation`` only acts near the model's context limit), and the tokens by kind; then the ratio of the mean cost per call, ours over the reference's, with its 95 %
 interval (bootstrap over the calls of each side). Prints a table, writes ``--out`` (JSON) and its
 ``.md``. Bounded: at most 20 calls per scenario, each call at most 120 s.
 """
@@ -62,10 +64,11 @@ def ratio_interval(ours: list[float], theirs: list[float], rng: random.Random,
     return ratios[int(0.025 * rounds)], ratios[int(0.975 * rounds) - 1]
 
 
-def run_calls(loop, calls: int, at_once: int, progress: str) -> tuple[list[int], list[str]]:
-    """``calls`` calls, ``at_once`` at a time: each call's length (ms) and the failures."""
+def run_calls(loop, calls: int, at_once: int, progress: str) -> tuple[list[int], list[str], list[str]]:
+    """``calls`` calls, ``at_once`` at a time: each call's length (ms), the failures, the call sids."""
     durations: list[int] = []
     failures: list[str] = []
+    sids: list[str] = []
     lock = threading.Lock()
 
     def one() -> None:
@@ -73,6 +76,7 @@ def run_calls(loop, calls: int, at_once: int, progress: str) -> tuple[list[int],
         with lock:
             durations.append(rec.duration_ms)
             failures.extend(rec.failures)
+            sids.append(rec.call_sid)
 
     done = 0
     while done < calls:
@@ -85,11 +89,11 @@ def run_calls(loop, calls: int, at_once: int, progress: str) -> tuple[list[int],
         done += len(batch)
         loop.wait_idle(30)
         print(f"  {progress}: {done}/{calls} calls, failures {len(failures)}", flush=True)
-    return durations, failures
+    return durations, failures, sids
 
 
 def measure(loop, calls: int, at_once: int, model: str, progress: str) -> dict:
-    durations, failures = run_calls(loop, calls, at_once, progress)
+    durations, failures, sids = run_calls(loop, calls, at_once, progress)
     sessions = [dict(loop.realtime.counters.usage_by_session.get(s.session["id"], Counter()))
                 for s in loop.realtime.sessions]
     models = [model or s.session.get("model", "gpt-realtime") for s in loop.realtime.sessions]
@@ -103,17 +107,30 @@ def measure(loop, calls: int, at_once: int, model: str, progress: str) -> dict:
             "usd_per_call": usd, "usd_total": round(sum(usd), 6),
             "usd_per_call_minute": round(sum(usd) / minutes, 4) if minutes else None,
             "tokens": dict(tokens), "responses": loop.realtime.counters.responses_created,
-            "models": sorted(set(models)),
+            "models": sorted(set(models)), "call_sids": sids,
+            "largest_prompt_tokens": max((sum(t + a for _, t, a in p) for s in loop.realtime.sessions
+                                          for p in s._prompts), default=0),
             "instructions": loop.realtime.sessions[0].session.get("instructions", "") if loop.realtime.sessions else ""}
+
+
+def abandoned_usd(store, sids: list[str]) -> list[float | None]:
+    """What each call's replies abandoned unheard cost, from the server's own record of the call."""
+    out = []
+    for sid in sids:
+        usage = ((store.call_detail(sid) or {}).get("call") or {}).get("usage") or {}
+        out.append((usage.get("cost") or {}).get("abandoned_usd"))
+    return out
 
 
 def summarise(name: str, side: dict, rng: random.Random) -> str:
     usd = side["usd_per_call"]
     low, high = bootstrap_mean_interval(usd, rng)
     median = statistics.median(usd) if usd else float("nan")
+    abandoned = [a for a in side.get("abandoned_usd_per_call") or [] if a is not None]
     return (f"| {name} | {side['calls']} | {side['failures']} | {side['responses']} | {median:.4f} | "
             f"{statistics.fmean(usd) if usd else float('nan'):.4f} [{low:.4f}, {high:.4f}] | "
-            f"{side['usd_per_call_minute']} |")
+            f"{side['usd_per_call_minute']} | {f'{statistics.fmean(abandoned):.4f}' if abandoned else '—'} | "
+            f"{side['largest_prompt_tokens']} |")
 
 
 def main() -> int:
@@ -145,6 +162,7 @@ def main() -> int:
         with LoopbackCall(sc, ROOT / "runs" / "bench" / f"cost_{sc.name}.log",
                           profile_lines=tuple(args.profile_line)) as loop:
             entry["ours"] = measure(loop, args.calls, args.at_once, args.model, f"{sc.name}, this server")
+        entry["ours"]["abandoned_usd_per_call"] = abandoned_usd(loop.store(), entry["ours"].pop("call_sids"))
         if args.reference_cmd:
             saved = os.environ.get("SAMPLE_SYSTEM_MESSAGE")
             if args.reference_instructions == "ours":
@@ -165,8 +183,9 @@ def main() -> int:
                 entry["ratio_mean_usd_per_call"] = round(statistics.fmean(ours) / statistics.fmean(theirs), 3)
                 entry["ratio_interval"] = [round(low, 3), round(high, 3)]
         results[sc.name] = entry
-    lines = ["| scenario · application | calls | failures | responses | median USD/call | mean USD/call [95 %] | USD per call minute |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| scenario · application | calls | failures | responses | median USD/call | mean USD/call [95 %] "
+             "| USD per call minute | abandoned replies, mean USD/call | largest prompt, tokens |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in results.items():
         lines.append(summarise(f"{name} · ours", entry["ours"], rng))
         if "reference" in entry:
