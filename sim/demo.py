@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  cost: model {usd(cost['model_usd'])} + transcription {usd(cost['transcription_usd'])} + phone "
                   f"{usd(cost['phone_usd'])} = {usd(cost['total_usd'])} (replies abandoned unheard: "
                   f"{usd(cost['abandoned_usd'])})")
+            if any((usage.get("summary_tokens") or {}).values()):
+                print("  of which the owner's summary: "
+                      + ", ".join(f"{k}={v}" for k, v in usage["summary_tokens"].items() if v))
     timeline_path, metrics_path = run_dir / "timeline.svg", run_dir / "metrics.prom"
     timeline_path.write_bytes(timeline_svg)
     metrics_path.write_text(metrics_text, encoding="utf-8")

@@ -397,6 +397,7 @@ def test_an_item_inserted_after_another_takes_its_place_and_an_unknown_one_is_re
     d.send(rt.assistant_text_after("item_nope", "x"))
     error = [e for e in d.until("error") if e["type"] == "error"][-1]["error"]
     assert error["code"] == "invalid_value" and error["param"] == "previous_item_id"
+    assert d.counters.invalid_client_events == []          # every event sent is the GA shape (openai's models)
 
 
 def test_an_out_of_band_response_is_billed_under_its_own_instructions():

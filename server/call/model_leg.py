@@ -56,8 +56,8 @@ class ModelLeg:
                  stopping: green.Event, metrics=None) -> None:
         self.settings, self.report, self.stop, self.stopping, self.metrics = settings, report, stop, stopping, metrics
         self.log: logging.LoggerAdapter | logging.Logger = logging.getLogger(__name__)
-        self.setup = SessionSetup(settings.instructions, settings.openai_voice, [], None,
-                                  settings.openai_realtime_model)
+        self.setup = SessionSetup(settings.instructions, settings.openai_voice, [],
+                                  model=settings.openai_realtime_model)
         self.realtime = RealtimeConnection(settings)
         self.audio_in_q = AudioInQueue(AUDIO_IN_QUEUE_BYTES)     # realtime_audio_in_queue
         self.audio_path_open = green.Event()
