@@ -130,7 +130,69 @@ def summarise(name: str, side: dict, rng: random.Random) -> str:
     return (f"| {name} | {side['calls']} | {side['failures']} | {side['responses']} | {median:.4f} | "
             f"{statistics.fmean(usd) if usd else float('nan'):.4f} [{low:.4f}, {high:.4f}] | "
             f"{side['usd_per_call_minute']} | {f'{statistics.fmean(abandoned):.4f}' if abandoned else '—'} | "
-            f"{side['largest_prompt_tokens']} |")
+            f"{side.get('largest_prompt_tokens', '—')} |")
+
+
+def scenario_ratios(a: dict, b: dict, side_a: str, side_b: str) -> dict[str, float]:
+    """Per scenario in both: mean USD per call of ``a[side_a]`` over ``b[side_b]``."""
+    return {name: statistics.fmean(e[side_a]["usd_per_call"]) / statistics.fmean(b[name][side_b]["usd_per_call"])
+            for name, e in a.items() if name in b and side_a in e and side_b in b[name]
+            and e[side_a]["usd_per_call"] and b[name][side_b]["usd_per_call"]}
+
+
+def ratio_rows(title: str, ratios: dict[str, float], a: dict, b: dict, side_a: str, side_b: str,
+               rng: random.Random) -> list[str]:
+    """One row per scenario, then across scenarios: the median ratio and the pooled one (every
+    scenario's mean cost summed, ours over theirs), each with a 95 % interval from resampling the
+    scenarios (within a scenario the simulated calls are alike; the scenarios are what varies)."""
+    names = list(ratios)
+    rows = [f"| scenario | {title} |", "|---|---|", *[f"| {n} | {ratios[n]:.3f} |" for n in names]]
+    if len(names) >= 2:
+        def pooled(sample: list[str]) -> float:
+            return (sum(statistics.fmean(a[n][side_a]["usd_per_call"]) for n in sample) /
+                    sum(statistics.fmean(b[n][side_b]["usd_per_call"]) for n in sample))
+        draws = [rng.choices(names, k=len(names)) for _ in range(2000)]
+        med = sorted(statistics.median(ratios[n] for n in d) for d in draws)
+        pool = sorted(pooled(d) for d in draws)
+        rows.append(f"| across the {len(names)} scenarios, median | {statistics.median(ratios.values()):.3f} "
+                    f"[{med[50]:.3f}, {med[1949]:.3f}] |")
+        rows.append(f"| across the {len(names)} scenarios, pooled (all calls' cost) | {pooled(names):.3f} "
+                    f"[{pool[50]:.3f}, {pool[1949]:.3f}] |")
+    return rows
+
+
+def write_report(out: dict, path: str, before: str, rng: random.Random) -> None:
+    results = out["scenarios"]
+    lines = ["| scenario · application | calls | failures | responses | median USD/call | mean USD/call [95 %] "
+             "| USD per call minute | abandoned replies, mean USD/call | largest prompt, tokens |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in results.items():
+        if "ours" not in entry:
+            continue
+        lines.append(summarise(f"{name} · ours", entry["ours"], rng))
+        if "reference" in entry:
+            lines.append(summarise(f"{name} · reference", entry["reference"], rng))
+    versus = scenario_ratios(results, results, "ours", "reference")
+    if versus:
+        lines += ["", *ratio_rows("ours / reference, mean USD per call", versus, results, results, "ours",
+                                  "reference", rng)]
+    if before:
+        earlier = json.loads(Path(before).read_text(encoding="utf-8"))["scenarios"]
+        change = scenario_ratios(results, earlier, "ours", "ours")
+        lines += ["", f"Against `{Path(before).name}`:", "",
+                  *ratio_rows("ours now / ours then, mean USD per call", change, results, earlier, "ours", "ours", rng)]
+    table = "\n".join(lines)
+    print("\n" + table)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    label = f" ({out['label']})" if out["label"] else ""
+    reference = (f"; reference: {out['reference']} (instructions: {out['reference_instructions']})"
+                 if out["reference"] else "")
+    profile = f"; profile: {', '.join(out['profile_lines'])}" if out["profile_lines"] else ""
+    Path(path).with_suffix(".md").write_text(
+        f"# Model cost of the same calls{label}\n\nBilled by the Realtime simulator, priced at "
+        f"{out['model_prices']}'s list prices; {out['calls_per_scenario']} calls per scenario and application"
+        f"{reference}{profile}.\n\n{table}\n", encoding="utf-8")
 
 
 def main() -> int:
@@ -148,7 +210,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="the bootstrap's random draws")
     parser.add_argument("--label", default="")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "cost_bench.json"))
+    parser.add_argument("--before", default="", help="an earlier result file: ours now against ours then")
+    parser.add_argument("--from-json", default="", help="report a saved result file again (no calls)")
     args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        write_report(saved, args.out if args.out != parser.get_default("out") else args.from_json, args.before,
+                     random.Random(args.seed))
+        return 0
     if not 1 <= args.calls <= MAX_CALLS or not 1 <= args.at_once <= 10:
         parser.error(f"--calls must be 1..{MAX_CALLS} and --at-once 1..10")
     if args.model and pricing.model_usd({}, args.model) is None:
@@ -183,38 +252,14 @@ def main() -> int:
                 entry["ratio_mean_usd_per_call"] = round(statistics.fmean(ours) / statistics.fmean(theirs), 3)
                 entry["ratio_interval"] = [round(low, 3), round(high, 3)]
         results[sc.name] = entry
-    lines = ["| scenario · application | calls | failures | responses | median USD/call | mean USD/call [95 %] "
-             "| USD per call minute | abandoned replies, mean USD/call | largest prompt, tokens |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, entry in results.items():
-        lines.append(summarise(f"{name} · ours", entry["ours"], rng))
-        if "reference" in entry:
-            lines.append(summarise(f"{name} · reference", entry["reference"], rng))
-    ratios = [f"| {name} | {e['ratio_mean_usd_per_call']} | {e['ratio_interval']} |"
-              for name, e in results.items() if "ratio_mean_usd_per_call" in e]
-    if ratios:
-        lines += ["", "| scenario | ours / reference, mean USD per call | 95 % interval |", "|---|---|---|", *ratios]
-        ours_all = [u for e in results.values() if "reference" in e for u in e["ours"]["usd_per_call"]]
-        theirs_all = [u for e in results.values() if "reference" in e for u in e["reference"]["usd_per_call"]]
-        low, high = ratio_interval(ours_all, theirs_all, rng)
-        overall = statistics.fmean(ours_all) / statistics.fmean(theirs_all)
-        lines.append(f"| all scenarios (equal calls each) | {overall:.3f} | [{low:.3f}, {high:.3f}] |")
-        results["_overall"] = {"ratio_mean_usd_per_call": round(overall, 3), "ratio_interval": [round(low, 3), round(high, 3)]}
-    table = "\n".join(lines)
-    print("\n" + table)
+    out = {"label": args.label, "model_prices": args.model or "each session's model", "reference": args.reference_cmd or None,
+           "reference_instructions": args.reference_instructions if args.reference_cmd else None,
+           "profile_lines": args.profile_line, "calls_per_scenario": args.calls, "scenarios": results}
     for entry in results.values():
         for side in ("ours", "reference"):
             if side in entry:
                 entry[side].pop("instructions", None)
-    out = {"label": args.label, "model_prices": args.model, "reference": args.reference_cmd or None,
-           "reference_instructions": args.reference_instructions if args.reference_cmd else None,
-           "profile_lines": args.profile_line, "calls_per_scenario": args.calls, "scenarios": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    Path(args.out).with_suffix(".md").write_text(
-        f"# Model cost of the same calls{f' ({args.label})' if args.label else ''}\n\n"
-        f"Billed by the Realtime simulator, priced at {args.model or 'each session model'}'s list prices; "
-        f"{args.calls} calls per scenario and application.\n\n{table}\n", encoding="utf-8")
+    write_report(out, args.out, args.before, rng)
     print(f"\nwritten to {args.out} and its .md")
     failed = sum(e[s]["failures"] for e in results.values() for s in ("ours", "reference") if s in e)
     return 0 if not failed else 1

@@ -3,6 +3,7 @@ replies abandoned unheard apart), priced by model, and a whole call's tokens equ
 simulated service billed."""
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,21 @@ def test_costs_per_business_and_day(tmp_path):
     [day] = store.costs_by_day(utcnow() - timedelta(days=1))
     assert (day["calls"], day["cost_usd"], day["unknown"]) == (2, 0.05, 1)
     assert day["day"] == utcnow().date().isoformat() and day["minutes"] >= 0
+
+
+def test_the_cost_benchmark_reports_ratios_per_scenario_and_across_them(tmp_path):
+    import random
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import bench_cost
+    side = lambda usd: {"calls": len(usd), "failures": 0, "responses": 3, "usd_per_call": usd,  # noqa: E731
+                        "usd_per_call_minute": 0.1, "largest_prompt_tokens": 700}
+    results = {"a": {"ours": side([0.02, 0.02]), "reference": side([0.04, 0.04])},
+               "b": {"ours": side([0.03, 0.03]), "reference": side([0.01, 0.01])}}
+    assert bench_cost.scenario_ratios(results, results, "ours", "reference") == {"a": 0.5, "b": 3.0}
+    out = {"label": "t", "model_prices": "gpt-realtime", "reference": "x", "reference_instructions": "ours",
+           "profile_lines": [], "calls_per_scenario": 2, "scenarios": results}
+    bench_cost.write_report(out, str(tmp_path / "r.json"), "", random.Random(1))
+    report = (tmp_path / "r.md").read_text(encoding="utf-8")
+    assert "| a | 0.500 |" in report and "| b | 3.000 |" in report
+    assert "| across the 2 scenarios, pooled (all calls' cost) | 1.000 [" in report      # 0.05 / 0.05
