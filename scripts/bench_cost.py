@@ -213,6 +213,9 @@ def main() -> int:
     parser.add_argument("--before", default="", help="an earlier result file: ours now against ours then")
     parser.add_argument("--from-json", default="", help="report a saved result file again (no calls)")
     args = parser.parse_args()
+    for given in (args.before, args.from_json):
+        if given and not Path(given).is_file():
+            parser.error(f"no result file {given}")
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
         write_report(saved, args.out if args.out != parser.get_default("out") else args.from_json, args.before,
