@@ -191,7 +191,7 @@ def write_report(out: dict, path: str, before: str, rng: random.Random) -> None:
     profile = f"; profile: {', '.join(out['profile_lines'])}" if out["profile_lines"] else ""
     Path(path).with_suffix(".md").write_text(
         f"# Model cost of the same calls{label}\n\nBilled by the Realtime simulator, priced at "
-        f"{out['model_prices']}'s list prices; {out['calls_per_scenario']} calls per scenario and application"
+        f"{out['model_prices'] or 'each session model'}'s list prices; {out['calls_per_scenario']} calls per scenario and application"
         f"{reference}{profile}.\n\n{table}\n", encoding="utf-8")
 
 
