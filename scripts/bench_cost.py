@@ -21,9 +21,13 @@ Per scenario and application: the calls, the failures (the caller simulator's ch
 scenario), the responses, the median and the 95 % interval (bootstrap of the mean) of USD per call,
 USD per call minute (all calls' cost over all calls' minutes), what the replies abandoned unheard
 cost per call (this server's own record of each call), the largest prompt any response read (the
-session's ``truncation`` only acts near the model's context limit), and the tokens by kind; then the ratio of the mean cost per call, ours over the reference's, with its 95 %
-interval (bootstrap over the calls of each side). Prints a table, writes ``--out`` (JSON) and its
-``.md``. Bounded: at most 20 calls per scenario, each call at most 120 s.
+session's ``truncation`` only acts near the model's context limit), and the tokens by kind. Then
+the ratio of the mean cost per call, ours over the reference's, per scenario and across the
+scenarios (median, and pooled: every scenario's mean summed), with 95 % intervals from resampling
+the scenarios: within one scenario the simulated calls are alike, so the scenarios are what varies.
+``--before FILE`` sets ours against an earlier result the same way; ``--from-json FILE`` reports a
+saved result again. Prints the tables, writes ``--out`` (JSON) and its ``.md``. Bounded: at most 20
+calls per scenario, each call at most 120 s.
 """
 from __future__ import annotations
 
@@ -108,8 +112,7 @@ def measure(loop, calls: int, at_once: int, model: str, progress: str) -> dict:
             "usd_per_call_minute": round(sum(usd) / minutes, 4) if minutes else None,
             "tokens": dict(tokens), "responses": loop.realtime.counters.responses_created,
             "models": sorted(set(models)), "call_sids": sids,
-            "largest_prompt_tokens": max((sum(t + a for _, t, a in p) for s in loop.realtime.sessions
-                                          for p in s._prompts), default=0),
+            "largest_prompt_tokens": max((s.largest_prompt_tokens() for s in loop.realtime.sessions), default=0),
             "instructions": loop.realtime.sessions[0].session.get("instructions", "") if loop.realtime.sessions else ""}
 
 

@@ -593,6 +593,11 @@ class RealtimeSession:
             mine[kind] += count
         return usage
 
+    def largest_prompt_tokens(self) -> int:
+        """The most input any response of this session read, in tokens."""
+        with self._lock:
+            return max((sum(text + audio for _, text, audio in prompt) for prompt in self._prompts), default=0)
+
     def _prompt(self, resp_id: str, instructions: str | None, items: bool) -> list[tuple]:
         """The prompt a response reads, as (key, text tokens, audio tokens) segments in order."""
         head = (instructions if instructions is not None else self.session.get("instructions") or "") + \

@@ -35,8 +35,12 @@ def test_no_model_errors_and_every_client_event_valid_ga(normal):
     assert normal.counters.client_events["session.update"] == 1
     assert set(normal.counters.client_events) == {"session.update", "input_audio_buffer.append",
                                                  "input_audio_buffer.commit", "response.create",
-                                                 "response.create (out of band)"}     # the owner's summary
+                                                 "response.create (out of band)",     # the owner's summary
+                                                 "conversation.item.create", "conversation.item.delete"}
     assert normal.counters.client_events["response.create (out of band)"] == 1
+    # Each reply heard whole became text in its place: one text item inserted, one audio item deleted.
+    converted = normal.counters.client_events["conversation.item.create"]
+    assert converted == normal.counters.client_events["conversation.item.delete"] >= 2
 
 
 def test_the_model_heard_what_the_caller_said(normal):
@@ -125,7 +129,8 @@ def test_the_hebrew_lead_is_stored_normalised_delivered_once_and_ends_the_call(e
 def test_the_tool_answer_precedes_its_one_follow_up_response(echo_call):
     """function_call_output is sent after the tool response is done, then exactly one response.create."""
     log = [(kind, etype) for _, kind, etype in echo_call.counters.log]
-    output_at = log.index(("client", "conversation.item.create"))
+    args_done_at = log.index(("server", "response.function_call_arguments.done"))
+    output_at = log.index(("client", "conversation.item.create"), args_done_at)   # heard replies became text before
     tool_done_at = max(i for i, e in enumerate(log[:output_at]) if e == ("server", "response.done"))
     assert ("server", "response.function_call_arguments.done") in log[:tool_done_at]
     following = [e for e in log[output_at + 1:] if e[0] == "client" and e[1] == "response.create"]

@@ -181,7 +181,10 @@ def test_model_link_drop_mid_call_reconnects_replays_and_the_call_goes_on(tmp_pa
     assert counters.errors["simulated_drop"] == 1 and counters.sessions == 2
     assert record.failures == [] and all(v is not None for v in record.response_latencies_ms())
     assert record.hung_up_by == "caller"                                     # no apology, the call went on
-    replayed = [e for e in sessions[1].counters.log if e[1] == "client" and e[2] == "conversation.item.create"]
+    events = [(kind, etype) for _, kind, etype in counters.log]              # both sessions, in order
+    second = [i for i, e in enumerate(events) if e == ("client", "session.update")][1]
+    first_answer = events.index(("client", "response.create"), second)
+    replayed = [e for e in events[second:first_answer] if e == ("client", "conversation.item.create")]
     assert len(replayed) == 1                                                # the greeting's transcript
     assert counters.invalid_client_events == []
     assert "[REALTIME] reconnected after 1 attempt(s)" in log and "link restored, 1 turns replayed" in log

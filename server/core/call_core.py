@@ -469,7 +469,7 @@ class CallCore:
         if not self.playback.acked(ev.name, out):
             return
         self._stop_speaking(out)
-        self.history.heard_whole(self.book.busy or any(self.playback.ledger.queues()), out)
+        self.history.heard_whole(self.book.busy or self.desk.owes_follow_up or any(self.playback.ledger.queues()), out)
         if self.state is Pipeline.SPEAKING:
             self._move(Cause.PLAYED, "buffer_reset", out)
         if self.ending.after_playout is not None and not self.book.busy and not self.desk.owes_follow_up:

@@ -9,8 +9,8 @@ place: ``AudioReplyAsText`` (the shell inserts the text item after the audio one
 audio one). Nothing before it changes, so the prompt cache keeps its prefix.
 
 A reply stays audio when the caller did not hear it whole: truncated at a barge-in, deleted as
-abandoned in a hold, or when a response is in flight at the moment (the next full playout
-converts it). Items of a session that was lost are forgotten (the new session was given text).
+abandoned in a hold, or when a response is in flight or owed (a tool's follow-up) at the moment:
+the next full playout converts it. Items of a session that was lost are forgotten (the new session was given text).
 Which items were truncated or deleted is read from the core's own verbs (``watch``), so no other
 part has to report them.
 """
