@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from server.core.realtime_protocol import TOKEN_KINDS
+
 PER_MILLION = 1_000_000
 PRICES: dict[str, dict[str, float]] = {
     # USD per 1M tokens, by kind (the input kinds are uncached tokens)
@@ -60,7 +62,7 @@ def parse_overrides(text: str) -> tuple[dict[str, dict[str, float]], list[str]]:
         raw = json.loads(text)
     except ValueError as exc:
         return {}, [f"MODEL_PRICES is not JSON: {exc}"]
-    kinds = set(PRICES["gpt-realtime"])
+    kinds = set(TOKEN_KINDS)
     if not isinstance(raw, dict):
         return {}, ["MODEL_PRICES must be a JSON object of model -> prices"]
     problems, table = [], {}

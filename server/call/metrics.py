@@ -138,12 +138,8 @@ class CallMetrics:
         for latency_ms in stats.played_latencies_ms:
             self.response_latency.observe(latency_ms / 1000)
         if usage is not None:
-            for kind, count in usage["tokens"].items():
-                if count:
-                    self.tokens.labels(kind).inc(count)
             cost = usage["cost"]
-            if cost["model_usd"] is not None:
-                self.model_cost.inc(cost["model_usd"])
+            self._model_billed(usage["tokens"], cost["model_usd"])
             if cost["transcription_usd"] is not None:
                 self.transcription_cost.inc(cost["transcription_usd"])
             self.phone_cost.inc(cost["phone_usd"])
@@ -152,12 +148,16 @@ class CallMetrics:
 
     def summary_billed(self, tokens: dict, model_usd: float | None) -> None:
         """The owner's summary, billed after its call ended: its tokens and cost join the call's."""
+        self._model_billed(tokens, model_usd)
+        self.flush()
+
+    def _model_billed(self, tokens: dict, model_usd: float | None) -> None:
+        """The model's tokens by kind and their cost (None: a model with no price, not added)."""
         for kind, count in tokens.items():
             if count:
                 self.tokens.labels(kind).inc(count)
         if model_usd is not None:
             self.model_cost.inc(model_usd)
-        self.flush()
 
     def flush(self) -> None:
         """Multiprocess mode: this worker's histograms (what changed since the last flush) and
