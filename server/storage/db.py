@@ -162,8 +162,7 @@ class Store:
             if timeline is not None:
                 row.timeline_json = json.dumps(timeline, ensure_ascii=False, separators=(",", ":"))
             if usage is not None:
-                row.usage_json = json.dumps(usage, sort_keys=True)
-                row.cost_usd = (usage.get("cost") or {}).get("total_usd")
+                _keep_usage(row, usage)
 
     def call_ending(self, call_sid: str) -> tuple[str, str | None, bool] | None:
         """What the after-stream TwiML needs, from the shared record (any instance may be asked):
@@ -188,8 +187,7 @@ class Store:
             if call is None:
                 return
             if usage is not None:
-                call.usage_json = json.dumps(usage, sort_keys=True)
-                call.cost_usd = (usage.get("cost") or {}).get("total_usd")
+                _keep_usage(call, usage)
             if text is None:
                 return
             call.summary = text
@@ -415,6 +413,12 @@ def _queued(s: Session, delivery_id: str) -> bool:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds") + "Z"
+
+
+def _keep_usage(call: Call, usage: dict) -> None:
+    """The call's tokens and cost (``business.pricing.usage_record``); the total apart, for sums."""
+    call.usage_json = json.dumps(usage, sort_keys=True)
+    call.cost_usd = (usage.get("cost") or {}).get("total_usd")
 
 
 def _call_dict(c: Call, business: str | None) -> dict:
