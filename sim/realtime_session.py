@@ -105,13 +105,20 @@ class SimCounters:
     committed_ms: int = 0
     transcripts: list = field(default_factory=list)
     committed_audio: list = field(default_factory=list)   # µ-law bytes of every commit
-    usage: Counter = field(default_factory=Counter)        # tokens billed in every response.done, by kind
     usage_by_session: dict = field(default_factory=dict)   # session id -> Counter of its tokens, by kind
     replies: list = field(default_factory=list)   # (clip or None, transcript, status) per response
     tool_calls: list = field(default_factory=list)      # (name, call_id, arguments_json) of each finished call
     tool_outputs: list = field(default_factory=list)    # (call_id, output) of each accepted function_call_output
     out_of_band: list = field(default_factory=list)     # (instructions, metadata, text) of each conversation-"none" text response
     log: list = field(default_factory=list)       # (monotonic_s, direction, type) of every event
+
+    @property
+    def usage(self) -> Counter:
+        """Tokens billed in every response.done of every session, by kind."""
+        total: Counter = Counter()
+        for billed in list(self.usage_by_session.values()):
+            total.update(billed)
+        return total
 
 
 def default_session(session_id: str) -> dict:
@@ -589,7 +596,6 @@ class RealtimeSession:
         for kind, count in (("input_text", in_text - cached_text), ("input_audio", in_audio - cached_audio),
                             ("input_cached_text", cached_text), ("input_cached_audio", cached_audio),
                             ("output_text", out_text), ("output_audio", out_audio)):
-            self.counters.usage[kind] += count
             mine[kind] += count
         return usage
 
